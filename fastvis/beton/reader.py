@@ -1,0 +1,340 @@
+"""Reading ``.beton`` files (ours or FFCV's) from a memory map, with every table checked first."""
+from __future__ import annotations
+
+import json
+import mmap
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .fields import Field, NDArrayField, RGBImageField, field_from_descriptor
+from .format import (
+    ALLOC_DTYPE,
+    FIELD_DESC_DTYPE,
+    HEADER_DTYPE,
+    MAX_FIELDS,
+    MAX_PAGE_SIZE,
+    MODE_RAW,
+    VERSION,
+    BetonError,
+    decode_name,
+    is_power_of_two,
+    metadata_dtype,
+)
+
+__all__ = ["BetonReader", "sidecar_path"]
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """The JSON file beside a ``.beton`` that holds dataset-level facts (class names, source)."""
+    return Path(str(path) + ".json")
+
+
+class BetonReader:
+    """Random access to the samples of a ``.beton`` file.
+
+    ``reader[i]`` is a tuple of decoded values in field order (images as ``(H, W, 3)`` uint8
+    arrays, JSON fields as Python objects, NDArrays with their dtype and shape).
+    ``reader.fields`` maps names to :class:`Field` objects, ``reader.info`` is the JSON sidecar
+    (class names ...) or ``{}``. :meth:`read_batch` gathers many samples of one field into one
+    preallocated array, and :meth:`column` returns a scalar field for all samples at once.
+
+    Opening checks the header, the field descriptors, the metadata and the allocation table
+    against the file size and against each other; any inconsistency raises :class:`BetonError`
+    naming the file, so a damaged file never yields out-of-bounds reads.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        try:
+            size = self.path.stat().st_size
+            with open(self.path, "rb") as fp:
+                self._mmap = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        except FileNotFoundError:
+            raise BetonError(f"{self.path}: no such file") from None
+        except IsADirectoryError:
+            raise BetonError(f"{self.path}: is a folder, not a .beton file") from None
+        except OSError as exc:
+            raise BetonError(f"{self.path}: cannot open ({exc.strerror or exc})") from None
+        self.file_size = size
+        self._buf = np.frombuffer(self._mmap, np.uint8) if self._mmap is not None else np.zeros(0, np.uint8)
+        self._parse()
+        self.info = self._read_sidecar()
+
+    # -- parsing and validation -----------------------------------------------------------
+    def _fail(self, problem: str) -> BetonError:
+        return BetonError(f"{self.path}: {problem}")
+
+    def _parse(self) -> None:
+        buf, size = self._buf, self.file_size
+        if size < HEADER_DTYPE.itemsize:
+            raise self._fail(f"truncated: {size} bytes, shorter than the {HEADER_DTYPE.itemsize}-byte header")
+        header = buf[: HEADER_DTYPE.itemsize].view(HEADER_DTYPE)[0]
+        version = int(header["version"])
+        if version != VERSION:
+            raise self._fail(f"not a .beton file of version {VERSION} (version field reads {version})")
+        num_fields = int(header["num_fields"])
+        page_size = int(header["page_size"])
+        num_samples = int(header["num_samples"])
+        alloc_ptr = int(header["alloc_table_ptr"])
+        if not 1 <= num_fields <= MAX_FIELDS:
+            raise self._fail(f"implausible number of fields: {num_fields}")
+        if not is_power_of_two(page_size) or page_size > MAX_PAGE_SIZE:
+            raise self._fail(f"page size {page_size} is not a power of two up to {MAX_PAGE_SIZE}")
+
+        desc_end = HEADER_DTYPE.itemsize + num_fields * FIELD_DESC_DTYPE.itemsize
+        if desc_end > size:
+            raise self._fail(f"truncated: {size} bytes, the {num_fields} field descriptors end at {desc_end}")
+        descs = buf[HEADER_DTYPE.itemsize : desc_end].view(FIELD_DESC_DTYPE)
+        names: list[str] = []
+        fields: list[Field] = []
+        for i, d in enumerate(descs):
+            name = decode_name(d["name"])
+            try:
+                fields.append(field_from_descriptor(d["type_id"], np.array(d["arguments"])))
+            except ValueError as exc:
+                raise self._fail(f"field {i} ({name!r}): {exc}") from None
+            names.append(name)
+        meta_dtype = metadata_dtype([f.metadata_dtype for f in fields])
+
+        if num_samples > size:  # each sample needs at least one metadata byte
+            raise self._fail(f"implausible sample count {num_samples} for a {size}-byte file")
+        meta_end = desc_end + num_samples * meta_dtype.itemsize
+        if meta_end > size:
+            raise self._fail(f"truncated: {size} bytes, the metadata of {num_samples} samples ends at {meta_end}")
+        if not meta_end <= alloc_ptr <= size:
+            raise self._fail(
+                f"allocation table pointer {alloc_ptr} lies outside [{meta_end}, {size}] (truncated or corrupt)"
+            )
+        if (size - alloc_ptr) % ALLOC_DTYPE.itemsize:
+            raise self._fail(
+                f"truncated or corrupt allocation table: {size - alloc_ptr} bytes is not a whole number of entries"
+            )
+        meta = np.array(buf[desc_end:meta_end].view(meta_dtype))  # a private, aligned copy
+        alloc = np.array(buf[alloc_ptr:].view(ALLOC_DTYPE))
+
+        a_ptr = alloc["ptr"].astype(np.int64)
+        a_size = alloc["size"].astype(np.int64)
+        if len(alloc):
+            if (alloc["ptr"] > np.uint64(alloc_ptr)).any() or (alloc["size"] > np.uint64(alloc_ptr)).any():
+                raise self._fail("allocation table points past the end of the data")
+            end = a_ptr + a_size
+            if (a_ptr < meta_end).any() or (end > alloc_ptr).any():
+                raise self._fail("allocation table points outside the data pages")
+            last = np.maximum(end - 1, a_ptr)
+            if ((a_ptr // page_size) != (last // page_size)).any():
+                raise self._fail("an allocation straddles two pages")
+            if (alloc["sample_id"] >= np.uint64(max(num_samples, 1))).any():
+                raise self._fail("allocation table names a sample that does not exist")
+        order = np.lexsort((a_size, a_ptr))
+        a_ptr, a_size = a_ptr[order], a_size[order]
+
+        self._ptrs: list[np.ndarray | None] = []
+        self._sizes: list[np.ndarray | None] = []
+        for j, (name, field) in enumerate(zip(names, fields)):
+            col = meta[f"f{j}"]
+            problem = field.check_meta(col)
+            if problem:
+                raise self._fail(f"field {name!r}: {problem}")
+            ptrs = field.pointers(col)
+            if ptrs is None:
+                self._ptrs.append(None)
+                self._sizes.append(None)
+                continue
+            if (ptrs > np.uint64(alloc_ptr)).any():
+                raise self._fail(f"field {name!r}: a data pointer lies past the end of the data")
+            ptrs = ptrs.astype(np.int64)
+            sizes = field.payload_sizes(col)
+            idx = np.searchsorted(a_ptr, ptrs, side="left")
+            inside = idx < len(a_ptr)
+            idx_c = np.minimum(idx, max(len(a_ptr) - 1, 0))
+            if len(ptrs) and (len(a_ptr) == 0 or not (inside & (a_ptr[idx_c] == ptrs)).all()):
+                raise self._fail(f"field {name!r}: a data pointer matches no allocation (corrupt metadata)")
+            known = sizes >= 0
+            if len(ptrs) == 0:
+                self._ptrs.append(ptrs)
+                self._sizes.append(sizes)
+                continue
+            match = a_size[idx_c] == sizes
+            # zero-size payloads share their pointer with the next allocation: look one further
+            nxt = np.minimum(idx_c + 1, len(a_ptr) - 1)
+            match |= (a_ptr[nxt] == ptrs) & (a_size[nxt] == sizes)
+            if (known & ~match).any():
+                i = int(np.flatnonzero(known & ~match)[0])
+                raise self._fail(
+                    f"field {name!r}: sample {i} should hold {int(sizes[i])} bytes, "
+                    f"its allocation holds {int(a_size[idx_c[i]])}"
+                )
+            sizes = np.where(known, sizes, a_size[idx_c])
+            self._ptrs.append(ptrs)
+            self._sizes.append(sizes)
+
+        self.version = version
+        self.page_size = page_size
+        self.num_samples = num_samples
+        self.names = names
+        self.fields: dict[str, Field] = dict(zip(names, fields))
+        self._field_list = fields
+        self.metadata = meta
+        self.alloc_table = alloc
+
+    def _read_sidecar(self) -> dict:
+        side = sidecar_path(self.path)
+        if not side.exists():
+            return {}
+        try:
+            return json.loads(side.read_text())
+        except (OSError, ValueError) as exc:
+            raise BetonError(f"{side}: unreadable sidecar ({exc})") from None
+
+    # -- access ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __repr__(self) -> str:
+        return f"BetonReader({str(self.path)!r}, samples={self.num_samples}, fields={self.fields})"
+
+    def _index(self, i) -> int:
+        i = int(i)
+        if i < 0:
+            i += self.num_samples
+        if not 0 <= i < self.num_samples:
+            raise IndexError(f"sample {i} out of range for {self.num_samples} samples")
+        return i
+
+    def _field_index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise KeyError(f"{self.path} has no field {name!r}; fields: {self.names}") from None
+
+    def _decode(self, j: int, i: int):
+        field = self._field_list[j]
+        meta = self.metadata[f"f{j}"][i]
+        payload = None
+        if self._ptrs[j] is not None:
+            p, n = int(self._ptrs[j][i]), int(self._sizes[j][i])
+            payload = self._buf[p : p + n]
+        try:
+            return field.decode(meta, payload)
+        except ValueError as exc:
+            raise self._fail(f"sample {i}, field {self.names[j]!r}: {exc}") from None
+
+    def __getitem__(self, i):
+        i = self._index(i)
+        return tuple(self._decode(j, i) for j in range(len(self._field_list)))
+
+    def get(self, i, name: str):
+        """One field of one sample."""
+        return self._decode(self._field_index(name), self._index(i))
+
+    def column(self, name: str) -> np.ndarray:
+        """A scalar field (int or float) for all samples, as a numpy array."""
+        j = self._field_index(name)
+        if self._ptrs[j] is not None:
+            raise TypeError(f"field {name!r} is {type(self._field_list[j]).__name__}, not a scalar field")
+        return self.metadata[f"f{j}"].copy()
+
+    def image_sizes(self, name: str = "image") -> np.ndarray:
+        """(N, 2) array of (height, width) of an RGB field, without decoding anything."""
+        j = self._field_index(name)
+        if not isinstance(self._field_list[j], RGBImageField):
+            raise TypeError(f"field {name!r} is not an RGB image field")
+        col = self.metadata[f"f{j}"]
+        return np.stack([col["height"], col["width"]], axis=1).astype(np.int64)
+
+    def read_batch(self, name: str, indices, out: np.ndarray | None = None, threads: int | None = None):
+        """Gather field ``name`` of the samples ``indices`` into one array (the fast path).
+
+        RGB fields give ``(N, H, W, 3)`` uint8 (all selected images must share one size; raw
+        images are copied by a parallel numba loop, JPEG ones decoded on ``threads`` threads),
+        NDArray fields ``(N, *shape)``, scalar fields ``(N,)``. ``out``, when given, is filled
+        in place and returned.
+        """
+        j = self._field_index(name)
+        field = self._field_list[j]
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < -self.num_samples or idx.max() >= self.num_samples):
+            raise IndexError(f"indices out of range for {self.num_samples} samples")
+        idx = np.where(idx < 0, idx + self.num_samples, idx)
+        col = self.metadata[f"f{j}"]
+        if self._ptrs[j] is None:
+            values = col[idx]
+            if out is not None:
+                out[...] = values
+                return out
+            return values
+        if isinstance(field, RGBImageField):
+            sel = col[idx]
+            if idx.size == 0:
+                shape = (0, 0, 0, 3)
+            else:
+                h, w = int(sel["height"][0]), int(sel["width"][0])
+                if (sel["height"] != h).any() or (sel["width"] != w).any():
+                    raise ValueError(
+                        f"{self.path}: images of field {name!r} differ in size; convert with --size to batch them"
+                    )
+                shape = (idx.size, h, w, 3)
+            out = _check_out(out, shape, np.uint8)
+            if idx.size == 0:
+                return out
+            if (sel["mode"] == MODE_RAW).all():
+                _gather(self._buf, self._ptrs[j][idx], int(np.prod(shape[1:])), out.reshape(idx.size, -1))
+            else:
+                self._decode_into(j, idx, out, threads)
+            return out
+        if isinstance(field, NDArrayField):
+            out = _check_out(out, (idx.size, *field.shape), field.dtype)
+            if idx.size:
+                _gather(self._buf, self._ptrs[j][idx], field.element_size, out.reshape(idx.size, -1).view(np.uint8))
+            return out
+        values = [self._decode(j, int(i)) for i in idx]
+        if out is not None:
+            raise TypeError(f"field {name!r} ({type(field).__name__}) cannot fill an array")
+        return values
+
+    def _decode_into(self, j: int, idx: np.ndarray, out: np.ndarray, threads: int | None) -> None:
+        def one(k: int) -> None:
+            out[k] = self._decode(j, int(idx[k]))
+
+        workers = threads or min(8, os.cpu_count() or 1)
+        if workers <= 1 or idx.size < 16:
+            for k in range(idx.size):
+                one(k)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(one, range(idx.size)))
+
+    def close(self) -> None:
+        """Drop the memory map (arrays already returned stay valid: they are copies)."""
+        self._buf = np.zeros(0, np.uint8)
+        self._mmap = None
+
+    def __enter__(self) -> "BetonReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getstate__(self):
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"])
+
+
+def _check_out(out: np.ndarray | None, shape: tuple, dtype) -> np.ndarray:
+    if out is None:
+        return np.empty(shape, dtype)
+    if out.shape != tuple(shape) or out.dtype != np.dtype(dtype) or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous {np.dtype(dtype)} array of shape {shape}, got {out.dtype} {out.shape}")
+    return out
+
+
+def _gather(src: np.ndarray, ptrs: np.ndarray, nbytes: int, out2d: np.ndarray) -> None:
+    from ._gather import gather_rows
+
+    if ptrs.size:
+        gather_rows(src, np.ascontiguousarray(ptrs, np.int64), nbytes, out2d)

@@ -1,0 +1,60 @@
+"""``fastvis-convert SOURCE OUT.beton``: write a dataset into a .beton file."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..beton.format import DEFAULT_PAGE_SIZE
+    from ..sources import KINDS
+
+    p = argparse.ArgumentParser(
+        prog="fastvis-convert",
+        description="Write a dataset into a .beton file (FFCV's layout). SOURCE is a dataset name "
+        "(cifar100, cifar10: downloaded and md5-checked on first use), a folder or an archive.",
+    )
+    p.add_argument("source", help="cifar100 | cifar10 | a folder | an archive (.tar, .tar.gz, .tar.xz, .zip)")
+    p.add_argument("out", help="the .beton file to write (written atomically)")
+    p.add_argument("--kind", choices=KINDS, help="kind of SOURCE (default: detected)")
+    p.add_argument("--split", help="train or test (CIFAR; image folders with a <split>/ folder). Default: train")
+    p.add_argument("--no-verify", action="store_true", help="skip md5 checks (archives built elsewhere)")
+    p.add_argument("--cache-dir", help="where dataset names are downloaded (default: $FASTVIS_CACHE or ~/.cache/fastvis)")
+    p.add_argument("--size", type=int, help="image folders: resize the shorter side to N and centre-crop N x N")
+    p.add_argument("--max-side", type=int, help="image folders: shrink so that the longer side is at most N")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--jpeg", type=int, metavar="QUALITY", help="store images as JPEG of this quality (1-100)")
+    g.add_argument("--raw", action="store_true", help="store images raw (default for images up to 64 px)")
+    p.add_argument("--skip-bad", action="store_true", help="leave out unreadable inputs (listed) instead of failing")
+    p.add_argument("--page-size", type=int, default=DEFAULT_PAGE_SIZE, help="data page size in bytes (power of two)")
+    p.add_argument("--workers", type=int, help="decoding threads (default: cores, at most 8)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        from ..convert import convert
+        from ..sources import open_source
+
+        jpeg = 0 if args.raw else args.jpeg
+        source = open_source(
+            args.source, kind=args.kind, split=args.split, verify=not args.no_verify, cache=args.cache_dir,
+            size=args.size, max_side=args.max_side, jpeg=jpeg, skip_bad=args.skip_bad,
+            progress=not args.quiet, workers=args.workers,
+        )
+        summary = convert(source, args.out, page_size=args.page_size, progress=not args.quiet)
+        for name, problem in summary.skipped:
+            print(f"skipped {name}: {problem}", file=sys.stderr)
+        print(summary.line())
+        return 0
+
+    return run("fastvis-convert", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""``fastvis-train``: not built yet in this version (its issue is open)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="fastvis-train", description="Time-budgeted trainer (not built yet).")
+    p.parse_args(argv)
+    print("fastvis-train: not built yet in this version of fastvis", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

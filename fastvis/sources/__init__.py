@@ -1,0 +1,78 @@
+"""Readers of original datasets: each yields samples for the ``.beton`` writer."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Source, SourceError
+from .cifar import SPECS as CIFAR_SPECS
+from .cifar import CifarSource
+from .imagefolder import ImageFolderSource, is_archive
+
+KINDS = ("cifar100", "cifar10", "imagefolder", "dicom")
+
+__all__ = ["KINDS", "CifarSource", "ImageFolderSource", "Source", "SourceError", "detect_kind", "open_source"]
+
+
+def _looks_like_dicom(path: Path, limit: int = 64) -> bool:
+    files = (p for p in path.rglob("*") if p.is_file())
+    for k, f in enumerate(files):
+        if k >= limit:
+            break
+        try:
+            with open(f, "rb") as fp:
+                head = fp.read(132)
+        except OSError:
+            continue
+        if head[128:132] == b"DICM":
+            return True
+    return False
+
+
+def detect_kind(source: str | Path) -> str:
+    """Guess the kind of a source: a dataset name, a CIFAR archive or folder, DICOM, or images."""
+    text = str(source)
+    if text in CIFAR_SPECS:
+        return text
+    path = Path(source)
+    if not path.exists():
+        raise SourceError(f"{path}: no such file or folder (or dataset name; known: {sorted(CIFAR_SPECS)})")
+    name = path.name.lower()
+    for spec in CIFAR_SPECS.values():
+        if name.startswith(spec.filename.split(".")[0]) or name == spec.folder or (path / spec.folder).is_dir():
+            return spec.name
+    if path.is_dir():
+        for spec in CIFAR_SPECS.values():
+            if (path / spec.meta[0]).is_file():
+                return spec.name
+        return "dicom" if _looks_like_dicom(path) else "imagefolder"
+    if is_archive(path):
+        return "imagefolder"
+    raise SourceError(f"{path}: not a folder or a known archive; name the kind with --kind")
+
+
+def open_source(
+    source: str | Path,
+    kind: str | None = None,
+    split: str | None = None,
+    verify: bool = True,
+    cache: str | Path | None = None,
+    size: int | None = None,
+    max_side: int | None = None,
+    jpeg: int | None = None,
+    skip_bad: bool = False,
+    progress: bool = True,
+    workers: int | None = None,
+) -> Source:
+    """Open ``source`` (dataset name, folder or archive) as a :class:`Source` of the given kind."""
+    kind = kind or detect_kind(source)
+    if kind in CIFAR_SPECS:
+        if size is not None or max_side is not None or jpeg:
+            raise SourceError("CIFAR images are stored as they are: --size, --max-side and --jpeg do not apply")
+        src = None if str(source) in CIFAR_SPECS else source
+        return CifarSource(kind, src, split=split or "train", verify=verify, cache=cache, progress=progress)
+    if kind == "imagefolder":
+        return ImageFolderSource(source, split=split, size=size, max_side=max_side, jpeg=jpeg,
+                                 skip_bad=skip_bad, workers=workers)
+    if kind == "dicom":
+        raise SourceError("DICOM conversion is not available in this version of fastvis")
+    raise SourceError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")

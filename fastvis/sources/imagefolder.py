@@ -1,0 +1,254 @@
+"""Image folders: ``root/<class>/<image>`` (optionally ``root/<split>/<class>/<image>``), as a
+folder or inside a ``.tar``/``.tar.gz``/``.tar.xz``/``.zip`` archive (read in place, never
+extracted). Classes are the sorted folder names; labels are their indices.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from ..beton import IntField, RGBImageField
+from .base import Source, SourceError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".zip")
+RAW_MAX_SIDE = 64  # images up to this size are stored raw unless JPEG is asked for
+
+
+def is_archive(path: Path) -> bool:
+    name = path.name.lower()
+    return path.is_file() and (name.endswith(ARCHIVE_SUFFIXES) or tarfile.is_tarfile(path) or zipfile.is_zipfile(path))
+
+
+def _safe_parts(name: str) -> tuple[str, ...] | None:
+    """Path components of an archive member, or None for names that could escape (abs, ..)."""
+    if name.startswith(("/", "\\")) or ":" in name.split("/", 1)[0]:
+        return None
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if ".." in parts:
+        return None
+    return parts
+
+
+class _Tree:
+    """The image files of a folder or archive, as relative path components, and a way to read them."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.kind = "folder" if path.is_dir() else ("zip" if zipfile.is_zipfile(path) else "tar")
+        self.entries: list[tuple[str, ...]] = []
+        self.unsafe: list[str] = []
+        try:
+            if self.kind == "folder":
+                for dirpath, dirnames, filenames in os.walk(path):
+                    dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                    rel = Path(dirpath).relative_to(path).parts
+                    for f in sorted(filenames):
+                        if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS:
+                            self.entries.append((*rel, f))
+            elif self.kind == "zip":
+                with zipfile.ZipFile(path) as zf:
+                    for info in zf.infolist():
+                        self._add_member(info.filename, not info.is_dir())
+            else:
+                with tarfile.open(path, "r:*") as tar:
+                    for info in tar:
+                        self._add_member(info.name, info.isfile())
+        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise SourceError(f"{path}: corrupt or unreadable {self.kind} ({exc})") from None
+
+    def _add_member(self, name: str, is_file: bool) -> None:
+        if not is_file:
+            return
+        parts = _safe_parts(name)
+        if parts is None:
+            self.unsafe.append(name)
+            return
+        if parts and not parts[-1].startswith(".") and PurePosixPath(parts[-1]).suffix.lower() in IMAGE_EXTENSIONS:
+            self.entries.append(parts)
+
+    def read(self, wanted: dict[tuple[str, ...], int]) -> Iterator[tuple[tuple[str, ...], bytes]]:
+        """Yield ``(parts, data)`` for the wanted entries, in the container's own order."""
+        if self.kind == "folder":
+            for parts in wanted:
+                yield parts, (self.path.joinpath(*parts)).read_bytes()
+        elif self.kind == "zip":
+            with zipfile.ZipFile(self.path) as zf:
+                for info in zf.infolist():
+                    parts = _safe_parts(info.filename)
+                    if parts in wanted:
+                        yield parts, zf.read(info)
+        else:
+            # streaming mode: one sequential pass, even through .xz/.gz
+            with tarfile.open(self.path, "r|*") as tar:
+                for info in tar:
+                    parts = _safe_parts(info.name) if info.isfile() else None
+                    if parts in wanted:
+                        fp = tar.extractfile(info)
+                        yield parts, fp.read() if fp else b""
+
+
+class ImageFolderSource(Source):
+    """Images with labels from their class folder.
+
+    ``split``: use ``<root>/<split>/`` when such a folder exists (``None``: ``train`` if present,
+    else the whole tree). ``size``: resize the shorter side to ``size`` and centre-crop to a
+    square. ``max_side``: shrink so that the longer side is at most ``max_side`` (aspect kept).
+    ``jpeg``: store as JPEG of that quality; ``None`` stores raw when images are at most
+    64 px, else JPEG at quality 90; ``0`` forces raw. ``skip_bad``: leave out unreadable images
+    (listed in ``skipped``) instead of failing.
+    """
+
+    kind = "imagefolder"
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | None = None,
+        size: int | None = None,
+        max_side: int | None = None,
+        jpeg: int | None = None,
+        skip_bad: bool = False,
+        workers: int | None = None,
+    ):
+        super().__init__()
+        self.root = Path(root)
+        if not self.root.exists():
+            raise SourceError(f"{self.root}: no such file or folder")
+        if size is not None and size <= 0 or max_side is not None and max_side <= 0:
+            raise SourceError("--size and --max-side must be positive")
+        self.size, self.max_side, self.skip_bad = size, max_side, skip_bad
+        self.workers = workers or min(8, os.cpu_count() or 1)
+        tree = _Tree(self.root)
+        wrapper = _wrapper(tree.entries) if tree.kind != "folder" else ()
+        entries = [p[len(wrapper):] for p in tree.entries]
+        entries, self.split = self._select_split(entries, split)
+        bad = [p for p in entries if len(p) < 2]
+        if bad:
+            raise SourceError(
+                f"{self.root}: {'/'.join(bad[0])} is not inside a class folder (expected <root>/<class>/<image>)"
+            )
+        if not entries:
+            raise SourceError(f"{self.root}: no images found (expected <root>/<class>/<image> with {sorted(IMAGE_EXTENSIONS)})")
+        self.classes = sorted({p[0] for p in entries})
+        index = {c: i for i, c in enumerate(self.classes)}
+        prefix = wrapper + ((self.split,) if self.split else ())
+        self._tree = tree
+        self._labels = {prefix + p: index[p[0]] for p in entries}  # full member path -> label
+        if tree.unsafe:
+            self.skipped.extend((n, "unsafe path in archive, ignored") for n in tree.unsafe)
+
+        if jpeg is None:
+            side = size or max_side
+            self.mode = "raw" if side is not None and side <= RAW_MAX_SIDE else None  # None: decide from the first image
+        elif jpeg == 0:
+            self.mode = "raw"
+        else:
+            if not 1 <= jpeg <= 100:
+                raise SourceError(f"JPEG quality must be in 1..100, got {jpeg}")
+            self.mode = "jpeg"
+        self.jpeg_quality = jpeg or 90
+        if self.mode is None:
+            self.mode = self._guess_mode()
+        self.fields = {"image": RGBImageField(self.mode, self.jpeg_quality), "label": IntField()}
+        self.info = {
+            "dataset": self.root.name,
+            "split": self.split,
+            "classes": self.classes,
+            "num_classes": len(self.classes),
+            "source": str(self.root),
+            "image_mode": self.mode,
+        }
+
+    # -- layout ---------------------------------------------------------------------------
+    def _select_split(self, entries, split):
+        tops = {p[0] for p in entries if len(p) >= 3}
+        want = split or ("train" if "train" in tops else None)
+        if want is None:
+            return entries, None
+        chosen = [p[1:] for p in entries if len(p) >= 3 and p[0] == want]
+        if not chosen:
+            raise SourceError(
+                f"{self.root}: no '{want}' split folder with images (top-level folders: {sorted({p[0] for p in entries})})"
+            )
+        return chosen, want
+
+    def _guess_mode(self) -> str:
+        first = next(iter(self._labels))
+        data = next(self._tree.read({first: 0}))[1]
+        try:
+            img = self._decode(data)
+        except Exception:
+            return "jpeg"
+        return "raw" if max(img.shape[:2]) <= RAW_MAX_SIDE else "jpeg"
+
+    # -- decoding -------------------------------------------------------------------------
+    def _decode(self, data: bytes) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            if self.size and img.format == "JPEG":
+                img.draft("RGB", (self.size, self.size))  # DCT-domain downscale: much faster
+            img = img.convert("RGB")
+            w, h = img.size
+            if self.size:
+                scale = self.size / min(w, h)
+                nw, nh = max(self.size, round(w * scale)), max(self.size, round(h * scale))
+                if (nw, nh) != (w, h):
+                    img = img.resize((nw, nh), Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR)
+                left, top = (nw - self.size) // 2, (nh - self.size) // 2
+                img = img.crop((left, top, left + self.size, top + self.size))
+            elif self.max_side and max(w, h) > self.max_side:
+                scale = self.max_side / max(w, h)
+                img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX)
+            return np.asarray(img)
+
+    def _decode_one(self, item):
+        parts, data = item
+        try:
+            return parts, self._decode(data), None
+        except Exception as exc:  # Pillow raises many kinds on corrupt files
+            return parts, None, f"{type(exc).__name__}: {exc}"
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __iter__(self):
+        stream = self._tree.read(self._labels)
+        with ThreadPoolExecutor(self.workers) as pool:
+            for parts, image, problem in _ordered_map(pool, self._decode_one, stream, 4 * self.workers):
+                if problem is not None:
+                    name = "/".join(parts)
+                    if not self.skip_bad:
+                        raise SourceError(f"{self.root}: {name}: unreadable image ({problem})")
+                    self.skipped.append((name, problem))
+                    continue
+                yield image, self._labels[parts]
+
+
+def _wrapper(entries: list[tuple[str, ...]]) -> tuple[str, ...]:
+    """A chain of single top-level folders that wraps a whole archive (``data/<class>/x.jpg``)."""
+    n = 0
+    while entries and all(len(p) >= n + 3 for p in entries) and len({p[n] for p in entries}) == 1:
+        n += 1
+    return entries[0][:n] if entries else ()
+
+
+def _ordered_map(pool: ThreadPoolExecutor, fn, items, depth: int):
+    """``pool.map`` with bounded look-ahead (the input may be a large lazy stream)."""
+    from collections import deque
+
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= depth:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()

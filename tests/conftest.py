@@ -1,0 +1,61 @@
+"""Shared fixtures: real-data location, the ffcv reference reader, CIFAR archive builders."""
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.cifar_archive import build_cifar_archive
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _missing(reason: str):
+    """Skip for users without the resource; under CI a missing resource is a failure."""
+    if IN_CI:
+        pytest.fail(f"{reason} (required under CI=true)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg_tar() -> Path:
+    path = SHARED_DATA / "cifar10-jpeg.tar.xz"
+    if not path.exists():
+        _missing(f"real CIFAR-10 copy not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ffcv():
+    try:
+        import ffcv  # noqa: F401
+        import ffcv.loader  # noqa: F401
+    except Exception as exc:  # ImportError, or its compiled part failing to load
+        _missing(f"ffcv (the reference reader) is not importable: {exc}")
+    return ffcv
+
+
+@pytest.fixture(scope="session")
+def cifar_archives(tmp_path_factory):
+    """Small CIFAR-10 and CIFAR-100 archives in the official pickle format, with their arrays."""
+    root = tmp_path_factory.mktemp("cifar")
+    return {
+        name: build_cifar_archive(root, name, n_train=n_train, n_test=n_test, seed=seed)
+        for name, n_train, n_test, seed in (("cifar10", 60, 20, 1), ("cifar100", 250, 50, 2))
+    }
+
+
+def extract_tar(archive: Path, dest: Path) -> Path:
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
