@@ -30,8 +30,11 @@ def describe(path: str, label: str | None = None) -> dict:
             out["fields"][name]["size"] = f"{lo[1]}x{lo[0]}" if (lo == hi).all() else f"{lo[1]}x{lo[0]} .. {hi[1]}x{hi[0]}"
     label = label or ("label" if "label" in reader.fields else None)
     if label and out["fields"].get(label, {}).get("type") == "IntField" and len(reader):
-        counts = np.bincount(reader.column(label) - min(0, reader.column(label).min()))
+        values = reader.column(label)
         classes = reader.info.get("classes")
+        if values.min() < 0:
+            raise ValueError(f"{path}: field {label!r} has negative values; not class ids")
+        counts = np.bincount(values, minlength=len(classes or ()))
         out["class_counts"] = {
             (classes[i] if classes and i < len(classes) else str(i)): int(c) for i, c in enumerate(counts)
         }

@@ -1,0 +1,182 @@
+"""Image folders and archives of image folders."""
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fastvis.beton import BetonReader
+from fastvis.convert import convert
+from fastvis.sources import ImageFolderSource, SourceError, detect_kind
+
+CLASSES = ["zebra", "ant", "cat"]  # sorted: ant, cat, zebra
+
+
+def png_bytes(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def tree(rng):
+    """{relative path: image} for a train/test tree with 3 classes of lossless PNGs."""
+    files = {}
+    for split, n in (("train", 4), ("test", 2)):
+        for c in CLASSES:
+            for i in range(n):
+                files[f"{split}/{c}/{i:03d}.png"] = rng.integers(0, 256, (10, 14, 3), dtype=np.uint8)
+    return files
+
+
+def write_folder(root: Path, files: dict) -> Path:
+    for rel, img in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(png_bytes(img) if isinstance(img, np.ndarray) else img)
+    return root
+
+
+def write_tar(path: Path, files: dict, prefix: str = "", mode: str = "w:gz") -> Path:
+    with tarfile.open(path, mode) as tar:
+        for rel, img in files.items():
+            data = png_bytes(img) if isinstance(img, np.ndarray) else img
+            info = tarfile.TarInfo(prefix + rel)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def write_zip(path: Path, files: dict, prefix: str = "") -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for rel, img in files.items():
+            zf.writestr(prefix + rel, png_bytes(img) if isinstance(img, np.ndarray) else img)
+    return path
+
+
+def expected(files: dict, split: str):
+    classes = sorted(CLASSES)
+    return {rel: (img, classes.index(rel.split("/")[1])) for rel, img in files.items() if rel.startswith(split + "/")}
+
+
+def check(src: ImageFolderSource, files: dict, split: str):
+    want = expected(files, split)
+    got = list(src)
+    assert len(got) == len(want) == len(src)
+    assert src.classes == sorted(CLASSES)
+    pool = {(img.tobytes(), y) for img, y in want.values()}
+    assert {(img.tobytes(), y) for img, y in got} == pool
+
+
+@pytest.mark.parametrize("container", ["folder", "tar.gz", "tar.xz", "zip", "wrapped-tar", "wrapped-zip"])
+def test_every_container_gives_the_same_samples(tmp_path, tree, container):
+    if container == "folder":
+        path = write_folder(tmp_path / "data", tree)
+    elif container == "tar.gz":
+        path = write_tar(tmp_path / "d.tar.gz", tree)
+    elif container == "tar.xz":
+        path = write_tar(tmp_path / "d.tar.xz", tree, mode="w:xz")
+    elif container == "zip":
+        path = write_zip(tmp_path / "d.zip", tree)
+    elif container == "wrapped-tar":
+        path = write_tar(tmp_path / "d.tar", tree, prefix="mydata/", mode="w")
+    else:
+        path = write_zip(tmp_path / "d.zip", tree, prefix="outer/inner/")
+    assert detect_kind(path) == "imagefolder"
+    check(ImageFolderSource(path), tree, "train")  # train is the default split when present
+    check(ImageFolderSource(path, split="test"), tree, "test")
+    with pytest.raises(SourceError, match="no 'val' split"):
+        ImageFolderSource(path, split="val")
+
+
+def test_plain_class_folders_without_split(tmp_path, tree):
+    flat = {rel.split("/", 1)[1]: img for rel, img in tree.items() if rel.startswith("train/")}
+    src = ImageFolderSource(write_folder(tmp_path / "flat", flat))
+    assert src.split is None and len(src) == len(flat)
+    assert src.info["classes"] == ["ant", "cat", "zebra"]
+
+
+def test_conversion_keeps_pixels_and_counts(tmp_path, tree):
+    src = ImageFolderSource(write_tar(tmp_path / "d.tar.gz", tree))
+    assert src.mode == "raw"  # small images are stored raw by default
+    out = tmp_path / "o.beton"
+    summary = convert(src, out, progress=False)
+    r = BetonReader(out)
+    assert summary.samples == len(r) == 12 and summary.class_counts == [4, 4, 4]
+    want = expected(tree, "train")
+    got = {(r[i][0].tobytes(), r[i][1]) for i in range(len(r))}
+    assert got == {(img.tobytes(), y) for img, y in want.values()}
+
+
+def test_resize_options(tmp_path, rng):
+    files = {"a/0.png": rng.integers(0, 256, (30, 50, 3), dtype=np.uint8),
+             "b/0.png": rng.integers(0, 256, (80, 20, 3), dtype=np.uint8)}
+    root = write_folder(tmp_path / "r", files)
+    shapes = {img.shape for img, _ in ImageFolderSource(root, size=16)}
+    assert shapes == {(16, 16, 3)}
+    shapes = {img.shape for img, _ in ImageFolderSource(root, max_side=40)}
+    assert shapes == {(24, 40, 3), (40, 10, 3)}
+    src = ImageFolderSource(root)
+    assert src.mode == "raw" or src.mode == "jpeg"
+    assert ImageFolderSource(root, size=100).mode == "jpeg"  # above 64 px: JPEG by default
+    assert ImageFolderSource(root, size=100, jpeg=0).mode == "raw"
+
+
+def test_jpeg_storage_and_grayscale(tmp_path):
+    yy, xx = np.mgrid[0:40, 0:40]
+    smooth = np.stack([(yy * 3) % 256, (xx * 3) % 256, ((yy + xx) * 2) % 256], -1).astype(np.uint8)
+    gray = (yy * 5 % 256).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(gray, "L").save(buf, format="PNG")
+    root = write_folder(tmp_path / "g", {"c/0.png": smooth, "d/1.png": buf.getvalue()})
+    src = ImageFolderSource(root, jpeg=95)
+    out = tmp_path / "j.beton"
+    convert(src, out, progress=False)
+    r = BetonReader(out)
+    imgs = {r[i][1]: r[i][0] for i in range(2)}
+    assert np.abs(imgs[0].astype(int) - smooth).mean() < 3
+    assert imgs[1].shape == (40, 40, 3) and np.abs(imgs[1][..., 1].astype(int) - gray).mean() < 3
+
+
+def test_corrupt_image_fails_or_is_skipped(tmp_path, tree):
+    files = dict(tree)
+    files["train/cat/broken.jpg"] = b"\xff\xd8\xff\xe0 this is not really a jpeg"
+    path = write_zip(tmp_path / "bad.zip", files)
+    out = tmp_path / "o.beton"
+    with pytest.raises(SourceError, match="train/cat/broken.jpg: unreadable image"):
+        convert(ImageFolderSource(path), out, progress=False)
+    assert not out.exists() and list(tmp_path.iterdir()) == [path]
+    src = ImageFolderSource(path, skip_bad=True)
+    summary = convert(src, out, progress=False)
+    assert summary.samples == 12 and [n for n, _ in summary.skipped] == ["train/cat/broken.jpg"]
+    assert BetonReader(out).info["skipped"][0]["file"] == "train/cat/broken.jpg"
+
+
+def test_unsafe_member_names_are_ignored(tmp_path, tree):
+    files = dict(tree)
+    files["../../evil/0.png"] = next(iter(tree.values()))
+    files["/abs/0.png"] = next(iter(tree.values()))
+    path = write_tar(tmp_path / "u.tar", files, mode="w")
+    src = ImageFolderSource(path)
+    check(src, tree, "train")
+    assert {n for n, _ in src.skipped} == {"../../evil/0.png", "/abs/0.png"}
+
+
+def test_layout_errors(tmp_path, rng):
+    loose = write_folder(tmp_path / "loose", {"0.png": rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)})
+    with pytest.raises(SourceError, match="not inside a class folder"):
+        ImageFolderSource(loose)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="no images found"):
+        ImageFolderSource(tmp_path / "empty")
+    with pytest.raises(SourceError, match="no such file"):
+        ImageFolderSource(tmp_path / "missing")
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00garbage" * 10)
+    with pytest.raises(SourceError, match="corrupt or unreadable"):
+        ImageFolderSource(bad)
