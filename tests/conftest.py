@@ -7,8 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from tests.cifar_archive import build_cifar_archive
+# Without a GPU, numba's CUDA simulator runs the @cuda.jit kernels on the CPU (tiny shapes
+# only). It must be chosen before numba.cuda is first imported.
+HAS_CUDA = torch.cuda.is_available()
+if not HAS_CUDA:
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+from tests.cifar_archive import build_cifar_archive  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -59,3 +66,12 @@ def extract_tar(archive: Path, dest: Path) -> Path:
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAS_CUDA:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

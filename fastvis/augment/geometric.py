@@ -1,0 +1,120 @@
+"""Random crop with padding, horizontal flip, alternating flip and random translate, on batches.
+
+All run through one fused kernel (``fastvis.kernels.geometric.crop_flip``): a single pass over
+the output, with no padded copy of the batch.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..kernels.geometric import crop_flip
+from ._random import GeneratorLike, as_generator, rng, t
+
+__all__ = ["AlternatingFlip", "RandomCrop", "RandomFlip", "RandomTranslate", "alternating_flip", "hflip",
+           "random_crop", "random_crop_flip", "random_translate"]
+
+_MODES = ("zero", "reflect")
+
+
+def _check(images, padding_mode="zero"):
+    if images.dim() != 4:
+        raise ValueError(f"expected a (B, C, H, W) batch, got shape {tuple(images.shape)}")
+    if padding_mode not in _MODES:
+        raise ValueError(f"padding_mode must be one of {_MODES}, got {padding_mode!r}")
+
+
+def _apply(images, oy, ox, flip, pad, mode, size=None):
+    dev = images.device
+    return crop_flip(images, oy.to(dev, non_blocking=True), ox.to(dev, non_blocking=True),
+                     flip.to(dev, non_blocking=True), pad, mode == "reflect", size)
+
+
+def random_crop_flip(images: torch.Tensor, padding: int = 4, padding_mode: str = "reflect", flip_p: float = 0.5,
+                     size: tuple[int, int] | None = None, generator: GeneratorLike = None) -> torch.Tensor:
+    """Pad by ``padding``, crop ``size`` (default: the input size) at a random place per sample,
+    and flip each sample horizontally with probability ``flip_p``: the CIFAR recipe, fused."""
+    _check(images, padding_mode)
+    r = rng(generator)
+    b, _, h, w = images.shape
+    ho, wo = size or (h, w)
+    if ho > h + 2 * padding or wo > w + 2 * padding:
+        raise ValueError(f"crop {ho}x{wo} is larger than the padded image {h + 2 * padding}x{w + 2 * padding}")
+    oy = t(r.integers(0, h + 2 * padding - ho + 1, b))
+    ox = t(r.integers(0, w + 2 * padding - wo + 1, b))
+    flip = t(r.random(b) < flip_p)
+    return _apply(images, oy, ox, flip, padding, padding_mode, (ho, wo))
+
+
+def random_crop(images: torch.Tensor, padding: int = 4, padding_mode: str = "zero",
+                size: tuple[int, int] | None = None, generator: GeneratorLike = None) -> torch.Tensor:
+    """Random crop of each sample from its padded image (zero or reflect padding)."""
+    return random_crop_flip(images, padding, padding_mode, 0.0, size, generator)
+
+
+def hflip(images: torch.Tensor, p: float = 0.5, generator: GeneratorLike = None) -> torch.Tensor:
+    """Flip each sample horizontally with probability ``p``."""
+    _check(images)
+    b = images.shape[0]
+    zero = torch.zeros(b, dtype=torch.int64)
+    return _apply(images, zero, zero, t(rng(generator).random(b) < p), 0, "zero")
+
+
+def random_translate(images: torch.Tensor, max_shift: int = 2, generator: GeneratorLike = None) -> torch.Tensor:
+    """Shift each sample by up to ``max_shift`` pixels in each direction; vacated pixels are zero."""
+    return random_crop(images, padding=max_shift, padding_mode="zero", generator=generator)
+
+
+def alternating_flip(images: torch.Tensor, indices: torch.Tensor, epoch: int, seed: int = 0) -> torch.Tensor:
+    """Flip the sample with dataset index ``i`` on every other epoch, starting from a random
+    phase per sample (fixed by ``seed``): over any two epochs each image is seen both ways,
+    which beats independent random flips on short CIFAR schedules."""
+    _check(images)
+    idx = indices.to("cpu", torch.int64)
+    phase = ((idx * 2654435761 + seed * 40503 + 12345) >> 13) & 1  # multiplicative hash, one bit
+    flip = (phase ^ (epoch & 1)).to(torch.bool)
+    zero = torch.zeros(images.shape[0], dtype=torch.int64)
+    return _apply(images, zero, zero, flip, 0, "zero")
+
+
+class RandomCrop(torch.nn.Module):
+    def __init__(self, padding: int = 4, padding_mode: str = "zero", size=None, generator: GeneratorLike = None):
+        super().__init__()
+        self.padding, self.padding_mode, self.size = padding, padding_mode, size
+        self.generator = as_generator(generator)
+
+    def forward(self, images):
+        return random_crop(images, self.padding, self.padding_mode, self.size, self.generator)
+
+
+class RandomFlip(torch.nn.Module):
+    def __init__(self, p: float = 0.5, generator: GeneratorLike = None):
+        super().__init__()
+        self.p = p
+        self.generator = as_generator(generator)
+
+    def forward(self, images):
+        return hflip(images, self.p, self.generator)
+
+
+class RandomTranslate(torch.nn.Module):
+    def __init__(self, max_shift: int = 2, generator: GeneratorLike = None):
+        super().__init__()
+        self.max_shift = max_shift
+        self.generator = as_generator(generator)
+
+    def forward(self, images):
+        return random_translate(images, self.max_shift, self.generator)
+
+
+class AlternatingFlip(torch.nn.Module):
+    """Module form: call ``set_epoch`` each epoch; ``forward(images, indices)``."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def forward(self, images, indices):
+        return alternating_flip(images, indices, self.epoch, self.seed)

@@ -1,0 +1,168 @@
+"""Mixup and CutMix on whole batches, with exact soft targets.
+
+Labels go in as class ids ``(B,)`` or soft targets ``(B, K)`` and come out as float32 soft
+targets ``(B, K)``. For CutMix the partner's weight is the number of pasted pixels divided by
+``H * W``, after the box is clipped to the image (not the sampled lambda); for mixup it is
+``1 - lam``. The pixel work runs in the numba kernels of ``fastvis.kernels.mix``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..kernels import mix as K
+import numpy as np
+
+from ._random import GeneratorLike, as_generator, rng, t
+
+__all__ = ["CutMix", "Mixup", "MixParams", "RandomMix", "apply_cutmix", "apply_mixup", "cutmix", "cutmix_params", "mix", "mixup", "mixup_params",
+           "soft_targets"]
+
+
+@dataclass
+class MixParams:
+    """What a mix transform drew for one batch (all on the CPU)."""
+
+    perm: torch.Tensor  # (B,) partner of each sample
+    lam: torch.Tensor  # (B,) float64 weight of each sample itself
+    boxes: torch.Tensor | None = None  # (B, 4) int64 y0, y1, x0, x1 (CutMix)
+
+
+def soft_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Class ids (B,) -> one-hot float32 (B, K); soft targets (B, K) -> float32, checked."""
+    if labels.dim() == 1:
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise TypeError(f"class ids must be an integer tensor, got {labels.dtype}")
+        if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"class ids must lie in [0, {num_classes})")
+        out = torch.zeros(labels.shape[0], num_classes, dtype=torch.float32, device=labels.device)
+        return out.scatter_(1, labels.long().view(-1, 1), 1.0)
+    if labels.dim() == 2 and labels.shape[1] == num_classes:
+        return labels.to(torch.float32)
+    raise ValueError(f"labels must be (B,) class ids or (B, {num_classes}) soft targets, got {tuple(labels.shape)}")
+
+
+def _boxes(lam: np.ndarray, h: int, w: int, r: np.random.Generator) -> np.ndarray:
+    """Boxes of area about ``(1 - lam) * h * w`` centred at uniform points, clipped."""
+    n = lam.shape[0]
+    cut = np.sqrt(1.0 - lam)
+    ch, cw = np.floor(cut * h).astype(np.int64), np.floor(cut * w).astype(np.int64)
+    cy, cx = r.integers(0, h, n), r.integers(0, w, n)
+    return np.stack([np.clip(cy - ch // 2, 0, h), np.clip(cy + ch - ch // 2, 0, h),
+                     np.clip(cx - cw // 2, 0, w), np.clip(cx + cw - cw // 2, 0, w)], 1)
+
+
+def cutmix_params(batch: int, height: int, width: int, alpha: float = 1.0, p: float = 1.0,
+                  generator: GeneratorLike = None) -> MixParams:
+    if alpha <= 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    r = rng(generator)
+    perm = r.permutation(batch)
+    boxes = _boxes(r.beta(alpha, alpha, batch), height, width, r)
+    boxes[r.random(batch) >= p] = 0  # samples left alone: empty box
+    area = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
+    exact = 1.0 - area / (height * width)
+    return MixParams(perm=t(perm), lam=t(exact), boxes=t(boxes))
+
+
+def mixup_params(batch: int, alpha: float = 1.0, p: float = 1.0, generator: GeneratorLike = None) -> MixParams:
+    if alpha <= 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    r = rng(generator)
+    perm = r.permutation(batch)
+    lam = r.beta(alpha, alpha, batch).astype(np.float32).astype(np.float64)  # the weight the kernel uses
+    lam[r.random(batch) >= p] = 1.0
+    return MixParams(perm=t(perm), lam=t(lam))
+
+
+def _mix_targets(targets: torch.Tensor, params: MixParams) -> torch.Tensor:
+    lam = params.lam.to(device=targets.device, dtype=torch.float32).view(-1, 1)
+    perm = params.perm.to(targets.device)
+    return lam * targets + (1.0 - lam) * targets[perm]
+
+
+def apply_cutmix(images: torch.Tensor, labels: torch.Tensor, num_classes: int, params: MixParams):
+    targets = soft_targets(labels, num_classes)
+    dev = images.device
+    out = K.cutmix_paste(images, params.perm.to(dev, non_blocking=True), params.boxes.to(dev, non_blocking=True))
+    return out, _mix_targets(targets, params)
+
+
+def apply_mixup(images: torch.Tensor, labels: torch.Tensor, num_classes: int, params: MixParams):
+    targets = soft_targets(labels, num_classes)
+    dev = images.device
+    lam = params.lam.to(torch.float32).to(dev, non_blocking=True)
+    out = K.mixup_blend(images, params.perm.to(dev, non_blocking=True), lam)
+    return out, _mix_targets(targets, params)
+
+
+def _check(images: torch.Tensor) -> None:
+    if images.dim() != 4:
+        raise ValueError(f"expected a (B, C, H, W) batch, got shape {tuple(images.shape)}")
+
+
+def cutmix(images: torch.Tensor, labels: torch.Tensor, num_classes: int, alpha: float = 1.0, p: float = 1.0,
+           generator: GeneratorLike = None):
+    """CutMix (Yun et al., 2019) with a box per sample: returns ``(images, soft_targets)``."""
+    _check(images)
+    b, _, h, w = images.shape
+    return apply_cutmix(images, labels, num_classes, cutmix_params(b, h, w, alpha, p, generator))
+
+
+def mixup(images: torch.Tensor, labels: torch.Tensor, num_classes: int, alpha: float = 1.0, p: float = 1.0,
+          generator: GeneratorLike = None):
+    """mixup (Zhang et al., 2018) with a lambda per sample: returns ``(images, soft_targets)``.
+
+    uint8 images are blended in float32 and rounded (half up) back to uint8; mixing float
+    images (after normalisation) avoids the rounding."""
+    _check(images)
+    return apply_mixup(images, labels, num_classes, mixup_params(images.shape[0], alpha, p, generator))
+
+
+def mix(images: torch.Tensor, labels: torch.Tensor, num_classes: int, mixup_alpha: float = 0.8,
+        cutmix_alpha: float = 1.0, switch_prob: float = 0.5, p: float = 1.0, generator: GeneratorLike = None):
+    """Per batch, CutMix with probability ``switch_prob``, else mixup."""
+    r = rng(generator)
+    if r.random() < switch_prob:
+        return cutmix(images, labels, num_classes, cutmix_alpha, p, r)
+    return mixup(images, labels, num_classes, mixup_alpha, p, r)
+
+
+class _MixModule(torch.nn.Module):
+    def __init__(self, num_classes: int, alpha: float = 1.0, p: float = 1.0, generator: GeneratorLike = None):
+        super().__init__()
+        self.num_classes, self.alpha, self.p = num_classes, alpha, p
+        self.generator = as_generator(generator)
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, alpha={self.alpha}, p={self.p}"
+
+
+class CutMix(_MixModule):
+    """Module form of :func:`cutmix`: ``forward(images, labels) -> (images, soft_targets)``."""
+
+    def forward(self, images, labels):
+        return cutmix(images, labels, self.num_classes, self.alpha, self.p, self.generator)
+
+
+class Mixup(_MixModule):
+    """Module form of :func:`mixup`."""
+
+    def forward(self, images, labels):
+        return mixup(images, labels, self.num_classes, self.alpha, self.p, self.generator)
+
+
+class RandomMix(torch.nn.Module):
+    """Module form of :func:`mix`: CutMix or mixup, chosen per batch."""
+
+    def __init__(self, num_classes: int, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0,
+                 switch_prob: float = 0.5, p: float = 1.0, generator: GeneratorLike = None):
+        super().__init__()
+        self.num_classes, self.mixup_alpha, self.cutmix_alpha = num_classes, mixup_alpha, cutmix_alpha
+        self.switch_prob, self.p = switch_prob, p
+        self.generator = as_generator(generator)
+
+    def forward(self, images, labels):
+        return mix(images, labels, self.num_classes, self.mixup_alpha, self.cutmix_alpha, self.switch_prob,
+                   self.p, self.generator)

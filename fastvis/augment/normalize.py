@@ -1,0 +1,37 @@
+"""uint8 batches to normalised float, channels-last."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "Normalize", "normalize"]
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+
+
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float], dtype: torch.dtype = torch.float32,
+              channels_last: bool = True) -> torch.Tensor:
+    """``(x / 255 - mean) / std`` for uint8 input (``(x - mean) / std`` for float input in
+    [0, 1]), as ``dtype``, in channels-last memory order unless told otherwise."""
+    c = images.shape[1]
+    if len(mean) != c or len(std) != c:
+        raise ValueError(f"mean and std need {c} values, got {len(mean)} and {len(std)}")
+    scale = 255.0 if images.dtype == torch.uint8 else 1.0
+    m = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, c, 1, 1) * scale
+    s = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, c, 1, 1) * scale
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.empty(images.shape, dtype=dtype, device=images.device, memory_format=fmt)
+    return out.copy_((images.to(torch.float32) - m) / s)
+
+
+class Normalize(torch.nn.Module):
+    def __init__(self, mean, std, dtype: torch.dtype = torch.float32, channels_last: bool = True):
+        super().__init__()
+        self.mean, self.std, self.dtype, self.channels_last = tuple(mean), tuple(std), dtype, channels_last
+
+    def forward(self, images):
+        return normalize(images, self.mean, self.std, self.dtype, self.channels_last)
