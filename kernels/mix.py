@@ -125,6 +125,48 @@ def cutmix_paste_cpu(src, perm, boxes, ones, out):
 
 
 @numba.njit(cache=True)
+def word_masks(boxes, itemsize, nbytes):  # pragma: no cover
+    """Per sample, the bytes of one row that lie inside its box, as 64-bit words."""
+    B = boxes.shape[0]
+    m = np.zeros((B, nbytes), np.uint8)
+    for b in range(B):
+        for i in range(boxes[b, 2] * itemsize, boxes[b, 3] * itemsize):
+            m[b, i] = 255
+    return m.view(np.uint64)
+
+
+@numba.njit(cache=True)
+def _cutmix_words_rows(src, perm, boxes, masks, out, b0, b1):  # pragma: no cover
+    # rows as 64-bit words: rows outside the box are copied, rows inside blended by the mask
+    _, C, H, Wd = out.shape
+    for b in range(b0, b1):
+        y0, y1, p = boxes[b, 0], boxes[b, 1], perm[b]
+        for c in range(C):
+            for y in range(H):
+                if y0 <= y and y < y1:
+                    for k in range(Wd):
+                        m = masks[b, k]
+                        out[b, c, y, k] = (src[p, c, y, k] & m) | (src[b, c, y, k] & ~m)
+                else:
+                    for k in range(Wd):
+                        out[b, c, y, k] = src[b, c, y, k]
+
+
+@numba.njit(parallel=True, cache=True)
+def _cutmix_words_par(src, perm, boxes, masks, out, t, step):  # pragma: no cover
+    B = out.shape[0]
+    for k in numba.prange(t):
+        _cutmix_words_rows(src, perm, boxes, masks, out, min(k * step, B), min((k + 1) * step, B))
+
+
+def cutmix_paste_words_cpu(src, perm, boxes, itemsize, out):
+    """Fast CPU path. ``src``/``out``: C-contiguous (B, C, H, W * itemsize) uint8 arrays (the
+    bytes of the images) whose rows are a whole number of 64-bit words."""
+    masks = word_masks(boxes, itemsize, src.shape[3])
+    _cutmix_words_par(src.view(np.uint64), perm, boxes, masks, out.view(np.uint64), *chunks(src.shape[0]))
+
+
+@numba.njit(cache=True)
 def _mixup_u8_rows(src, perm, lam, out, b0, b1):  # pragma: no cover
     _, C, H, W = out.shape
     one = np.float32(1.0)
@@ -176,6 +218,40 @@ def _mixup_blend_float_par(src, perm, lam, out, t, step):  # pragma: no cover
 def mixup_blend_float_cpu(src, perm, lam, out):
     """CPU twin: the parallel numba loop, one chunk of samples per thread."""
     _mixup_blend_float_par(src, perm, lam, out, *chunks(out.shape[0]))
+
+
+# -- parameter helpers (tiny per-sample loops: compiled, they cost microseconds) ---------------
+
+
+@numba.njit(cache=True)
+def cutmix_boxes(lam, cy, cx, h, w):  # pragma: no cover
+    """Boxes of side ``floor(sqrt(1 - lam) * size)`` centred at (cy, cx), clipped to the image,
+    and the exact weight each sample keeps: ``1 - clipped area / (h * w)``."""
+    n = lam.shape[0]
+    boxes = np.empty((n, 4), np.int64)
+    exact = np.empty(n, np.float64)
+    for i in range(n):
+        r = np.sqrt(1.0 - lam[i])
+        ch, cw = np.int64(np.floor(r * h)), np.int64(np.floor(r * w))
+        y0 = min(max(cy[i] - ch // 2, 0), h)
+        y1 = min(max(cy[i] + ch - ch // 2, 0), h)
+        x0 = min(max(cx[i] - cw // 2, 0), w)
+        x1 = min(max(cx[i] + cw - cw // 2, 0), w)
+        boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3] = y0, y1, x0, x1
+        exact[i] = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+    return boxes, exact
+
+
+@numba.njit(cache=True)
+def mix_onehot(labels, perm, lam, num_classes):  # pragma: no cover
+    """Soft targets of a mix of class ids: ``lam`` on the own class, ``1 - lam`` on the partner's."""
+    n = labels.shape[0]
+    out = np.zeros((n, num_classes), np.float32)
+    for i in range(n):
+        w = np.float32(lam[i])
+        out[i, labels[i]] += w
+        out[i, labels[perm[i]]] += np.float32(1.0) - w
+    return out
 
 
 # -- numpy references (for tests; slow but obviously right) -------------------------------------
@@ -253,6 +329,10 @@ def cutmix_paste(images, perm, boxes):
     if images.is_cuda:
         return _launch(cutmix_paste_cuda, images, perm, boxes)
     out = torch.empty_like(images)
+    if images.is_contiguous() and (images.shape[3] * images.element_size()) % 8 == 0:
+        src, dst = images.view(torch.uint8).numpy(), out.view(torch.uint8).numpy()
+        cutmix_paste_words_cpu(src, perm.numpy(), boxes.numpy(), images.element_size(), dst)
+        return out
     src, dst = int_view(images).numpy(), int_view(out).numpy()
     ones = np.array(-1).astype(src.dtype)[()]  # all bits set
     cutmix_paste_cpu(src, perm.numpy(), boxes.numpy(), ones, dst)

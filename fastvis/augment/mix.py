@@ -29,13 +29,17 @@ class MixParams:
     boxes: torch.Tensor | None = None  # (B, 4) int64 y0, y1, x0, x1 (CutMix)
 
 
+def _check_ids(labels: torch.Tensor, num_classes: int) -> None:
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise TypeError(f"class ids must be an integer tensor, got {labels.dtype}")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"class ids must lie in [0, {num_classes})")
+
+
 def soft_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Class ids (B,) -> one-hot float32 (B, K); soft targets (B, K) -> float32, checked."""
     if labels.dim() == 1:
-        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-            raise TypeError(f"class ids must be an integer tensor, got {labels.dtype}")
-        if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f"class ids must lie in [0, {num_classes})")
+        _check_ids(labels, num_classes)
         out = torch.zeros(labels.shape[0], num_classes, dtype=torch.float32, device=labels.device)
         return out.scatter_(1, labels.long().view(-1, 1), 1.0)
     if labels.dim() == 2 and labels.shape[1] == num_classes:
@@ -43,58 +47,56 @@ def soft_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     raise ValueError(f"labels must be (B,) class ids or (B, {num_classes}) soft targets, got {tuple(labels.shape)}")
 
 
-def _boxes(lam: np.ndarray, h: int, w: int, r: np.random.Generator) -> np.ndarray:
-    """Boxes of area about ``(1 - lam) * h * w`` centred at uniform points, clipped."""
-    n = lam.shape[0]
-    cut = np.sqrt(1.0 - lam)
-    ch, cw = np.floor(cut * h).astype(np.int64), np.floor(cut * w).astype(np.int64)
-    cy, cx = r.integers(0, h, n), r.integers(0, w, n)
-    return np.stack([np.clip(cy - ch // 2, 0, h), np.clip(cy + ch - ch // 2, 0, h),
-                     np.clip(cx - cw // 2, 0, w), np.clip(cx + cw - cw // 2, 0, w)], 1)
+def _beta(r: np.random.Generator, alpha: float, n: int) -> np.ndarray:
+    if alpha <= 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    return r.random(n) if alpha == 1.0 else r.beta(alpha, alpha, n)  # Beta(1, 1) is uniform
 
 
 def cutmix_params(batch: int, height: int, width: int, alpha: float = 1.0, p: float = 1.0,
                   generator: GeneratorLike = None) -> MixParams:
-    if alpha <= 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
+    """Partners, boxes (one per sample, clipped) and the exact weight each sample keeps."""
     r = rng(generator)
     perm = r.permutation(batch)
-    boxes = _boxes(r.beta(alpha, alpha, batch), height, width, r)
-    boxes[r.random(batch) >= p] = 0  # samples left alone: empty box
-    area = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
-    exact = 1.0 - area / (height * width)
+    lam = _beta(r, alpha, batch)
+    lam[r.random(batch) >= p] = 1.0  # samples left alone: empty box
+    boxes, exact = K.cutmix_boxes(lam, r.integers(0, height, batch), r.integers(0, width, batch), height, width)
     return MixParams(perm=t(perm), lam=t(exact), boxes=t(boxes))
 
 
 def mixup_params(batch: int, alpha: float = 1.0, p: float = 1.0, generator: GeneratorLike = None) -> MixParams:
-    if alpha <= 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
     r = rng(generator)
     perm = r.permutation(batch)
-    lam = r.beta(alpha, alpha, batch).astype(np.float32).astype(np.float64)  # the weight the kernel uses
+    lam = _beta(r, alpha, batch).astype(np.float32).astype(np.float64)  # the weight the kernel uses
     lam[r.random(batch) >= p] = 1.0
     return MixParams(perm=t(perm), lam=t(lam))
 
 
-def _mix_targets(targets: torch.Tensor, params: MixParams) -> torch.Tensor:
+def mixed_targets(labels: torch.Tensor, num_classes: int, params: MixParams) -> torch.Tensor:
+    """``lam * t_i + (1 - lam) * t_perm(i)`` for class ids or soft targets ``t``."""
+    if labels.dim() == 1 and not labels.is_cuda:
+        _check_ids(labels, num_classes)
+        y = labels.numpy().astype(np.int64, copy=False)
+        return torch.from_numpy(K.mix_onehot(y, params.perm.numpy(), params.lam.numpy(), num_classes))
+    targets = soft_targets(labels, num_classes)
     lam = params.lam.to(device=targets.device, dtype=torch.float32).view(-1, 1)
     perm = params.perm.to(targets.device)
     return lam * targets + (1.0 - lam) * targets[perm]
 
 
 def apply_cutmix(images: torch.Tensor, labels: torch.Tensor, num_classes: int, params: MixParams):
-    targets = soft_targets(labels, num_classes)
+    targets = mixed_targets(labels, num_classes, params)
     dev = images.device
     out = K.cutmix_paste(images, params.perm.to(dev, non_blocking=True), params.boxes.to(dev, non_blocking=True))
-    return out, _mix_targets(targets, params)
+    return out, targets
 
 
 def apply_mixup(images: torch.Tensor, labels: torch.Tensor, num_classes: int, params: MixParams):
-    targets = soft_targets(labels, num_classes)
+    targets = mixed_targets(labels, num_classes, params)
     dev = images.device
     lam = params.lam.to(torch.float32).to(dev, non_blocking=True)
     out = K.mixup_blend(images, params.perm.to(dev, non_blocking=True), lam)
-    return out, _mix_targets(targets, params)
+    return out, targets
 
 
 def _check(images: torch.Tensor) -> None:
