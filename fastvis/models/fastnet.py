@@ -1,0 +1,60 @@
+"""A fast small network in the style of the CIFAR-10 speed-run records (airbench, Jordan 2024):
+a 2x2 patch "whitening" convolution whose weights are set from the data's patch covariance,
+then three conv groups (conv, max-pool, BN, GELU, conv, BN, GELU), global max-pool, a linear
+head scaled down. About 2 M parameters at the default widths."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class ConvGroup(nn.Module):
+    def __init__(self, cin, cout, momentum=0.6):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding="same", bias=False)
+        self.bn1 = nn.BatchNorm2d(cout, momentum=momentum)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding="same", bias=False)
+        self.bn2 = nn.BatchNorm2d(cout, momentum=momentum)
+
+    def forward(self, x):
+        x = F.max_pool2d(self.conv1(x), 2)
+        x = F.gelu(self.bn1(x))
+        return F.gelu(self.bn2(self.conv2(x)))
+
+
+class FastNet(nn.Module):
+    def __init__(self, num_classes=10, widths=(64, 256, 256), whiten_width=24, in_channels=3, scale=1 / 9):
+        super().__init__()
+        self.whiten = nn.Conv2d(in_channels, whiten_width, 2, bias=True)
+        self.groups = nn.Sequential(ConvGroup(whiten_width, widths[0]), ConvGroup(widths[0], widths[1]),
+                                    ConvGroup(widths[1], widths[2]))
+        self.fc = nn.Linear(widths[2], num_classes, bias=False)
+        self.scale = scale
+        for m in self.modules():  # start each conv close to an identity on its first channels
+            if isinstance(m, nn.Conv2d) and m is not self.whiten and m.out_channels >= m.in_channels:
+                nn.init.dirac_(m.weight.data[: m.in_channels])
+
+    @torch.no_grad()
+    def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the 2x2 patch convolution to whiten the patches of ``images`` (normalised float)."""
+        c = images.shape[1]
+        k = self.whiten.kernel_size[0]
+        patches = images.float().unfold(2, k, 1).unfold(3, k, 1).transpose(1, 3).reshape(-1, c * k * k)
+        patches = patches - patches.mean(0)
+        cov = patches.T @ patches / len(patches)
+        evals, evecs = torch.linalg.eigh(cov)
+        half = self.whiten.out_channels // 2
+        use = min(half, c * k * k)
+        w = (evecs.T / torch.sqrt(evals + eps)[:, None]).flip(0)[:use]
+        w = w.reshape(use, c, k, k)
+        self.whiten.weight.zero_()
+        self.whiten.weight[:use] = w
+        self.whiten.weight[half:half + use] = -w
+        self.whiten.bias.zero_()
+
+    def forward(self, x):
+        x = F.gelu(self.whiten(x))
+        x = self.groups(x)
+        x = torch.amax(x, dim=(2, 3))
+        return self.fc(x) * self.scale
