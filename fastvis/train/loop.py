@@ -285,6 +285,8 @@ class Trainer:
         with self.autocast():
             logits = self.model(x)
         loss = self.loss_fn(logits, y, targets, x)
+        if self.step == 0:  # recorded for checks: the same for any number of processes
+            self.first_loss = ddp.all_sum(self.world, [float(loss.detach())], self.device)[0] / self.world.world
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -384,8 +386,8 @@ class Trainer:
                 if self.step >= self.total_steps:
                     stop = True
                     break
-                if budgeted and k % 10 == 0 and self.clock() + self.reserve > cfg.budget * 0.995:
-                    stop = True  # out of time: keep what is trained, go to the final evaluation
+                if budgeted and k % 10 == 0 and self._out_of_time():
+                    stop = True  # keep what is trained, go to the final evaluation
                     break
                 loss = self.train_step(order[k * b : (k + 1) * b], self.step / self.total_steps)
                 loss_acc += loss
@@ -435,8 +437,12 @@ class Trainer:
         ddp.teardown(self.world)
         return summary
 
+    def _out_of_time(self) -> bool:
+        late = self.clock() + self.reserve > self.cfg.budget * 0.995
+        return bool(ddp.broadcast_int(self.world, int(late), self.device))  # every rank stops together
+
     def _check_loss(self, loss_acc: torch.Tensor, n: int) -> None:
-        value = float(loss_acc) / n
+        value = ddp.all_sum(self.world, [float(loss_acc) / n], self.device)[0] / self.world.world
         if not math.isfinite(value):
             last = self.out / "checkpoint.pt"
             kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
@@ -462,7 +468,9 @@ class Trainer:
 
     def _record(self, metrics: dict, train_loss=None, final: bool = False) -> None:
         row = {"epoch": self.step / self.steps_per_epoch, "step": self.step, "time": self.clock(),
-               "train_loss": getattr(self, "last_loss", None), "lr": getattr(self, "lr", None), **metrics}
+               "train_loss": getattr(self, "last_loss", None), "lr": getattr(self, "lr", None),
+               "images_per_second": self.step * self.cfg.batch_size / self.train_seconds if self.train_seconds else None,
+               **metrics}
         if final:
             row["final"] = True
         self.history.append(row)
@@ -538,6 +546,7 @@ class Trainer:
             "images_per_second": images_seen * self.world.world / max(self.train_seconds, 1e-9)
             if images_seen else None,
             "num_classes": self.num_classes, "train_samples": len(self.train), "val_samples": len(self.val),
+            "first_step_loss": getattr(self, "first_loss", None),
             "hyper": self.hyper(),
         }
         if self.world.main:

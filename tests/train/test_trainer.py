@@ -1,0 +1,173 @@
+"""The trainer end to end on a small learnable dataset (CPU)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fastvis.beton import BetonWriter, IntField, RGBImageField
+from fastvis.models import create_model, list_models
+from fastvis.train import checkpoint as ckpt
+from fastvis.train.distill import kd_loss
+from fastvis.train.ema import EMA
+from fastvis.train.loop import TrainConfig, Trainer, TrainingDiverged, train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_set(path: Path, n: int, seed: int) -> Path:
+    """4 classes told apart by colour and a stripe, with noise: learnable in a few epochs."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 4
+    colours = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]], np.int16)
+    with BetonWriter(path, {"image": RGBImageField(), "label": IntField()}, capacity=n) as w:
+        for y in labels:
+            img = colours[y] + rng.integers(-60, 60, (16, 16, 3))
+            img[4 + 2 * y : 6 + 2 * y] = 255 - img[4 + 2 * y : 6 + 2 * y]
+            w.write((np.clip(img, 0, 255).astype(np.uint8), int(y)))
+    path.with_name(path.name + ".json").write_text(json.dumps({"classes": list("abcd"), "num_classes": 4}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return str(write_set(root / "train.beton", 256, 0)), str(write_set(root / "val.beton", 64, 1))
+
+
+def config(data, out, **kw):
+    base = dict(data=data[0], val=data[1], model="tinynet", epochs=3, batch_size=32, lr=0.2, out=str(out),
+                progress=False, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def cli(*args, env=None):
+    e = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "fastvis.cli.train", *map(str, args)], capture_output=True,
+                          text=True, timeout=600, cwd=REPO, env=e)
+
+
+def test_run_writes_every_output(data, tmp_path):
+    summary = train(config(data, tmp_path, ema=0.9, tta=True, cutmix=1.0, mix_prob=0.5))
+    for key in ("model", "dataset", "image_size", "params", "flops", "epochs", "batch_size", "train_seconds",
+                "top1", "top5", "best_top1", "device", "budget_seconds"):
+        assert key in summary
+    assert summary["image_size"] == [3, 16, 16] and summary["epochs"] == pytest.approx(3.0)
+    assert summary["params"] == sum(p.numel() for p in create_model("tinynet", 4).parameters())
+    assert summary["flops"] > 0
+    assert summary["top1"] > 0.5  # chance is 0.25
+    assert json.loads((tmp_path / "summary.json").read_text())["top1"] == summary["top1"]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and rows[-1]["final"] and rows[-1]["top1"] == summary["top1"]
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "report.pdf").read_bytes()[:4] == b"%PDF"
+    state = ckpt.load(tmp_path)
+    assert state["step"] == 24 and state["model_name"] == "tinynet"
+
+
+def test_budget_is_kept(data, tmp_path):
+    summary = train(config(data, tmp_path, epochs=None, budget=12.0, model="tinynet"))
+    assert summary["total_seconds"] <= 12.0 * 1.05
+    assert summary["epochs"] > 1  # and the time was used
+    assert summary["budget_seconds"] == 12.0
+
+
+def test_resume_after_a_kill_gives_the_same_result(data, tmp_path):
+    args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "3", "--batch-size", "32",
+            "--lr", "0.2", "--device", "cpu", "-q", "--cutmix", "1.0", "--randaugment", "1,5"]
+    whole = cli(*args, "--out", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    killed = cli(*args, "--out", tmp_path / "part", "--halt-after-epoch", "1")
+    assert killed.returncode == 137 and not (tmp_path / "part" / "summary.json").exists()
+    assert ckpt.load(tmp_path / "part")["epoch"] == 1
+    resumed = cli(*args, "--out", tmp_path / "part", "--resume", tmp_path / "part")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = ckpt.load(tmp_path / "whole"), ckpt.load(tmp_path / "part")
+    assert a["step"] == b["step"] == 24
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    sa = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    sb = json.loads((tmp_path / "part" / "summary.json").read_text())
+    assert sa["top1"] == sb["top1"] and sa["val_loss"] == sb["val_loss"]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch):
+    original = Trainer.loss_fn
+
+    def poisoned(self, logits, y, targets, x):
+        loss = original(self, logits, y, targets, x)
+        return loss * float("nan") if self.step >= self.steps_per_epoch + 3 else loss
+
+    monkeypatch.setattr(Trainer, "loss_fn", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1.*checkpoint\.pt"):
+        train(config(data, tmp_path))
+    state = ckpt.load(tmp_path)
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_self_distillation_from_a_checkpoint(data, tmp_path):
+    train(config(data, tmp_path / "teacher", epochs=2))
+    summary = train(config(data, tmp_path / "student", epochs=2, teacher=str(tmp_path / "teacher"),
+                           kd_alpha=0.7, kd_temperature=3.0))
+    assert summary["hyper"]["teacher"] == str(tmp_path / "teacher") and summary["top1"] > 0.25
+
+
+def test_kd_loss_formula():
+    torch.manual_seed(0)
+    s, t = torch.randn(5, 7), torch.randn(5, 7)
+    y = torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 3, 4]), 7).float()
+    a, T = 0.3, 2.5
+    ce = -(y * torch.log_softmax(s, 1)).sum(1).mean()
+    pt = torch.softmax(t / T, 1)
+    kl = (pt * (torch.log(pt) - torch.log_softmax(s / T, 1))).sum(1).mean()
+    assert torch.allclose(kd_loss(s, t, y, a, T), (1 - a) * ce + a * T * T * kl, atol=1e-6)
+    assert kd_loss(s, s, y, 1.0, T).abs() < 1e-6  # a student equal to its teacher: no KD loss
+
+
+def test_ema_average():
+    m = torch.nn.Linear(2, 1, bias=False)
+    torch.nn.init.zeros_(m.weight)
+    ema = EMA(m, decay=0.5)
+    with torch.no_grad():
+        m.weight.fill_(1.0)
+    ema.update(m)  # warm-up decay min(0.5, 2/11)
+    d = 2 / 11
+    assert torch.allclose(ema.model.weight, torch.full((1, 2), 1 - d))
+
+
+def test_every_registered_model_builds_and_runs():
+    for name in list_models():
+        model = create_model(name, num_classes=10).eval()
+        with torch.no_grad():
+            assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10), name
+
+
+def test_cli_errors_and_help(tmp_path):
+    proc = cli("--budget", "ten minutes", "--data", "cifar10")
+    assert proc.returncode == 1 and "cannot read 'ten minutes'" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("--data", tmp_path / "none.beton", "--epochs", "1")
+    assert proc.returncode == 1 and "no such file" in proc.stderr
+    assert "tinynet" in cli("--list-models").stdout
+    assert "--budget" in cli("--help").stdout
+
+
+def test_ddp_two_processes_match_one(data, tmp_path):
+    args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "1", "--batch-size", "32",
+            "--lr", "0.2", "--device", "cpu", "-q", "--seed", "3"]
+    one = cli(*args, "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr
+    two = cli(*args, "--out", tmp_path / "two", "--nproc-per-node", "2", env={"OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = json.loads((tmp_path / "one" / "summary.json").read_text())
+    b = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert b["device"].endswith("x2")
+    assert a["first_step_loss"] == pytest.approx(b["first_step_loss"], rel=1e-5)
+    assert a["steps"] == b["steps"]
