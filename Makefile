@@ -4,7 +4,6 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-DATA   ?= data
 
 .PHONY: setup train test clean
 
@@ -20,11 +19,10 @@ $(VENV)/.test-deps: $(VENV)/.installed scripts/install-test-deps.sh
 
 setup: $(VENV)/.installed
 
-# The main job. Until the trainer lands it prepares CIFAR-100 (download, md5 check, conversion).
+# The main job: CIFAR-100 (downloaded, md5-checked and converted on first use) in a 3-hour budget.
+BUDGET ?= 3h
 train: $(VENV)/.installed
-	$(VENV)/bin/fastvis-convert cifar100 $(DATA)/cifar100-train.beton --split train
-	$(VENV)/bin/fastvis-convert cifar100 $(DATA)/cifar100-test.beton --split test
-	$(VENV)/bin/fastvis-inspect $(DATA)/cifar100-train.beton
+	$(VENV)/bin/fastvis-train --data cifar100 --budget $(BUDGET) --out runs/cifar100-$(BUDGET)
 
 test: $(VENV)/.test-deps
 	$(PY) -m pytest -q

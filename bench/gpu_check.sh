@@ -19,3 +19,17 @@ fi
 python -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || export PYTHONPATH=$PWD
 timeout 240 python -m pytest -q -p no:cacheprovider tests/kernels tests/augment 2>&1 | tail -15 | tee "$OUT/tests.txt"
 timeout 240 python bench/augment.py --device all --json "$OUT/augment.json" 2>&1 | tee "$OUT/augment.txt"
+# Training throughput and a short real-data run, when the CIFAR-10 copy was carried along
+# (copy ../shared/data/cifar10-jpeg.tar.xz into bench/data/ and name bench/data in `carry`).
+if [ -f bench/data/cifar10-jpeg.tar.xz ]; then
+  D=$(mktemp -d)
+  python -m fastvis.cli.convert bench/data/cifar10-jpeg.tar.xz "$D/train.beton" -q
+  python -m fastvis.cli.convert bench/data/cifar10-jpeg.tar.xz "$D/test.beton" --split test -q
+  for m in fastnet resnet18; do
+    timeout 150 python -m fastvis.cli.train --data "$D/train.beton" --val "$D/test.beton" --model $m \
+      --epochs 2 --batch-size 512 --out "$OUT/train-$m" -q && \
+      python -c "import json,sys; s=json.load(open('$OUT/train-$m/summary.json')); print('$m', round(s['images_per_second']), 'img/s', 'top1', s['top1'])"
+  done 2>&1 | tee "$OUT/train.txt"
+  timeout 120 python -m fastvis.cli.train --data "$D/train.beton" --val "$D/test.beton" --model fastnet \
+    --budget 60s --tta --label-smoothing 0.2 --out "$OUT/train-60s" -q 2>&1 | tail -3 | tee -a "$OUT/train.txt"
+fi

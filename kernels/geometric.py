@@ -13,7 +13,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from .mix import _launch_into, chunks
+from .mix import _launch_into, chunks, unravel
 
 # -- shared index arithmetic --------------------------------------------------------------------
 
@@ -38,10 +38,7 @@ def crop_flip_cuda(src, oy, ox, flip, pad, reflect, out):  # pragma: no cover
     Ws = src.shape[3]
     n = B * C * H * W
     for k in range(cuda.grid(1), n, cuda.gridsize(1)):
-        x = k % W
-        y = (k // W) % H
-        c = (k // (W * H)) % C
-        b = k // (W * H * C)
+        b, c, y, x = unravel(k, C, H, W)
         xx = W - 1 - x if flip[b] else x
         sy = y + oy[b] - pad
         sx = xx + ox[b] - pad

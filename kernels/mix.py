@@ -27,6 +27,12 @@ THREADS = 256
 # -- CUDA kernels -------------------------------------------------------------------------------
 
 
+@cuda.jit(device=True)
+def unravel(k, C, H, W):  # pragma: no cover
+    """(b, c, y, x) of the k-th element of a (B, C, H, W) array in logical order."""
+    return k // (W * H * C), (k // (W * H)) % C, (k // W) % H, k % W
+
+
 @cuda.jit
 def cutmix_paste_cuda(src, perm, boxes, out):  # pragma: no cover - runs on a device or the simulator
     B, C, H, W = out.shape
@@ -34,10 +40,7 @@ def cutmix_paste_cuda(src, perm, boxes, out):  # pragma: no cover - runs on a de
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for k in range(start, n, stride):
-        x = k % W
-        y = (k // W) % H
-        c = (k // (W * H)) % C
-        b = k // (W * H * C)
+        b, c, y, x = unravel(k, C, H, W)
         inside = boxes[b, 0] <= y and y < boxes[b, 1] and boxes[b, 2] <= x and x < boxes[b, 3]
         s = perm[b] if inside else b
         out[b, c, y, x] = src[s, c, y, x]
@@ -50,10 +53,7 @@ def mixup_blend_u8_cuda(src, perm, lam, out):  # pragma: no cover
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for k in range(start, n, stride):
-        x = k % W
-        y = (k // W) % H
-        c = (k // (W * H)) % C
-        b = k // (W * H * C)
+        b, c, y, x = unravel(k, C, H, W)
         w = lam[b]
         w2 = numba.float32(1.0) - w
         v = w * numba.float32(src[b, c, y, x]) + w2 * numba.float32(src[perm[b], c, y, x])
@@ -67,10 +67,7 @@ def mixup_blend_float_cuda(src, perm, lam, out):  # pragma: no cover
     start = cuda.grid(1)
     stride = cuda.gridsize(1)
     for k in range(start, n, stride):
-        x = k % W
-        y = (k // W) % H
-        c = (k // (W * H)) % C
-        b = k // (W * H * C)
+        b, c, y, x = unravel(k, C, H, W)
         w = lam[b]
         w2 = numba.float32(1.0) - w
         out[b, c, y, x] = w * src[b, c, y, x] + w2 * src[perm[b], c, y, x]

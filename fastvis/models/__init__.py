@@ -48,6 +48,11 @@ def _fastnet(num_classes, in_channels=3, drop_path_rate=0.0):
     return FastNet(num_classes, in_channels=in_channels)
 
 
+@register("fastnet_m")
+def _fastnet_m(num_classes, in_channels=3, drop_path_rate=0.0):
+    return FastNet(num_classes, widths=(48, 192, 192), in_channels=in_channels)
+
+
 @register("fastnet_s")
 def _fastnet_s(num_classes, in_channels=3, drop_path_rate=0.0):
     return FastNet(num_classes, widths=(32, 128, 128), in_channels=in_channels)

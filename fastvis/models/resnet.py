@@ -62,6 +62,12 @@ def _attention(kind: str | None, channels: int) -> nn.Module:
     return {"se": SE, "cbam": CBAM}[kind](channels)
 
 
+def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
+    if stride == 1 and cin == cout:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+
 class BasicBlock(nn.Module):
     expansion = 1
 
@@ -73,8 +79,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.att = _attention(attention, cout)
         self.drop = DropPath(drop_path)
-        self.short = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.short = _shortcut(cin, cout, stride)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)), inplace=True)
@@ -97,8 +102,7 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(cout)
         self.att = _attention(attention, cout)
         self.drop = DropPath(drop_path)
-        self.short = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.short = _shortcut(cin, cout, stride)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)), inplace=True)

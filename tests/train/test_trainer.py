@@ -171,3 +171,12 @@ def test_ddp_two_processes_match_one(data, tmp_path):
     assert b["device"].endswith("x2")
     assert a["first_step_loss"] == pytest.approx(b["first_step_loss"], rel=1e-5)
     assert a["steps"] == b["steps"]
+
+
+def test_wandb_offline_run(data, tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="wandb is the optional logger (the wandb extra)")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    summary = train(config(data, tmp_path, epochs=1, wandb=True, wandb_mode="offline"))
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and summary["top1"] >= 0
+    assert any(runs[0].rglob("*.wandb"))
