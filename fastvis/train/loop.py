@@ -365,7 +365,7 @@ class Trainer:
         self.step_time = self.eval_time = 0.0
         start_train = time.perf_counter()
         trained_before = self.train_seconds
-        images_seen = 0
+        start_step = self.step
         stop = False
         while not stop:
             order = epoch_order(len(self.train), cfg.seed, self.epoch)
@@ -393,7 +393,6 @@ class Trainer:
                 loss_acc += loss
                 n_acc += 1
                 steps_done_epoch += 1
-                images_seen += b
                 if n_acc == 20 or k == self.steps_per_epoch - 1:
                     self._check_loss(loss_acc, n_acc)
                     if bar is not None:
@@ -429,11 +428,12 @@ class Trainer:
             if budgeted:
                 self._plan(self.step_time, self.eval_time, ckpt_time)
         self._sync()
-        self.train_seconds = trained_before + time.perf_counter() - start_train
+        this_run = time.perf_counter() - start_train
+        self.train_seconds = trained_before + this_run
         final = self.evaluate(tta=cfg.tta)
         self._record(final, final=True)
         self.save_checkpoint()
-        summary = self.finish(final, images_seen)
+        summary = self.finish(final, (self.step - start_step) * b / max(this_run, 1e-9))
         ddp.teardown(self.world)
         return summary
 
@@ -532,7 +532,7 @@ class Trainer:
             "processes": self.world.world, "seed": c.seed,
         }
 
-    def finish(self, final: dict, images_seen: int) -> dict:
+    def finish(self, final: dict, images_per_second: float) -> dict:
         summary = {
             "model": self.model_name, "dataset": self.dataset_name,
             "image_size": list(self.train.images.shape[1:]), "params": self.params, "flops": self.flops,
@@ -543,8 +543,7 @@ class Trainer:
             "device": (torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu")
             + (f" x{self.world.world}" if self.world.distributed else ""),
             "budget_seconds": self.cfg.budget,
-            "images_per_second": images_seen * self.world.world / max(self.train_seconds, 1e-9)
-            if images_seen else None,
+            "images_per_second": images_per_second,
             "num_classes": self.num_classes, "train_samples": len(self.train), "val_samples": len(self.val),
             "first_step_loss": getattr(self, "first_loss", None),
             "hyper": self.hyper(),

@@ -180,3 +180,9 @@ def test_wandb_offline_run(data, tmp_path, monkeypatch):
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and summary["top1"] >= 0
     assert any(runs[0].rglob("*.wandb"))
+
+
+def test_compiled_model_trains(data, tmp_path):
+    """--compile (torch.compile with the inductor backend; about 30 s of compilation on 2 cores)."""
+    summary = train(config(data, tmp_path, epochs=2, compile=True))
+    assert summary["hyper"]["compile"] and summary["top1"] > 0.5
