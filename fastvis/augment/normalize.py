@@ -20,12 +20,15 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
     c = images.shape[1]
     if len(mean) != c or len(std) != c:
         raise ValueError(f"mean and std need {c} values, got {len(mean)} and {len(std)}")
-    scale = 255.0 if images.dtype == torch.uint8 else 1.0
-    m = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, c, 1, 1) * scale
-    s = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, c, 1, 1) * scale
+    unit = 255.0 if images.dtype == torch.uint8 else 1.0
+    m = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, c, 1, 1) * unit
+    s = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, c, 1, 1) * unit
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    out = torch.empty(images.shape, dtype=dtype, device=images.device, memory_format=fmt)
-    return out.copy_((images.to(torch.float32) - m) / s)
+    src = images.contiguous(memory_format=fmt).to(torch.float32)  # the layout change on the small dtype
+    out = torch.addcmul(-m / s, src, 1.0 / s)  # one fused pass: x / s - m / s
+    if dtype != torch.float32:
+        out = out.to(dtype)
+    return out if out.is_contiguous(memory_format=fmt) else out.contiguous(memory_format=fmt)
 
 
 class Normalize(torch.nn.Module):

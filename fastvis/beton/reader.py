@@ -251,7 +251,8 @@ class BetonReader:
         RGB fields give ``(N, H, W, 3)`` uint8 (all selected images must share one size; raw
         images are copied by a parallel numba loop, JPEG ones decoded on ``threads`` threads),
         NDArray fields ``(N, *shape)``, scalar fields ``(N,)``. ``out``, when given, is filled
-        in place and returned.
+        in place and returned. ``threads=1`` keeps all the work on the calling thread (for
+        callers that run several gathers in their own threads).
         """
         j = self._field_index(name)
         field = self._field_list[j]
@@ -281,14 +282,16 @@ class BetonReader:
             if idx.size == 0:
                 return out
             if (sel["mode"] == MODE_RAW).all():
-                _gather(self._buf, self._ptrs[j][idx], int(np.prod(shape[1:])), out.reshape(idx.size, -1))
+                _gather(self._buf, self._ptrs[j][idx], int(np.prod(shape[1:])), out.reshape(idx.size, -1),
+                        parallel=threads != 1)
             else:
                 self._decode_into(j, idx, out, threads)
             return out
         if isinstance(field, NDArrayField):
             out = _check_out(out, (idx.size, *field.shape), field.dtype)
             if idx.size:
-                _gather(self._buf, self._ptrs[j][idx], field.element_size, out.reshape(idx.size, -1).view(np.uint8))
+                _gather(self._buf, self._ptrs[j][idx], field.element_size, out.reshape(idx.size, -1).view(np.uint8),
+                        parallel=threads != 1)
             return out
         values = [self._decode(j, int(i)) for i in idx]
         if out is not None:
@@ -333,8 +336,8 @@ def _check_out(out: np.ndarray | None, shape: tuple, dtype) -> np.ndarray:
     return out
 
 
-def _gather(src: np.ndarray, ptrs: np.ndarray, nbytes: int, out2d: np.ndarray) -> None:
-    from ._gather import gather_rows
+def _gather(src: np.ndarray, ptrs: np.ndarray, nbytes: int, out2d: np.ndarray, parallel: bool = True) -> None:
+    from ._gather import gather_rows, gather_rows_serial
 
     if ptrs.size:
-        gather_rows(src, np.ascontiguousarray(ptrs, np.int64), nbytes, out2d)
+        (gather_rows if parallel else gather_rows_serial)(src, np.ascontiguousarray(ptrs, np.int64), nbytes, out2d)

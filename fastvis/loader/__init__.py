@@ -1,4 +1,5 @@
 """Loaders: from a .beton file to batches on the device."""
 from .resident import ResidentDataset, epoch_order, shard_indices
+from .streaming import StreamingLoader, quasi_random_order
 
-__all__ = ["ResidentDataset", "epoch_order", "shard_indices"]
+__all__ = ["ResidentDataset", "StreamingLoader", "epoch_order", "quasi_random_order", "shard_indices"]
