@@ -25,9 +25,14 @@ def test_help_works_for_every_tool(tool):
     assert "usage: fastvis-" + tool in out
 
 
-def test_bench_says_not_built_yet():
-    proc = cli("bench")
-    assert proc.returncode != 0 and "not built yet" in proc.stderr
+def test_bench_lists_and_runs_a_benchmark(tmp_path):
+    assert cli("bench").returncode == 2 and "augment" in cli("bench").stdout
+    out = tmp_path / "augment.json"
+    proc = cli("bench", "augment", "--device", "cpu", "--batch", "32", "--iters", "2", "--repeats", "1",
+               "--json", out, check=0)
+    assert "CutMix" in proc.stdout
+    rows = json.loads(out.read_text())["cpu"]["rows"]
+    assert rows["CutMix"]["fastvis (uint8)"] > 0 and "RandAugment(2, 9)" in rows
 
 
 def test_convert_cifar_archive_then_inspect(cifar_archives, tmp_path):

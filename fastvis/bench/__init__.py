@@ -1,0 +1,8 @@
+"""Benchmarks behind ``fastvis-bench``: each module has a ``main()`` that prints a table and writes JSON."""
+
+COMMANDS = {
+    "beton": ("fastvis.bench.beton_io", ".beton write and random-order read against ffcv"),
+    "augment": ("fastvis.bench.augment", "augmentation throughput against torchvision v2 and kornia"),
+    "loader": ("fastvis.bench.loader", "loader throughput against torch DataLoader and ffcv"),
+    "baseline": ("fastvis.bench.baseline", "plain PyTorch training baseline inside a time budget"),
+}
