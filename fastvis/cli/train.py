@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--nproc-per-node", type=int, default=1, help="start this many processes with torchrun (DDP)")
+    g.add_argument("--loader", choices=["auto", "resident", "streaming"], default="auto",
+                   help="training data held on the device (resident) or streamed from the file; auto: resident "
+                   "when it fits")
     g = p.add_argument_group("evaluation and distillation")
     g.add_argument("--tta", action="store_true", help="flip test-time augmentation in the final evaluation")
     g.add_argument("--teacher", metavar="CKPT", help="distil from this checkpoint (any registered model)")
@@ -98,7 +101,7 @@ def config_from_args(args):
         mixup=args.mixup, mix_prob=args.mix_prob, label_smoothing=args.label_smoothing, drop_path=args.drop_path,
         ema=args.ema, tta=args.tta, teacher=args.teacher, kd_alpha=args.kd_alpha,
         kd_temperature=args.kd_temperature, wandb=args.wandb, wandb_mode=args.wandb_mode,
-        wandb_project=args.wandb_project, cache=args.cache_dir, verify=not args.no_verify,
+        wandb_project=args.wandb_project, loader=args.loader, cache=args.cache_dir, verify=not args.no_verify,
         progress=not args.quiet, halt_after_epoch=args.halt_after_epoch, started=STARTED,
     )
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .. import FastvisError
 from .. import augment as A
-from ..loader import ResidentDataset, epoch_order
+from ..loader import ResidentDataset, StreamingLoader, epoch_order
 from ..models import FastNet, create_model
 from . import budget as B
 from . import checkpoint as ckpt
@@ -78,6 +78,7 @@ class TrainConfig:
     wandb_mode: str = "offline"
     wandb_project: str = "fastvis"
     eval_batch_size: int = 1024
+    loader: str = "auto"  # auto | resident | streaming (training set; the validation set is resident)
     cache: str | None = None
     verify: bool = True
     progress: bool = True
@@ -149,20 +150,17 @@ class Trainer:
             torch.distributed.barrier()
             if not self.world.main:
                 train_path, val_path, self.dataset_name = resolve(cfg.data, cfg.val, cfg.cache, False, cfg.verify)
-        self.train = ResidentDataset.load(train_path, self.device)
+        self._load_train(train_path)
         self.val = ResidentDataset.load(val_path, self.device)
-        self.num_classes = max(self.train.num_classes, int(self.train.labels.max()) + 1)
-        self.mean, self.std = self.train.mean_std()
         torch.manual_seed(cfg.seed)
         self.model_name = pick_model(cfg, self.device)
-        c = self.train.images.shape[1]
+        c = self.image_shape[0]
         model = create_model(self.model_name, self.num_classes, in_channels=c, drop_path_rate=cfg.drop_path)
         if isinstance(model, FastNet):
-            sample = self.norm(self.train.images[:5000].to(self.device)).float()
-            model.to(self.device).init_whitening(sample)
+            model.to(self.device).init_whitening(self.norm(self._first_images(5000)).float())
         self.params = sum(p.numel() for p in model.parameters())
         model = model.to(self.device)
-        self.flops = count_flops(model, tuple(self.train.images.shape[1:]), self.device)
+        self.flops = count_flops(model, self.image_shape, self.device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.raw_model = model
@@ -179,7 +177,7 @@ class Trainer:
                 model, device_ids=[self.world.local_rank] if self.device.type == "cuda" else None)
         self.model = torch.compile(model) if cfg.compile else model
         self.teacher = self._load_teacher(cfg.teacher) if cfg.teacher else None
-        self.steps_per_epoch = max(1, len(self.train) // cfg.batch_size)
+        self.steps_per_epoch = max(1, self.n_train // cfg.batch_size)
         self.step = 0
         self.epoch = 0
         self.train_seconds = 0.0
@@ -194,6 +192,64 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             if cfg.wandb:
                 self._init_wandb()
+
+    def _load_train(self, path) -> None:
+        """The training set: resident on the device when it fits (or is asked for), else streamed."""
+        cfg = self.cfg
+        mode = cfg.loader
+        if mode not in ("auto", "resident", "streaming"):
+            raise FastvisError(f"--loader must be auto, resident or streaming, not {mode!r}")
+        if mode != "streaming":
+            try:
+                self.train = ResidentDataset.load(path, self.device)
+                self.stream = None
+            except MemoryError:
+                if mode == "resident":
+                    raise
+                mode = "streaming"
+        if mode == "streaming":
+            if cfg.flip == "alternating":
+                raise FastvisError("--flip alternating needs the resident loader (it flips by sample index)")
+            self.train = None
+            self.stream = StreamingLoader(path, cfg.batch_size // self.world.world, order="quasi_random",
+                                          seed=cfg.seed, rank=self.world.rank, world=self.world.world,
+                                          device=self.device)
+            reader = self.stream.reader
+            labels = reader.column("label")
+            self.n_train = len(reader)
+            h, w = (int(v) for v in reader.image_sizes("image")[0])
+            self.image_shape = (3, h, w)
+            self.num_classes = max(int(reader.info.get("num_classes") or 0), int(labels.max()) + 1)
+            pick = np.linspace(0, self.n_train - 1, min(self.n_train, 10_000)).astype(np.int64)
+            sample = torch.from_numpy(reader.read_batch("image", pick)).float().div_(255)
+            self.mean = tuple(sample.mean((0, 1, 2)).tolist())
+            self.std = tuple(sample.std((0, 1, 2)).tolist())
+            return
+        self.n_train = len(self.train)
+        self.image_shape = tuple(self.train.images.shape[1:])
+        self.num_classes = max(self.train.num_classes, int(self.train.labels.max()) + 1)
+        self.mean, self.std = self.train.mean_std()
+
+    def _first_images(self, n: int) -> torch.Tensor:
+        if self.stream is None:
+            return self.train.images[:n]
+        r = self.stream.reader
+        x = r.read_batch("image", np.arange(min(n, len(r))))
+        return torch.from_numpy(x).permute(0, 3, 1, 2).to(self.device)
+
+    def _epoch_batches(self, order, first: int):
+        """What each step of this epoch trains on: index slices (resident) or loaded batches."""
+        b = self.cfg.batch_size
+        if self.stream is None:
+            for k in range(first, self.steps_per_epoch):
+                yield order[k * b : (k + 1) * b]
+            return
+        self.stream.set_epoch(self.epoch)
+        for k, batch in enumerate(self.stream):
+            if k >= self.steps_per_epoch:
+                return
+            if k >= first:
+                yield batch
 
     def norm(self, images: torch.Tensor) -> torch.Tensor:
         return A.normalize(images, self.mean, self.std, channels_last=self.cfg.channels_last)
@@ -223,10 +279,16 @@ class Trainer:
     def _aug_seed(self, step: int, k: int) -> int:
         return (self.cfg.seed * 1_000_003 + step * 97 + k) % (2**62)
 
-    def make_batch(self, indices: torch.Tensor, step: int, epoch: int):
-        """Augment the global batch on the device, then keep this rank's slice."""
+    def make_batch(self, source, step: int, epoch: int):
+        """Resident data: gather the global batch, augment it on the device, keep this rank's
+        slice. Streamed data: each rank augments the batch it read (seeded by step and rank)."""
+        if self.stream is not None:
+            return self._augment(*source, None, step * 1009 + self.world.rank, epoch, sliced=True)
+        x, y = self.train.batch(source)
+        return self._augment(x, y, source, step, epoch, sliced=False)
+
+    def _augment(self, x, y, indices, step: int, epoch: int, sliced: bool):
         cfg = self.cfg
-        x, y = self.train.batch(indices)
         if cfg.crop or cfg.flip == "random":
             x = A.random_crop_flip(x, padding=cfg.padding if cfg.crop else 0, padding_mode="reflect",
                                    flip_p=0.5 if cfg.flip == "random" else 0.0, generator=self._aug_seed(step, 1))
@@ -252,7 +314,7 @@ class Trainer:
             x, targets = A.cutmix(x, y, self.num_classes, cfg.cutmix, cfg.mix_prob, generator=self._aug_seed(step, 7))
         elif cfg.mixup:
             x, targets = A.mixup(x, y, self.num_classes, cfg.mixup, cfg.mix_prob, generator=self._aug_seed(step, 7))
-        if self.world.distributed:
+        if self.world.distributed and not sliced:
             b = x.shape[0] // self.world.world
             sl = slice(self.world.rank * b, (self.world.rank + 1) * b)
             x, y = x[sl], y[sl]
@@ -276,11 +338,11 @@ class Trainer:
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
-    def train_step(self, indices: torch.Tensor, progress: float) -> torch.Tensor:
+    def train_step(self, source, progress: float) -> torch.Tensor:
         lr = B.lr_at(progress, self.peak_lr, self.cfg.warmup)
         for group in self.opt.param_groups:
             group["lr"] = lr
-        x, y, targets = self.make_batch(indices, self.step, self.epoch)
+        x, y, targets = self.make_batch(source, self.step, self.epoch)
         self.model.train()
         with self.autocast():
             logits = self.model(x)
@@ -325,15 +387,16 @@ class Trainer:
 
     def _probe(self, order: torch.Tensor) -> tuple[float, float]:
         """Run the first steps of the run, timing those after warm-up; time a partial evaluation."""
-        b = self.cfg.batch_size
         probe = min(self.steps_per_epoch, 12)
         times = []
+        batches = self._epoch_batches(order, 0)
         for k in range(probe):
             self._sync()
             t = time.perf_counter()
-            self.train_step(order[k * b : (k + 1) * b], progress=self.step / (self.steps_per_epoch * 100))
+            self.train_step(next(batches), progress=self.step / (self.steps_per_epoch * 100))
             self._sync()
             times.append(time.perf_counter() - t)
+        batches.close()
         warm = times[min(4, len(times) - 1):]
         step_time = float(np.median(warm))
         limit = min(len(self.val), 2 * self.cfg.eval_batch_size)
@@ -368,7 +431,7 @@ class Trainer:
         start_step = self.step
         stop = False
         while not stop:
-            order = epoch_order(len(self.train), cfg.seed, self.epoch)
+            order = epoch_order(self.n_train, cfg.seed, self.epoch)
             first = self.step - self.epoch * self.steps_per_epoch  # resuming inside the plan
             if budgeted and self.total_steps is None:
                 step_time, eval_time = self._probe(order)
@@ -382,14 +445,14 @@ class Trainer:
             bar = self._bar()
             t_epoch = time.perf_counter()
             steps_done_epoch = 0
-            for k in range(first, self.steps_per_epoch):
+            for k, source in zip(range(first, self.steps_per_epoch), self._epoch_batches(order, first)):
                 if self.step >= self.total_steps:
                     stop = True
                     break
                 if budgeted and k % 10 == 0 and self._out_of_time():
                     stop = True  # keep what is trained, go to the final evaluation
                     break
-                loss = self.train_step(order[k * b : (k + 1) * b], self.step / self.total_steps)
+                loss = self.train_step(source, self.step / self.total_steps)
                 loss_acc += loss
                 n_acc += 1
                 steps_done_epoch += 1
@@ -495,7 +558,7 @@ class Trainer:
             "steps_per_epoch": self.steps_per_epoch, "eval_every": self.eval_every,
             "history": self.history, "train_seconds": self.train_seconds, "best_top1": self.best_top1,
             "config": asdict(self.cfg), "model_name": self.model_name, "num_classes": self.num_classes,
-            "in_channels": int(self.train.images.shape[1]), "mean": self.mean, "std": self.std,
+            "in_channels": int(self.image_shape[0]), "mean": self.mean, "std": self.std,
             "rng": torch.get_rng_state(),
         }
         ckpt.save_atomic(state, self.out / "checkpoint.pt")
@@ -535,7 +598,7 @@ class Trainer:
     def finish(self, final: dict, images_per_second: float) -> dict:
         summary = {
             "model": self.model_name, "dataset": self.dataset_name,
-            "image_size": list(self.train.images.shape[1:]), "params": self.params, "flops": self.flops,
+            "image_size": list(self.image_shape), "params": self.params, "flops": self.flops,
             "epochs": self.step / self.steps_per_epoch, "steps": self.step, "batch_size": self.cfg.batch_size,
             "train_seconds": self.train_seconds, "total_seconds": self.clock(),
             "top1": final["top1"], "top5": final["top5"], "best_top1": self.best_top1,
@@ -544,7 +607,8 @@ class Trainer:
             + (f" x{self.world.world}" if self.world.distributed else ""),
             "budget_seconds": self.cfg.budget,
             "images_per_second": images_per_second,
-            "num_classes": self.num_classes, "train_samples": len(self.train), "val_samples": len(self.val),
+            "num_classes": self.num_classes, "train_samples": self.n_train, "val_samples": len(self.val),
+            "loader": "streaming" if self.stream is not None else "resident",
             "first_step_loss": getattr(self, "first_loss", None),
             "hyper": self.hyper(),
         }

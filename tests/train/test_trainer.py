@@ -186,3 +186,16 @@ def test_compiled_model_trains(data, tmp_path):
     """--compile (torch.compile with the inductor backend; about 30 s of compilation on 2 cores)."""
     summary = train(config(data, tmp_path, epochs=2, compile=True))
     assert summary["hyper"]["compile"] and summary["top1"] > 0.5
+
+
+def test_streaming_loader_trains(data, tmp_path):
+    summary = train(config(data, tmp_path, loader="streaming", epochs=3))
+    assert summary["loader"] == "streaming" and summary["steps"] == 24
+    assert summary["top1"] > 0.5
+    with pytest.raises(Exception, match="alternating"):
+        train(config(data, tmp_path / "b", loader="streaming", flip="alternating"))
+
+
+def test_streaming_loader_keeps_a_budget(data, tmp_path):
+    summary = train(config(data, tmp_path, loader="streaming", epochs=None, budget=10.0))
+    assert summary["total_seconds"] <= 10.5 and summary["epochs"] > 1
