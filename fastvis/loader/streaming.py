@@ -9,7 +9,9 @@ Sample order per epoch, fixed by ``(seed, epoch)`` whatever the number of thread
 
 - ``random``: a uniform permutation;
 - ``quasi_random``: data pages in random order, samples shuffled within windows of a few
-  consecutive pages, so each batch touches few pages (page-cache and disk friendly);
+  consecutive pages, so each batch touches few pages (page-cache and disk friendly). Only for
+  files whose samples were written in shuffled order: in a file written class by class (an
+  image folder), a window holds few classes and so would each batch;
 - ``sequential``: file order.
 
 With ``world > 1`` each rank reads its own part of every epoch (``shard_indices``: disjoint,

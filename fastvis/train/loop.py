@@ -211,7 +211,9 @@ class Trainer:
             if cfg.flip == "alternating":
                 raise FastvisError("--flip alternating needs the resident loader (it flips by sample index)")
             self.train = None
-            self.stream = StreamingLoader(path, cfg.batch_size // self.world.world, order="quasi_random",
+            # uniform order: files written class by class (image folders) would give batches of a
+            # few classes under the page-local quasi-random order
+            self.stream = StreamingLoader(path, cfg.batch_size // self.world.world, order="random",
                                           seed=cfg.seed, rank=self.world.rank, world=self.world.world,
                                           device=self.device)
             reader = self.stream.reader
