@@ -199,3 +199,26 @@ def test_streaming_loader_trains(data, tmp_path):
 def test_streaming_loader_keeps_a_budget(data, tmp_path):
     summary = train(config(data, tmp_path, loader="streaming", epochs=None, budget=10.0))
     assert summary["total_seconds"] <= 10.5 and summary["epochs"] > 1
+
+
+def test_main_job_path_with_a_cached_cifar100_archive(tmp_path):
+    """`fastvis-train --data cifar100`: the archive found in the cache is converted once, then trained on."""
+    from tests.cifar_archive import build_cifar_archive
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    build_cifar_archive(cache, "cifar100", n_train=300, n_test=60, seed=4)
+    args = ["--data", "cifar100", "--cache-dir", cache, "--no-verify", "--epochs", "1", "--model", "tinynet",
+            "--batch-size", "50", "--device", "cpu", "-q"]
+    proc = cli(*args, "--out", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["dataset"] == "cifar100" and summary["num_classes"] == 100 and summary["train_samples"] == 300
+    assert (cache / "cifar100-train.beton").exists() and (cache / "cifar100-test.beton").exists()
+    proc = cli(*args[:-1], "--out", tmp_path / "run")  # not quiet: it says what it does
+    assert proc.returncode == 0
+    # without --no-verify the home-made archive is refused by its md5 (conversion is cached, so remove it)
+    for f in cache.glob("*.beton*"):
+        f.unlink()
+    proc = cli(*[a for a in args if a != "--no-verify"], "--out", tmp_path / "run2")
+    assert proc.returncode == 1 and "md5 mismatch" in proc.stderr
