@@ -38,7 +38,9 @@ def setup(device_type: str) -> World:
 
 
 def teardown(w: World) -> None:
+    """Leave the group together: rank 0 may still be writing the report when the others finish."""
     if w.distributed and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

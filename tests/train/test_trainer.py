@@ -50,6 +50,7 @@ def config(data, out, **kw):
 
 def cli(*args, env=None):
     e = dict(os.environ, **(env or {}))
+    e.pop("NUMBA_ENABLE_CUDASIM", None)  # the conftest's simulator is for the kernel tests only
     return subprocess.run([sys.executable, "-m", "fastvis.cli.train", *map(str, args)], capture_output=True,
                           text=True, timeout=600, cwd=REPO, env=e)
 
