@@ -176,9 +176,7 @@ def apply_ops(images: torch.Tensor, ops: torch.Tensor, magnitudes: torch.Tensor)
     x = images.to(torch.float32)
     ops = ops.to("cpu", torch.int64)
     magnitudes = magnitudes.to("cpu", torch.float64)
-    geo = torch.zeros_like(ops, dtype=torch.bool)
-    for k in GEOMETRIC:
-        geo |= ops == k
+    geo = _member(ops, GEOMETRIC)
     if geo.any():
         idx = geo.nonzero().view(-1)
         dev_idx = idx.to(x.device, non_blocking=True)
@@ -193,6 +191,10 @@ def apply_ops(images: torch.Tensor, ops: torch.Tensor, magnitudes: torch.Tensor)
     return x
 
 
+def _member(ops: torch.Tensor, ids: set[int]) -> torch.Tensor:
+    return torch.isin(ops, torch.tensor(sorted(ids), dtype=ops.dtype))
+
+
 def _finish(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if like.dtype == torch.uint8:
         return x.round_().clamp_(0, 255).to(torch.uint8)
@@ -200,10 +202,7 @@ def _finish(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def _signed(ops: torch.Tensor, mags: torch.Tensor, r: np.random.Generator) -> torch.Tensor:
-    signed = torch.zeros_like(ops, dtype=torch.bool)
-    for k in SIGNED:
-        signed |= ops == k
-    flip = t(r.random(ops.shape[0]) < 0.5) & signed
+    flip = t(r.random(ops.shape[0]) < 0.5) & _member(ops, SIGNED)
     return torch.where(flip, -mags, mags)
 
 

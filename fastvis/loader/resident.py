@@ -15,6 +15,12 @@ import torch
 from ..beton import BetonReader
 
 
+def channel_mean_std(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std, in [0, 1] units, of a (N, C, H, W) uint8 batch."""
+    x = images.float() / 255
+    return tuple(x.mean((0, 2, 3)).tolist()), tuple(x.std((0, 2, 3)).tolist())
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The sample order of one epoch: a permutation fixed by ``(seed, epoch)``."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -75,5 +81,4 @@ class ResidentDataset:
 
     def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per-channel mean and std of the images in [0, 1] (from up to 10,000 samples)."""
-        sample = self.images[:: max(1, len(self) // 10_000)].float() / 255
-        return tuple(sample.mean((0, 2, 3)).tolist()), tuple(sample.std((0, 2, 3)).tolist())
+        return channel_mean_std(self.images[:: max(1, len(self) // 10_000)])

@@ -11,7 +11,7 @@ import hashlib
 import io
 import pickle
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -37,7 +37,6 @@ class CifarSpec:
     coarse_key: str | None = None
     coarse_names_key: str | None = None
     num_coarse: int = 0
-    extra: dict = field(default_factory=dict)
 
     @property
     def filename(self) -> str:

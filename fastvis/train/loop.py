@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from .. import FastvisError
 from .. import augment as A
 from ..loader import ResidentDataset, StreamingLoader, epoch_order
+from ..loader.resident import channel_mean_std
 from ..models import FastNet, create_model
 from . import budget as B
 from . import checkpoint as ckpt
@@ -223,9 +224,7 @@ class Trainer:
             self.image_shape = (3, h, w)
             self.num_classes = max(int(reader.info.get("num_classes") or 0), int(labels.max()) + 1)
             pick = np.linspace(0, self.n_train - 1, min(self.n_train, 10_000)).astype(np.int64)
-            sample = torch.from_numpy(reader.read_batch("image", pick)).float().div_(255)
-            self.mean = tuple(sample.mean((0, 1, 2)).tolist())
-            self.std = tuple(sample.std((0, 1, 2)).tolist())
+            self.mean, self.std = channel_mean_std(torch.from_numpy(reader.read_batch("image", pick)).permute(0, 3, 1, 2))
             return
         self.n_train = len(self.train)
         self.image_shape = tuple(self.train.images.shape[1:])
@@ -482,7 +481,7 @@ class Trainer:
             self.train_seconds = trained_before + time.perf_counter() - start_train
             if self.epoch % self.eval_every == 0:
                 t = time.perf_counter()
-                self._record(self.evaluate(), train_loss=None)
+                self._record(self.evaluate())
                 if budgeted:
                     self.eval_time = time.perf_counter() - t
             t = time.perf_counter()
@@ -531,7 +530,7 @@ class Trainer:
         eta = left_steps / rate if rate else float("nan")
         bar.set_postfix(img_s=f"{rate * b:,.0f}", loss=f"{loss:.3f}", lr=f"{self.lr:.3g}", left=f"{eta:.0f}s")
 
-    def _record(self, metrics: dict, train_loss=None, final: bool = False) -> None:
+    def _record(self, metrics: dict, final: bool = False) -> None:
         row = {"epoch": self.step / self.steps_per_epoch, "step": self.step, "time": self.clock(),
                "train_loss": getattr(self, "last_loss", None), "lr": getattr(self, "lr", None),
                "images_per_second": self.step * self.cfg.batch_size / self.train_seconds if self.train_seconds else None,
