@@ -4,5 +4,6 @@ COMMANDS = {
     "beton": ("fastvis.bench.beton_io", ".beton write and random-order read against ffcv"),
     "augment": ("fastvis.bench.augment", "augmentation throughput against torchvision v2 and kornia"),
     "loader": ("fastvis.bench.loader", "loader throughput against torch DataLoader and ffcv"),
+    "poisson": ("fastvis.bench.poisson", "Poisson blending against OpenCV's seamlessClone"),
     "baseline": ("fastvis.bench.baseline", "plain PyTorch training baseline inside a time budget"),
 }

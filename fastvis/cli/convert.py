@@ -22,12 +22,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="train or test (CIFAR; image folders with a <split>/ folder). Default: train")
     p.add_argument("--no-verify", action="store_true", help="skip md5 checks (archives built elsewhere)")
     p.add_argument("--cache-dir", help="where dataset names are downloaded (default: $FASTVIS_CACHE or ~/.cache/fastvis)")
-    p.add_argument("--size", type=int, help="image folders: resize the shorter side to N and centre-crop N x N")
+    p.add_argument("--size", type=int, help="image folders: resize the shorter side to N and centre-crop N x N; "
+                   "DICOM: area-resize the whole image to N x N (source dtype kept)")
     p.add_argument("--max-side", type=int, help="image folders: shrink so that the longer side is at most N")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--jpeg", type=int, metavar="QUALITY", help="store images as JPEG of this quality (1-100)")
     g.add_argument("--raw", action="store_true", help="store images raw (default for images up to 64 px)")
-    p.add_argument("--skip-bad", action="store_true", help="leave out unreadable inputs (listed) instead of failing")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out unreadable inputs (listed) and succeed; without it image folders stop at the "
+                   "first bad image and DICOM folders are written without the bad files but exit with status 1")
+    p.add_argument("--labels", metavar="CSV", help="DICOM: labels from a CSV of path,label[,mask] (mask: an image or "
+                   ".npy file, or a box 'y0 x0 y1 x1'); default: the first-level subfolder")
+    p.add_argument("--keep-tags", metavar="KEYWORDS", help="DICOM: comma-separated tags to keep in meta "
+                   "(e.g. BodyPartExamined,ViewPosition); no other header data is stored")
     p.add_argument("--page-size", type=int, default=DEFAULT_PAGE_SIZE, help="data page size in bytes (power of two)")
     p.add_argument("--workers", type=int, help="decoding threads (default: cores, at most 8)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -45,12 +52,17 @@ def main(argv: list[str] | None = None) -> int:
         source = open_source(
             args.source, kind=args.kind, split=args.split, verify=not args.no_verify, cache=args.cache_dir,
             size=args.size, max_side=args.max_side, jpeg=jpeg, skip_bad=args.skip_bad,
-            progress=not args.quiet, workers=args.workers,
+            progress=not args.quiet, workers=args.workers, labels=args.labels,
+            keep_tags=[t.strip() for t in args.keep_tags.split(",") if t.strip()] if args.keep_tags else (),
         )
         summary = convert(source, args.out, page_size=args.page_size, progress=not args.quiet)
         for name, problem in summary.skipped:
             print(f"skipped {name}: {problem}", file=sys.stderr)
         print(summary.line())
+        if summary.skipped and not args.skip_bad and source.kind == "dicom":
+            print(f"fastvis-convert: {len(summary.skipped)} bad file(s) left out (listed above); "
+                  "pass --skip-bad to accept that", file=sys.stderr)
+            return 1
         return 0
 
     return run("fastvis-convert", body)

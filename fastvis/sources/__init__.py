@@ -6,11 +6,12 @@ from pathlib import Path
 from .base import Source, SourceError
 from .cifar import SPECS as CIFAR_SPECS
 from .cifar import CifarSource
+from .dicom import DicomSource
 from .imagefolder import ImageFolderSource, is_archive
 
 KINDS = ("cifar100", "cifar10", "imagefolder", "dicom")
 
-__all__ = ["KINDS", "CifarSource", "ImageFolderSource", "Source", "SourceError", "detect_kind", "open_source"]
+__all__ = ["KINDS", "CifarSource", "DicomSource", "ImageFolderSource", "Source", "SourceError", "detect_kind", "open_source"]
 
 
 def _looks_like_dicom(path: Path, limit: int = 64) -> bool:
@@ -62,6 +63,8 @@ def open_source(
     skip_bad: bool = False,
     progress: bool = True,
     workers: int | None = None,
+    labels: str | Path | None = None,
+    keep_tags: list[str] | tuple[str, ...] = (),
 ) -> Source:
     """Open ``source`` (dataset name, folder or archive) as a :class:`Source` of the given kind."""
     kind = kind or detect_kind(source)
@@ -74,5 +77,9 @@ def open_source(
         return ImageFolderSource(source, split=split, size=size, max_side=max_side, jpeg=jpeg,
                                  skip_bad=skip_bad, workers=workers)
     if kind == "dicom":
-        raise SourceError("DICOM conversion is not available in this version of fastvis")
+        if max_side is not None or jpeg:
+            raise SourceError("DICOM pixels are kept losslessly: --max-side and --jpeg do not apply (--size does)")
+        return DicomSource(source, labels=labels, size=size, keep_tags=keep_tags, skip_bad=skip_bad, workers=workers)
+    if labels or keep_tags:
+        raise SourceError("--labels and --keep-tags apply to DICOM folders only")
     raise SourceError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
