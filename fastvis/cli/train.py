@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA", help="CutMix with this alpha")
     g.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup with this alpha")
     g.add_argument("--mix-prob", type=float, default=1.0)
+    g = p.add_argument_group("radiographs (.beton files from DICOM folders, converted with --size N)")
+    g.add_argument("--window", choices=["auto", "window", "minmax"], default="auto",
+                   help="values to [0, 1]: the file's window (auto: where it has one) or each image's range")
+    g.add_argument("--defect-paste", type=float, default=0.0, metavar="P",
+                   help="with probability P, Poisson-blend a defect patch into a normal image and relabel it")
+    g.add_argument("--defect-class", help="the defect class (name or index; default: 'defect')")
     g = p.add_argument_group("speed")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
@@ -101,7 +107,8 @@ def config_from_args(args):
         mixup=args.mixup, mix_prob=args.mix_prob, label_smoothing=args.label_smoothing, drop_path=args.drop_path,
         ema=args.ema, tta=args.tta, teacher=args.teacher, kd_alpha=args.kd_alpha,
         kd_temperature=args.kd_temperature, wandb=args.wandb, wandb_mode=args.wandb_mode,
-        wandb_project=args.wandb_project, loader=args.loader, cache=args.cache_dir, verify=not args.no_verify,
+        wandb_project=args.wandb_project, loader=args.loader, window=args.window, defect_paste=args.defect_paste,
+        defect_class=args.defect_class, cache=args.cache_dir, verify=not args.no_verify,
         progress=not args.quiet, halt_after_epoch=args.halt_after_epoch, started=STARTED,
     )
 

@@ -16,8 +16,8 @@ from ..beton import BetonReader
 
 
 def channel_mean_std(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std, in [0, 1] units, of a (N, C, H, W) uint8 batch."""
-    x = images.float() / 255
+    """Per-channel mean and std, in [0, 1] units, of a (N, C, H, W) uint8 (or [0, 1] float) batch."""
+    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
     return tuple(x.mean((0, 2, 3)).tolist()), tuple(x.std((0, 2, 3)).tolist())
 
 
@@ -38,19 +38,29 @@ def shard_indices(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
 
 @dataclass
 class ResidentDataset:
-    images: torch.Tensor  # (N, C, H, W) uint8 on the device
+    """RGB images as uint8; radiographs (an ``N x N`` array ``image`` field with ``meta``, from
+    ``fastvis-convert DICOM_DIR --size N``) as their stored integers (2 bytes a pixel for 16-bit
+    data), turned into float [0, 1] batch by batch on the device (:func:`fastvis.augment.to_unit`:
+    rescale, window or min-max, MONOCHROME1 inverted) with ``params`` per sample."""
+
+    images: torch.Tensor  # (N, C, H, W) on the device: uint8 (RGB) or stored integers (radiographs)
     labels: torch.Tensor  # (N,) int64 on the device
     num_classes: int
     classes: list[str]
     path: str = ""
+    params: torch.Tensor | None = None  # (N, 5) to_unit parameters (radiographs)
+    unsigned16: bool = False  # images hold uint16 bits in int16
+    masks: torch.Tensor | None = None  # (N, H, W) uint8 defect masks, when the file has them
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu", image_field: str = "image",
-             label_field: str = "label") -> "ResidentDataset":
+             label_field: str = "label", window: str = "auto") -> "ResidentDataset":
         reader = BetonReader(path)
         n = len(reader)
         if n == 0:
             raise ValueError(f"{path}: the file holds no samples")
+        if reader.info.get("kind") == "dicom" or "meta" in reader.names:
+            return cls._load_radiographs(reader, torch.device(device), image_field, label_field, window)
         sizes = reader.image_sizes(image_field)
         if not (sizes == sizes[0]).all():
             raise ValueError(f"{path}: images differ in size; convert with --size to hold them on the device")
@@ -68,6 +78,43 @@ class ResidentDataset:
         t = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
         return cls(t.to(device), torch.from_numpy(labels).to(device), k, classes, str(path))
 
+    @classmethod
+    def _load_radiographs(cls, reader: BetonReader, device, image_field, label_field, window):
+        from ..augment.intensity import window_params
+        from ..beton import NDArrayField
+
+        path = reader.path
+        field = reader.fields[image_field]
+        if not isinstance(field, NDArrayField) or len(field.shape) != 2:
+            raise ValueError(f"{path}: radiographs must be converted with --size N to be trained on "
+                             "(the image field holds variable-size buffers)")
+        n = len(reader)
+        h, w = field.shape
+        need = n * h * w * field.dtype.itemsize
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            if need > 0.8 * free:
+                raise MemoryError(f"{path}: {need / 1e9:.1f} GB of images do not fit in {free / 1e9:.1f} GB free")
+        raw = reader.read_batch(image_field, np.arange(n))
+        unsigned16 = raw.dtype == np.uint16
+        if unsigned16:
+            raw = raw.view(np.int16)
+        elif raw.dtype not in (np.uint8, np.int8, np.int16):
+            raise ValueError(f"{path}: image dtype {raw.dtype} is not 8 or 16 bits")
+        params = window_params(reader.read_batch("meta", np.arange(n)), window)
+        masks = None
+        if "mask" in reader.names:
+            masks = torch.from_numpy(reader.read_batch("mask", np.arange(n))).to(device)
+        labels = reader.column(label_field).astype(np.int64)
+        classes = list(reader.info.get("classes") or [])
+        k = int(reader.info.get("num_classes") or (labels.max() + 1))
+        images = torch.from_numpy(np.ascontiguousarray(raw))[:, None].to(device)
+        return cls(images, torch.from_numpy(labels).to(device), k, classes, str(path), params, unsigned16, masks)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
     def __len__(self) -> int:
         return self.images.shape[0]
 
@@ -76,9 +123,16 @@ class ResidentDataset:
         return tuple(self.images.shape[2:])  # type: ignore[return-value]
 
     def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (uint8, or float [0, 1] for radiographs) and labels of ``indices``."""
         idx = indices.to(self.images.device, non_blocking=True)
-        return self.images.index_select(0, idx), self.labels.index_select(0, idx)
+        x = self.images.index_select(0, idx)
+        if self.params is not None:
+            from ..augment.intensity import to_unit
+
+            x = to_unit(x, self.params[indices.cpu()], self.unsigned16)
+        return x, self.labels.index_select(0, idx)
 
     def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per-channel mean and std of the images in [0, 1] (from up to 10,000 samples)."""
-        return channel_mean_std(self.images[:: max(1, len(self) // 10_000)])
+        pick = torch.arange(0, len(self), max(1, len(self) // 10_000))
+        return channel_mean_std(self.batch(pick)[0] if self.params is not None else self.images[pick])

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from .. import FastvisError
 from .. import augment as A
+from ..beton import BetonReader
 from ..loader import ResidentDataset, StreamingLoader, epoch_order
 from ..loader.resident import channel_mean_std
 from ..models import FastNet, create_model
@@ -80,6 +81,9 @@ class TrainConfig:
     wandb_project: str = "fastvis"
     eval_batch_size: int = 1024
     loader: str = "auto"  # auto | resident | streaming (training set; the validation set is resident)
+    window: str = "auto"  # radiographs: auto | window | minmax (see fastvis.augment.window_params)
+    defect_paste: float = 0.0  # radiographs: probability of Poisson-blending a defect into a normal image
+    defect_class: str | None = None  # class name or index; default: the class named "defect"
     cache: str | None = None
     verify: bool = True
     progress: bool = True
@@ -152,7 +156,12 @@ class Trainer:
             if not self.world.main:
                 train_path, val_path, self.dataset_name = resolve(cfg.data, cfg.val, cfg.cache, False, cfg.verify)
         self._load_train(train_path)
-        self.val = ResidentDataset.load(val_path, self.device)
+        self.val = ResidentDataset.load(val_path, self.device, window=cfg.window)
+        self.radiographs = self.train is not None and self.train.params is not None
+        if self.radiographs and (cfg.randaugment or cfg.autoaugment or cfg.trivialaugment):
+            raise FastvisError("RandAugment/AutoAugment/TrivialAugment work on RGB uint8 images, not radiographs")
+        self.bank = self._defect_bank() if cfg.defect_paste > 0 else None
+        self.pasted = 0
         torch.manual_seed(cfg.seed)
         self.model_name = pick_model(cfg, self.device)
         c = self.image_shape[0]
@@ -202,7 +211,7 @@ class Trainer:
             raise FastvisError(f"--loader must be auto, resident or streaming, not {mode!r}")
         if mode != "streaming":
             try:
-                self.train = ResidentDataset.load(path, self.device)
+                self.train = ResidentDataset.load(path, self.device, window=cfg.window)
                 self.stream = None
             except MemoryError:
                 if mode == "resident":
@@ -212,6 +221,8 @@ class Trainer:
             if cfg.flip == "alternating":
                 raise FastvisError("--flip alternating needs the resident loader (it flips by sample index)")
             self.train = None
+            if "meta" in BetonReader(path).names:
+                raise FastvisError(f"{path}: radiographs are trained with the resident loader (--loader resident)")
             # uniform order: files written class by class (image folders) would give batches of a
             # few classes under the page-local quasi-random order
             self.stream = StreamingLoader(path, cfg.batch_size // self.world.world, order="random",
@@ -231,8 +242,34 @@ class Trainer:
         self.num_classes = max(self.train.num_classes, int(self.train.labels.max()) + 1)
         self.mean, self.std = self.train.mean_std()
 
+    def _defect_bank(self):
+        """Defect patches cut from the training samples of the defect class that have masks."""
+        cfg, tr = self.cfg, self.train
+        if tr is None or tr.masks is None:
+            raise FastvisError("--defect-paste needs radiographs converted with masks (fastvis-convert DIR OUT "
+                               "--size N --labels CSV with a mask column)")
+        classes = tr.classes or [str(k) for k in range(self.num_classes)]
+        name = cfg.defect_class if cfg.defect_class is not None else "defect"
+        if name in classes:
+            self.defect_class = classes.index(name)
+        elif str(name).isdigit() and int(name) < self.num_classes:
+            self.defect_class = int(name)
+        else:
+            raise FastvisError(f"--defect-class {name!r} is not one of the classes {classes}")
+        self.normal_classes = [classes.index("normal")] if "normal" in classes and self.defect_class != \
+            classes.index("normal") else [k for k in range(self.num_classes) if k != self.defect_class]
+        pick = ((tr.labels == self.defect_class) & (tr.masks.flatten(1).amax(1) > 0)).nonzero().flatten().cpu()
+        if len(pick) == 0:
+            raise FastvisError(f"--defect-paste: no training sample of class {classes[self.defect_class]!r} has a mask")
+        images, _ = tr.batch(pick)
+        bank = A.DefectBank.from_samples(images, tr.masks[pick.to(tr.masks.device)])
+        self.log(f"defect bank: {len(bank)} patches from {len(pick)} masked {classes[self.defect_class]!r} samples")
+        return bank
+
     def _first_images(self, n: int) -> torch.Tensor:
         if self.stream is None:
+            if self.train.params is not None:
+                return self.train.batch(torch.arange(min(n, len(self.train))))[0]
             return self.train.images[:n]
         r = self.stream.reader
         x = r.read_batch("image", np.arange(min(n, len(r))))
@@ -290,6 +327,10 @@ class Trainer:
 
     def _augment(self, x, y, indices, step: int, epoch: int, sliced: bool):
         cfg = self.cfg
+        if self.bank is not None:
+            x, y, params = A.defect_paste(x, y, self.bank, self.defect_class, self.normal_classes, cfg.defect_paste,
+                                          generator=self._aug_seed(step, 8))
+            self.pasted += len(params.index)
         if cfg.crop or cfg.flip == "random":
             x = A.random_crop_flip(x, padding=cfg.padding if cfg.crop else 0, padding_mode="reflect",
                                    flip_p=0.5 if cfg.flip == "random" else 0.0, generator=self._aug_seed(step, 1))
@@ -594,6 +635,7 @@ class Trainer:
             "channels_last": c.channels_last, "compile": c.compile, "teacher": c.teacher,
             "kd_alpha": c.kd_alpha if c.teacher else None, "kd_temperature": c.kd_temperature if c.teacher else None,
             "processes": self.world.world, "seed": c.seed,
+            "defect_paste": c.defect_paste or None, "window": c.window if getattr(self, "radiographs", False) else None,
         }
 
     def finish(self, final: dict, images_per_second: float) -> dict:
@@ -611,6 +653,7 @@ class Trainer:
             "num_classes": self.num_classes, "train_samples": self.n_train, "val_samples": len(self.val),
             "loader": "streaming" if self.stream is not None else "resident",
             "first_step_loss": getattr(self, "first_loss", None),
+            "defect_pastes": self.pasted if self.bank is not None else None,
             "hyper": self.hyper(),
         }
         if self.world.main:
