@@ -226,6 +226,14 @@ class BetonReader:
         i = self._index(i)
         return tuple(self._decode(j, i) for j in range(len(self._field_list)))
 
+    def payload(self, i, name: str) -> np.ndarray:
+        """The stored bytes of a variable-size field of sample ``i`` (e.g. a JPEG), undecoded (a view)."""
+        j, i = self._field_index(name), self._index(i)
+        if self._ptrs[j] is None:
+            raise TypeError(f"field {name!r} is a scalar field: it has no payload")
+        p, n = int(self._ptrs[j][i]), int(self._sizes[j][i])
+        return self._buf[p : p + n]
+
     def get(self, i, name: str):
         """One field of one sample."""
         return self._decode(self._field_index(name), self._index(i))
