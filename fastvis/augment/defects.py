@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ._random import GeneratorLike, rng
-from .poisson import poisson_blend_batch
+from .poisson import mask_box, poisson_blend_batch
 
 __all__ = ["DefectBank", "DefectPaste", "DefectPasteParams", "defect_paste", "defect_paste_params"]
 
@@ -37,11 +37,11 @@ class DefectBank:
         H, W = images.shape[-2:]
         for k in range(images.shape[0]):
             m = masks[k] != 0
-            rows, cols = m.any(1).nonzero().flatten(), m.any(0).nonzero().flatten()
-            if not len(rows):
+            box = mask_box(m)
+            if box is None:
                 continue
-            y0, y1 = max(0, int(rows[0]) - margin), min(H, int(rows[-1]) + 1 + margin)
-            x0, x1 = max(0, int(cols[0]) - margin), min(W, int(cols[-1]) + 1 + margin)
+            y0, y1 = max(0, box[0] - margin), min(H, box[1] + margin)
+            x0, x1 = max(0, box[2] - margin), min(W, box[3] + margin)
             pm = m[y0:y1, x0:x1].clone()
             pm[0], pm[-1], pm[:, 0], pm[:, -1] = False, False, False, False  # keep the boundary ring
             if y1 - y0 < 3 or x1 - x0 < 3 or not bool(pm.any()):

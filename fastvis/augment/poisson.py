@@ -44,6 +44,26 @@ def default_tol(dtype: torch.dtype) -> float:
     return 0.1 if not dtype.is_floating_point else 0.1 / 255
 
 
+def laplacian(a):
+    """``4 a[y, x]`` minus its 4 neighbours over the last two axes (numpy or torch); a neighbour
+    outside the array counts as 0, so the border values are only meaningful inside."""
+    lap = 4 * a
+    lap[..., 1:, :] -= a[..., :-1, :]
+    lap[..., :-1, :] -= a[..., 1:, :]
+    lap[..., :, 1:] -= a[..., :, :-1]
+    lap[..., :, :-1] -= a[..., :, 1:]
+    return lap
+
+
+def mask_box(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
+    """Half-open bounding box ``(y0, y1, x0, x1)`` of a 2-D mask's nonzero pixels, or None if empty."""
+    m = mask != 0
+    rows, cols = m.any(1).nonzero().flatten().tolist(), m.any(0).nonzero().flatten().tolist()
+    if not rows:
+        return None
+    return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+
+
 def _check_patch(mask: torch.Tensor, shape: tuple[int, int], offset: tuple[int, int], image_hw: tuple[int, int],
                  where: str) -> None:
     h, w = shape
@@ -87,10 +107,10 @@ def poisson_blend_batch(
     if not (len(patches) == len(masks) == len(offsets) == n):
         raise ValueError("patches, masks, offsets and index must have the same length")
     out = images.clone()
-    if n == 0:
-        stats = BlendStats(np.zeros(0, np.int32), np.zeros(0), tol or default_tol(images.dtype))
-        return (out, stats) if return_stats else out
     tol = default_tol(images.dtype) if tol is None else float(tol)
+    if n == 0:
+        stats = BlendStats(np.zeros(0, np.int32), np.zeros(0), tol)
+        return (out, stats) if return_stats else out
     idx = [int(i) for i in (index.tolist() if isinstance(index, torch.Tensor) else index)]
     offs = [tuple(int(v) for v in o) for o in (offsets.tolist() if isinstance(offsets, torch.Tensor) else offsets)]
     pats = [torch.as_tensor(p, device=dev) for p in patches]
@@ -104,10 +124,9 @@ def poisson_blend_batch(
     # solve on each mask's bounding box plus a one-pixel ring (the boundary), not the whole patch
     boxes = []
     for p in range(n):
-        rows = msks[p].any(1).nonzero().flatten().tolist()
-        cols = msks[p].any(0).nonzero().flatten().tolist()
-        if rows:
-            boxes.append((rows[0] - 1, rows[-1] + 2, cols[0] - 1, cols[-1] + 2))
+        box = mask_box(msks[p])
+        if box is not None:
+            boxes.append((box[0] - 1, box[1] + 1, box[2] - 1, box[3] + 1))
         else:
             boxes.append((0, 3, 0, 3))  # empty mask: nothing to solve
     hm = max(b[1] - b[0] for b in boxes)
@@ -127,11 +146,7 @@ def poisson_blend_batch(
         rho[p] = K.jacobi_radius(h - 2, w - 2)
 
     # guidance: the source's Laplacian; the mask never reaches the padding, so its edges do not matter
-    lap = 4 * src
-    lap[..., 1:, :] -= src[..., :-1, :]
-    lap[..., :-1, :] -= src[..., 1:, :]
-    lap[..., :, 1:] -= src[..., :, :-1]
-    lap[..., :, :-1] -= src[..., :, 1:]
+    lap = laplacian(src)
     # initial guess: the source, shifted by its mean offset from the destination on the boundary
     near = torch.zeros_like(mask)
     near[..., 1:, :] |= mask[..., :-1, :]
@@ -236,10 +251,5 @@ def poisson_blend_reference(dst, src, mask, offset: tuple[int, int]) -> np.ndarr
     h, w = np.asarray(mask).shape
     planes = [(out, dst, src)] if dst.ndim == 2 else [(out[..., c], dst[..., c], src[..., c]) for c in range(dst.shape[2])]
     for o, d, s in planes:
-        lap = 4 * s
-        lap[1:] -= s[:-1]
-        lap[:-1] -= s[1:]
-        lap[:, 1:] -= s[:, :-1]
-        lap[:, :-1] -= s[:, 1:]
-        o[y : y + h, x : x + w] = K.poisson_reference(d[y : y + h, x : x + w], lap, mask)
+        o[y : y + h, x : x + w] = K.poisson_reference(d[y : y + h, x : x + w], laplacian(s), mask)
     return out

@@ -36,6 +36,21 @@ def shard_indices(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     return padded[rank:total:world]
 
 
+def _check_fits(path, need: int, device: torch.device) -> None:
+    """``need`` bytes of images must fit in 80% of a CUDA device's free memory."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if need > 0.8 * free:
+            raise MemoryError(f"{path}: {need / 1e9:.1f} GB of images do not fit in {free / 1e9:.1f} GB free on {device}")
+
+
+def _labels(reader: BetonReader, label_field: str, device: torch.device) -> tuple[torch.Tensor, int, list[str]]:
+    """(labels on the device, number of classes, class names) of a file."""
+    labels = reader.column(label_field).astype(np.int64)
+    k = int(reader.info.get("num_classes") or (labels.max() + 1))
+    return torch.from_numpy(labels).to(device), k, list(reader.info.get("classes") or [])
+
+
 @dataclass
 class ResidentDataset:
     """RGB images as uint8; radiographs (an ``N x N`` array ``image`` field with ``meta``, from
@@ -59,24 +74,17 @@ class ResidentDataset:
         n = len(reader)
         if n == 0:
             raise ValueError(f"{path}: the file holds no samples")
-        if reader.info.get("kind") == "dicom" or "meta" in reader.names:
-            return cls._load_radiographs(reader, torch.device(device), image_field, label_field, window)
+        device = torch.device(device)
+        if "meta" in reader.names:  # radiographs (fastvis-convert of a DICOM folder)
+            return cls._load_radiographs(reader, device, image_field, label_field, window)
         sizes = reader.image_sizes(image_field)
         if not (sizes == sizes[0]).all():
             raise ValueError(f"{path}: images differ in size; convert with --size to hold them on the device")
         h, w = (int(v) for v in sizes[0])
-        need = n * h * w * 3
-        device = torch.device(device)
-        if device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            if need > 0.8 * free:
-                raise MemoryError(f"{path}: {need / 1e9:.1f} GB of images do not fit in {free / 1e9:.1f} GB free on {device}")
+        _check_fits(path, n * h * w * 3, device)
         images = reader.read_batch(image_field, np.arange(n))  # (N, H, W, 3) uint8
-        labels = reader.column(label_field).astype(np.int64)
-        classes = list(reader.info.get("classes") or [])
-        k = int(reader.info.get("num_classes") or (labels.max() + 1))
         t = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-        return cls(t.to(device), torch.from_numpy(labels).to(device), k, classes, str(path))
+        return cls(t.to(device), *_labels(reader, label_field, device), str(path))
 
     @classmethod
     def _load_radiographs(cls, reader: BetonReader, device, image_field, label_field, window):
@@ -90,11 +98,7 @@ class ResidentDataset:
                              "(the image field holds variable-size buffers)")
         n = len(reader)
         h, w = field.shape
-        need = n * h * w * field.dtype.itemsize
-        if device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            if need > 0.8 * free:
-                raise MemoryError(f"{path}: {need / 1e9:.1f} GB of images do not fit in {free / 1e9:.1f} GB free")
+        _check_fits(path, n * h * w * field.dtype.itemsize, device)
         raw = reader.read_batch(image_field, np.arange(n))
         unsigned16 = raw.dtype == np.uint16
         if unsigned16:
@@ -105,11 +109,8 @@ class ResidentDataset:
         masks = None
         if "mask" in reader.names:
             masks = torch.from_numpy(reader.read_batch("mask", np.arange(n))).to(device)
-        labels = reader.column(label_field).astype(np.int64)
-        classes = list(reader.info.get("classes") or [])
-        k = int(reader.info.get("num_classes") or (labels.max() + 1))
         images = torch.from_numpy(np.ascontiguousarray(raw))[:, None].to(device)
-        return cls(images, torch.from_numpy(labels).to(device), k, classes, str(path), params, unsigned16, masks)
+        return cls(images, *_labels(reader, label_field, device), str(path), params, unsigned16, masks)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -20,7 +20,7 @@ about the patient: other tags go in (under ``tags``) only when ``keep_tags`` nam
 
 Files that are not DICOM (named like DICOM: ``.dcm``, ``.dicom``, ``.dic`` or no extension),
 have no pixel data, are truncated, colour, multi-frame or undecodable are skipped and listed
-in ``skipped``; with ``skip_bad=False`` the command line exits non-zero after writing the rest.
+in ``skipped`` (``fastvis-convert`` then exits non-zero after writing the rest, unless ``--skip-bad``).
 A compressed transfer syntax without an installed decoder stops the conversion with the extra
 to install.
 """
@@ -101,18 +101,15 @@ class DicomSource(Source):
         labels: str | Path | None = None,
         size: int | None = None,
         keep_tags: list[str] | tuple[str, ...] = (),
-        skip_bad: bool = False,
         workers: int | None = None,
     ):
         super().__init__()
-        import pydicom  # noqa: F401  (a dependency; fail early if broken)
-
         self.root = Path(root)
         if not self.root.is_dir():
             raise SourceError(f"{self.root}: not a folder (DICOM sources are folders of files)")
         if size is not None and size <= 0:
             raise SourceError("--size must be positive")
-        self.size, self.skip_bad = size, skip_bad
+        self.size = size
         self.keep_tags = list(keep_tags)
         for tag in self.keep_tags:
             from pydicom.datadict import tag_for_keyword
