@@ -1,15 +1,19 @@
-"""JPEG fields decoded in batches, then random-resized-cropped on the device.
+"""JPEG (or differently sized) images decoded in batches and cropped on the device.
 
 :func:`decode_jpeg_batch` hands the stored JPEG bytes of a batch to nvjpeg
 (``torchvision.io.decode_jpeg(..., device="cuda")``, one call for the whole batch) on a CUDA
-device, and to Pillow on threads (the reader's own path) on the CPU. :func:`random_resized_crop`
-draws Inception-style boxes (area fraction ``scale``, aspect ``ratio``, ten tries then a centre
-crop, as torchvision does) and resamples every box to ``size x size`` in one batched
-``torchvision.ops.roi_align`` call (bilinear, 2 x 2 samples averaged per output pixel).
+device, and to Pillow on the CPU. :func:`rrc_boxes` draws Inception-style boxes (area fraction
+``scale``, aspect ``ratio``, ten tries then a centre crop, as torchvision does),
+:func:`center_boxes` the evaluation crop, and :func:`resized_crops` resamples every box to
+``size x size``. :class:`JpegLoader` puts them together behind background threads for
+training on photos.
 """
 from __future__ import annotations
 
 import math
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -18,7 +22,8 @@ from ..augment._random import GeneratorLike, rng
 from ..beton import BetonReader, RGBImageField
 from ..beton.format import MODE_JPEG
 
-__all__ = ["decode_jpeg_batch", "random_resized_crop", "rrc_boxes"]
+__all__ = ["JpegLoader", "center_boxes", "center_crop_resize", "decode_jpeg_batch", "random_resized_crop",
+           "resized_crops", "rrc_boxes"]
 
 
 def decode_jpeg_batch(reader: BetonReader, indices, device: torch.device | str = "cpu",
@@ -71,29 +76,201 @@ def rrc_boxes(sizes, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), generator: Generat
     return boxes
 
 
-def random_resized_crop(images, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip_p: float = 0.5,
-                        generator: GeneratorLike = None, boxes: np.ndarray | None = None) -> torch.Tensor:
-    """``images``: a list of (3, H, W) uint8 tensors (sizes may differ) or a (B, 3, H, W) batch,
-    on one device. Returns (B, 3, size, size) uint8 there, each a random box resampled, then
-    mirrored with probability ``flip_p``."""
-    from torchvision.ops import roi_align
+def center_boxes(sizes, crop_frac: float = 0.875) -> np.ndarray:
+    """(B, 4) boxes ``(y0, x0, h, w)``: the centred square of side ``crop_frac`` x the shorter side
+    (the usual evaluation crop: resize the shorter side to ``size / crop_frac``, crop ``size``)."""
+    sizes = np.asarray(sizes, np.int64).reshape(-1, 2)
+    side = np.maximum(1, np.round(sizes.min(1) * crop_frac)).astype(np.int64)
+    return np.stack([(sizes[:, 0] - side) // 2, (sizes[:, 1] - side) // 2, side, side], 1)
+
+
+def resized_crops(images, boxes: np.ndarray, size: int, flips=None, method: str = "auto") -> torch.Tensor:
+    """Each ``boxes[b] = (y0, x0, h, w)`` of ``images[b]`` resampled to ``size x size`` (uint8), then
+    mirrored where ``flips[b]``.
+
+    ``method``: ``interpolate`` resamples box by box with antialiased bilinear interpolation on
+    the uint8 pixels (torchvision's ``resized_crop``; the fast path on the CPU), ``roi_align``
+    resamples all boxes in one ``torchvision.ops.roi_align`` call on a zero-padded float batch
+    (bilinear, 2 x 2 samples averaged per output pixel; one launch on CUDA). ``auto``: the
+    first on the CPU, the second on CUDA.
+    """
+    import torch.nn.functional as F
 
     imgs = list(images) if not isinstance(images, torch.Tensor) else list(images.unbind(0))
     if not imgs:
         raise ValueError("no images")
-    sizes = np.array([tuple(t.shape[-2:]) for t in imgs])
+    dev = imgs[0].device
+    if method == "auto":
+        method = "roi_align" if dev.type == "cuda" else "interpolate"
+    if method == "interpolate":
+        out = torch.empty(len(imgs), 3, size, size, dtype=torch.uint8, device=dev)
+        for b, (t, (y, x, h, w)) in enumerate(zip(imgs, boxes.tolist())):
+            crop = t[None, :, y : y + h, x : x + w]
+            if dev.type != "cpu":  # uint8 antialiased resampling is a CPU kernel
+                crop = crop.float()
+            r = F.interpolate(crop, (size, size), mode="bilinear", antialias=True, align_corners=False)
+            out[b] = r[0] if r.dtype == torch.uint8 else r[0].round_().clamp_(0, 255)
+    elif method == "roi_align":
+        from torchvision.ops import roi_align
+
+        sizes = np.array([tuple(t.shape[-2:]) for t in imgs])
+        H, W = sizes.max(0)
+        batch = torch.zeros(len(imgs), 3, int(H), int(W), dtype=torch.float32, device=dev)
+        for b, t in enumerate(imgs):
+            batch[b, :, : t.shape[1], : t.shape[2]] = t
+        y0, x0, h, w = (torch.from_numpy(boxes[:, k]).to(torch.float32) for k in range(4))
+        rois = torch.stack([torch.arange(len(imgs), dtype=torch.float32), x0, y0, x0 + w, y0 + h], 1).to(dev)
+        out = roi_align(batch, rois, (size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+        out = out.round_().clamp_(0, 255).to(torch.uint8)
+    else:
+        raise ValueError(f"method must be auto, interpolate or roi_align, not {method!r}")
+    if flips is not None and np.any(flips):
+        flip_t = torch.from_numpy(np.asarray(flips, bool)).to(dev).view(-1, 1, 1, 1)
+        out = torch.where(flip_t, out.flip(-1), out)
+    return out
+
+
+def random_resized_crop(images, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip_p: float = 0.5,
+                        generator: GeneratorLike = None, boxes: np.ndarray | None = None,
+                        method: str = "auto") -> torch.Tensor:
+    """``images``: a list of (3, H, W) uint8 tensors (sizes may differ) or a (B, 3, H, W) batch,
+    on one device. Returns (B, 3, size, size) uint8 there, each a random box (:func:`rrc_boxes`)
+    resampled (:func:`resized_crops`), then mirrored with probability ``flip_p``."""
+    imgs = list(images) if not isinstance(images, torch.Tensor) else list(images.unbind(0))
+    if not imgs:
+        raise ValueError("no images")
     r = rng(generator)
     if boxes is None:
-        boxes = rrc_boxes(sizes, scale, ratio, r)
+        boxes = rrc_boxes(np.array([tuple(t.shape[-2:]) for t in imgs]), scale, ratio, r)
     flips = r.random(len(imgs)) < flip_p
-    H, W = sizes.max(0)
-    dev = imgs[0].device
-    batch = torch.zeros(len(imgs), 3, int(H), int(W), dtype=torch.float32, device=dev)
-    for b, t in enumerate(imgs):
-        batch[b, :, : t.shape[1], : t.shape[2]] = t
-    y0, x0, h, w = (torch.from_numpy(boxes[:, k]).to(torch.float32) for k in range(4))
-    rois = torch.stack([torch.arange(len(imgs), dtype=torch.float32), x0, y0, x0 + w, y0 + h], 1).to(dev)
-    out = roi_align(batch, rois, (size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
-    flip_t = torch.from_numpy(flips).to(dev).view(-1, 1, 1, 1)
-    out = torch.where(flip_t, out.flip(-1), out)
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+    return resized_crops(imgs, boxes, size, flips, method)
+
+
+def center_crop_resize(images, size: int, crop_frac: float = 0.875, method: str = "auto") -> torch.Tensor:
+    """The evaluation view: the centred square of ``crop_frac`` x the shorter side, resampled to
+    ``size x size`` (uint8)."""
+    imgs = list(images) if not isinstance(images, torch.Tensor) else list(images.unbind(0))
+    boxes = center_boxes([tuple(t.shape[-2:]) for t in imgs], crop_frac)
+    return resized_crops(imgs, boxes, size, None, method)
+
+
+class JpegLoader:
+    """``size x size`` uint8 crops of an RGB field stored as JPEG or in differing sizes (photos,
+    ImageNet-style folders), batch by batch: ``for images, labels in loader``.
+
+    Training (``train=True``): every image a random-resized crop (:func:`rrc_boxes`) mirrored
+    with probability ``flip_p``; evaluation: the centre crop (:func:`center_boxes`). On CUDA,
+    background threads gather the compressed bytes of the next batches and the consumer hands
+    each batch to nvjpeg in one call, then crops it on the device (:func:`resized_crops`, one
+    ``roi_align``); on the CPU each background thread decodes (Pillow) and crops whole batches
+    (antialiased uint8 resampling). At most ``prefetch`` batches are in flight. The crops of
+    batch ``k`` of epoch ``e`` are drawn from ``(seed, e, rank, k)`` and the order from
+    ``(seed, e)``: the same seed gives the same batches whatever the number of threads. With
+    ``world > 1`` each rank reads its own part of every epoch (:func:`shard_indices`).
+    """
+
+    def __init__(self, path, batch_size: int, size: int, train: bool = True, scale=(0.08, 1.0),
+                 ratio=(3 / 4, 4 / 3), flip_p: float = 0.5, crop_frac: float = 0.875, seed: int = 0,
+                 rank: int = 0, world: int = 1, drop_last: bool = True, threads: int | None = None,
+                 prefetch: int = 3, device="cpu", image_field: str = "image", label_field: str = "label"):
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} outside a world of {world}")
+        self.reader = BetonReader(path)
+        if not isinstance(self.reader.fields.get(image_field), RGBImageField):
+            raise TypeError(f"{path}: field {image_field!r} is not an RGB image field; fields: {self.reader.names}")
+        self.image_field, self.size, self.train = image_field, int(size), train
+        self.scale, self.ratio, self.flip_p, self.crop_frac = scale, ratio, flip_p, crop_frac
+        self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
+        self.drop_last = drop_last
+        self.threads = threads or min(4, os.cpu_count() or 1)
+        self.prefetch = max(1, prefetch)
+        self.device = torch.device(device)
+        self.sizes = self.reader.image_sizes(image_field)
+        self.labels = self.reader.column(label_field).astype(np.int64)
+        modes = self.reader.metadata[f"f{self.reader.names.index(image_field)}"]["mode"]
+        self.all_jpeg = bool(len(modes)) and bool((modes == MODE_JPEG).all())
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self, epoch: int | None = None) -> torch.Tensor:
+        """This rank's sample order for an epoch (shuffled when training, file order otherwise)."""
+        from .resident import epoch_order, shard_indices
+
+        epoch = self.epoch if epoch is None else epoch
+        n = len(self.reader)
+        order = epoch_order(n, self.seed, epoch) if self.train else torch.arange(n)
+        return shard_indices(order, self.rank, self.world) if self.world > 1 else order
+
+    def __len__(self) -> int:
+        n = len(self.indices(0))
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def crops(self, idx: np.ndarray, k: int, epoch: int | None = None):
+        """(boxes, flips) of batch ``k`` holding samples ``idx``."""
+        sizes = self.sizes[idx]
+        if not self.train:
+            return center_boxes(sizes, self.crop_frac), None
+        r = np.random.default_rng([self.seed, self.epoch if epoch is None else epoch, self.rank, k])
+        boxes = rrc_boxes(sizes, self.scale, self.ratio, r)
+        return boxes, r.random(len(idx)) < self.flip_p
+
+    def _prepare(self, idx: np.ndarray, k: int, epoch: int):
+        """Background work for one batch: decoded crops (CPU) or the bytes to decode (CUDA)."""
+        boxes, flips = self.crops(idx, k, epoch)
+        if self.device.type != "cuda":
+            return resized_crops(decode_jpeg_batch(self.reader, idx), boxes, self.size, flips), boxes, flips
+        if self.all_jpeg:
+            return [torch.from_numpy(self.reader.payload(int(i), self.image_field).copy()) for i in idx], boxes, flips
+        return decode_jpeg_batch(self.reader, idx), boxes, flips  # raw pixels, moved by the consumer
+
+    def _finish(self, work) -> torch.Tensor:
+        data, boxes, flips = work
+        if isinstance(data, torch.Tensor):
+            return data
+        if self.all_jpeg:
+            from torchvision.io import decode_jpeg
+
+            imgs = decode_jpeg(data, device=self.device)
+        else:
+            imgs = [t.to(self.device, non_blocking=True) for t in data]
+        return resized_crops(imgs, boxes, self.size, flips)
+
+    def batches(self, first: int = 0):
+        """Batches ``first, first + 1, ...`` of the current epoch (resuming skips without decoding)."""
+        order = self.indices().numpy()
+        epoch, b = self.epoch, self.batch_size
+        starts = list(range(0, len(order), b))
+        if self.drop_last and len(order) % b:
+            starts = starts[:-1]
+        todo = list(range(first, len(starts)))
+        pending: deque = deque()
+        with ThreadPoolExecutor(self.threads) as pool:
+            def submit(j: int) -> None:
+                k = todo[j]
+                idx = order[starts[k] : starts[k] + b]
+                pending.append((idx, pool.submit(self._prepare, idx, k, epoch)))
+
+            for j in range(min(self.prefetch, len(todo))):
+                submit(j)
+            for j in range(len(todo)):
+                idx, fut = pending.popleft()
+                x = self._finish(fut.result())
+                if j + self.prefetch < len(todo):
+                    submit(j + self.prefetch)
+                yield x, torch.from_numpy(self.labels[idx]).to(self.device, non_blocking=True)
+
+    def __iter__(self):
+        return self.batches(0)
+
+    def sample(self, n: int) -> torch.Tensor:
+        """Centre crops of up to ``n`` images spread over the file, (n, 3, size, size) uint8 on the
+        device (statistics, initialisation)."""
+        pick = np.linspace(0, len(self.reader) - 1, min(n, len(self.reader))).astype(np.int64)
+        out = []
+        for s in range(0, len(pick), 512):
+            idx = pick[s : s + 512]
+            imgs = [t.to(self.device) for t in decode_jpeg_batch(self.reader, idx)]
+            out.append(resized_crops(imgs, center_boxes(self.sizes[idx], self.crop_frac), self.size))
+        return torch.cat(out)

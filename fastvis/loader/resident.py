@@ -69,7 +69,11 @@ class ResidentDataset:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu", image_field: str = "image",
-             label_field: str = "label", window: str = "auto") -> "ResidentDataset":
+             label_field: str = "label", window: str = "auto", size: int | None = None,
+             crop_frac: float = 0.875) -> "ResidentDataset":
+        """``size``: hold ``size x size`` centre crops (:func:`fastvis.loader.center_boxes`, the
+        evaluation view) of files whose images differ in size or from ``size``, decoded in
+        batches (nvjpeg on CUDA); otherwise the images as stored."""
         reader = BetonReader(path)
         n = len(reader)
         if n == 0:
@@ -78,13 +82,26 @@ class ResidentDataset:
         if "meta" in reader.names:  # radiographs (fastvis-convert of a DICOM folder)
             return cls._load_radiographs(reader, device, image_field, label_field, window)
         sizes = reader.image_sizes(image_field)
-        if not (sizes == sizes[0]).all():
+        uniform = bool((sizes == sizes[0]).all())
+        if size is not None and not (uniform and tuple(sizes[0]) == (size, size)):
+            return cls._load_crops(reader, device, image_field, label_field, int(size), crop_frac)
+        if not uniform:
             raise ValueError(f"{path}: images differ in size; convert with --size to hold them on the device")
         h, w = (int(v) for v in sizes[0])
         _check_fits(path, n * h * w * 3, device)
         images = reader.read_batch(image_field, np.arange(n))  # (N, H, W, 3) uint8
         t = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
         return cls(t.to(device), *_labels(reader, label_field, device), str(path))
+
+    @classmethod
+    def _load_crops(cls, reader: BetonReader, device, image_field, label_field, size: int, crop_frac: float):
+        from .jpeg import JpegLoader
+
+        _check_fits(reader.path, len(reader) * size * size * 3, device)
+        loader = JpegLoader(reader.path, 256, size, train=False, crop_frac=crop_frac, drop_last=False, device=device,
+                            image_field=image_field, label_field=label_field)
+        images = torch.cat([x for x, _ in loader])
+        return cls(images, *_labels(reader, label_field, device), str(reader.path))
 
     @classmethod
     def _load_radiographs(cls, reader: BetonReader, device, image_field, label_field, window):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fastvis.beton import BetonReader, BetonWriter, IntField, RGBImageField
-from fastvis.loader import decode_jpeg_batch, random_resized_crop, rrc_boxes
+from fastvis.loader import (JpegLoader, ResidentDataset, center_boxes, center_crop_resize, decode_jpeg_batch,
+                            random_resized_crop, resized_crops, rrc_boxes)
 
 
 @pytest.fixture(scope="module")
@@ -47,22 +48,99 @@ def test_rrc_boxes_lie_inside_and_follow_scale_and_ratio():
     assert np.array_equal(rrc_boxes(sizes, generator=3), rrc_boxes(sizes, generator=3))
 
 
-def test_random_resized_crop_resamples_each_box(jpeg_file):
+@pytest.mark.parametrize("method, tol", [("interpolate", 0.51), ("roi_align", 4)])
+def test_resized_crops_resample_each_box(jpeg_file, method, tol):
     from torchvision.transforms.v2 import functional as TF
 
     path, _ = jpeg_file
     imgs = decode_jpeg_batch(BetonReader(path), range(6))
     boxes = np.array([[0, 0, 40, 60], [10, 5, 32, 32], [0, 0, 50, 50], [3, 10, 30, 40], [0, 0, 64, 64], [5, 5, 10, 20]])
-    out = random_resized_crop(imgs, 32, boxes=boxes, flip_p=0.0)
+    out = random_resized_crop(imgs, 32, boxes=boxes, flip_p=0.0, method=method)
     assert out.shape == (6, 3, 32, 32) and out.dtype == torch.uint8
     for t, (y, x, h, w), o in zip(imgs, boxes, out):
-        ref = TF.resized_crop(t.float(), int(y), int(x), int(h), int(w), [32, 32], antialias=True)
-        assert (o.float() - ref).abs().mean() < 4, (y, x, h, w)
+        ref = TF.resized_crop(t, int(y), int(x), int(h), int(w), [32, 32], antialias=True)  # torchvision's view
+        assert (o.float() - ref.float()).abs().mean() < tol, (y, x, h, w)
     # a box equal to the image at its own size gives the image back
-    same = random_resized_crop([imgs[4]], 64, boxes=np.array([[0, 0, 64, 64]]), flip_p=0.0)
+    same = random_resized_crop([imgs[4]], 64, boxes=np.array([[0, 0, 64, 64]]), flip_p=0.0, method=method)
     assert (same[0].int() - imgs[4].int()).abs().max() <= 1
-    flipped = random_resized_crop([imgs[4]], 64, boxes=np.array([[0, 0, 64, 64]]), flip_p=1.0)
+    flipped = random_resized_crop([imgs[4]], 64, boxes=np.array([[0, 0, 64, 64]]), flip_p=1.0, method=method)
     assert torch.equal(flipped[0], same[0].flip(-1))
+    with pytest.raises(ValueError, match="method"):
+        resized_crops(imgs, boxes, 32, method="nearest")
+
+
+def test_center_crop_is_the_usual_evaluation_view(jpeg_file):
+    from torchvision.transforms.v2 import functional as TF
+
+    assert center_boxes([[40, 60]]).tolist() == [[2, 12, 35, 35]]  # 0.875 x 40 = 35, centred
+    path, _ = jpeg_file
+    imgs = decode_jpeg_batch(BetonReader(path), range(6))
+    out = center_crop_resize(imgs, 24)
+    for t, o in zip(imgs, out):  # torchvision: resize the shorter side to 24 / 0.875, centre-crop 24
+        short = round(24 / 0.875)
+        h, w = t.shape[1:]
+        ref = TF.center_crop(TF.resize(t, [short, round(w * short / h)] if h <= w else [round(h * short / w), short],
+                                       antialias=True), [24, 24])
+        assert (o.float() - ref.float()).abs().mean() < 6
+
+
+def _epoch(loader, epoch=0):
+    loader.set_epoch(epoch)
+    return [(x.clone(), y.clone()) for x, y in loader]
+
+
+def test_jpeg_loader_batches_are_random_crops_of_the_right_samples(jpeg_file):
+    path, _ = jpeg_file
+    r = BetonReader(path)
+    loader = JpegLoader(path, 2, 16, seed=5, threads=2, prefetch=2)
+    assert len(loader) == 3
+    batches = _epoch(loader)
+    order = loader.indices(0).numpy()
+    seen = np.concatenate([y.numpy() for _, y in batches])
+    assert np.array_equal(seen, r.column("label")[order])  # labels follow the epoch's order
+    assert sorted(seen) == list(range(6))
+    for k, (x, _) in enumerate(batches):  # each batch is the crops drawn for it
+        idx = order[2 * k : 2 * k + 2]
+        boxes, flips = loader.crops(idx, k, 0)
+        assert x.shape == (2, 3, 16, 16) and x.dtype == torch.uint8
+        assert torch.equal(x, resized_crops(decode_jpeg_batch(r, idx), boxes, 16, flips))
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(batches, _epoch(loader, 1)))  # a new epoch, new crops
+    # resuming at batch 2 gives batch 2
+    loader.set_epoch(0)
+    x2, y2 = next(loader.batches(2))
+    assert torch.equal(x2, batches[2][0]) and torch.equal(y2, batches[2][1])
+
+
+def test_jpeg_loader_is_the_same_for_any_number_of_threads(jpeg_file):
+    path, _ = jpeg_file
+    runs = [_epoch(JpegLoader(path, 2, 16, seed=1, threads=t, prefetch=p), 3) for t, p in [(1, 1), (3, 4)]]
+    for (xa, ya), (xb, yb) in zip(*runs):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    other = _epoch(JpegLoader(path, 2, 16, seed=2), 3)
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(runs[0], other))
+
+
+@pytest.mark.parametrize("world", [2, 3, 4, 5, 8])
+def test_jpeg_loader_ranks_read_disjoint_equal_parts(jpeg_file, world):
+    path, _ = jpeg_file
+    parts = [JpegLoader(path, 1, 8, rank=r, world=world, seed=4).indices(2).numpy() for r in range(world)]
+    assert len({len(p) for p in parts}) == 1 and len(parts[0]) == -(-6 // world)
+    assert set(np.concatenate(parts)) == set(range(6))
+    assert len(np.concatenate(parts)) - len(set(np.concatenate(parts))) == world * len(parts[0]) - 6  # padding only
+
+
+def test_evaluation_crops_and_resident_centre_crops(jpeg_file):
+    path, _ = jpeg_file
+    r = BetonReader(path)
+    ev = JpegLoader(path, 4, 24, train=False, drop_last=False)
+    xs = torch.cat([x for x, _ in ev])
+    assert len(ev) == 2 and torch.equal(xs, center_crop_resize(decode_jpeg_batch(r, range(6)), 24))
+    ds = ResidentDataset.load(path, size=24)
+    assert torch.equal(ds.images, xs) and ds.labels.tolist() == list(range(6))
+    with pytest.raises(ValueError, match="differ in size"):
+        ResidentDataset.load(path)
+    with pytest.raises(TypeError, match="not an RGB image field"):
+        JpegLoader(path, 2, 16, image_field="label")
 
 
 @pytest.mark.gpu
