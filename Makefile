@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine (see README):
 #   make train   set up .venv and run the main job
-#   make test    set up .venv (with the test-only reference reader ffcv) and run the tests
+#   make test    set up .venv (with DALI and the test-only reference reader ffcv) and run the tests
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -14,6 +14,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 	touch $@
 
 $(VENV)/.test-deps: $(VENV)/.installed scripts/install-test-deps.sh
+	$(PY) -m pip install -q -e '.[dali]'
 	PY=$(PY) sh scripts/install-test-deps.sh
 	touch $@
 

@@ -48,6 +48,16 @@ def ffcv():
 
 
 @pytest.fixture(scope="session")
+def dali():
+    """NVIDIA DALI (the ``dali`` extra): the DALI loader and the benchmark's DALI rows."""
+    try:
+        import nvidia.dali  # noqa: F401
+    except Exception as exc:
+        _missing(f"NVIDIA DALI is not importable (pip install 'fastvis[dali]'): {exc}")
+    return nvidia.dali
+
+
+@pytest.fixture(scope="session")
 def cifar_archives(tmp_path_factory):
     """Small CIFAR-10 and CIFAR-100 archives in the official pickle format, with their arrays."""
     root = tmp_path_factory.mktemp("cifar")

@@ -267,10 +267,16 @@ class JpegLoader:
     def sample(self, n: int) -> torch.Tensor:
         """Centre crops of up to ``n`` images spread over the file, (n, 3, size, size) uint8 on the
         device (statistics, initialisation)."""
-        pick = np.linspace(0, len(self.reader) - 1, min(n, len(self.reader))).astype(np.int64)
-        out = []
-        for s in range(0, len(pick), 512):
-            idx = pick[s : s + 512]
-            imgs = [t.to(self.device) for t in decode_jpeg_batch(self.reader, idx)]
-            out.append(resized_crops(imgs, center_boxes(self.sizes[idx], self.crop_frac), self.size))
-        return torch.cat(out)
+        return center_sample(self.reader, self.image_field, n, self.size, self.crop_frac, self.device)
+
+
+def center_sample(reader: BetonReader, name: str, n: int, size: int, crop_frac: float, device) -> torch.Tensor:
+    """Centre crops (:func:`center_boxes`) of up to ``n`` images evenly spread over a file."""
+    pick = np.linspace(0, len(reader) - 1, min(n, len(reader))).astype(np.int64)
+    sizes = reader.image_sizes(name)
+    out = []
+    for s in range(0, len(pick), 512):
+        idx = pick[s : s + 512]
+        imgs = [t.to(device) for t in decode_jpeg_batch(reader, idx, name=name)]
+        out.append(resized_crops(imgs, center_boxes(sizes[idx], crop_frac), size))
+    return torch.cat(out)
