@@ -65,9 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--nproc-per-node", type=int, default=1, help="start this many processes with torchrun (DDP)")
-    g.add_argument("--loader", choices=["auto", "resident", "streaming"], default="auto",
-                   help="training data held on the device (resident) or streamed from the file; auto: resident "
-                   "when it fits")
+    g.add_argument("--loader", choices=["auto", "resident", "streaming", "jpeg", "dali"], default="auto",
+                   help="training data held on the device (resident), streamed from the file (streaming), decoded "
+                   "and random-resized-cropped per batch (jpeg: nvjpeg on CUDA, Pillow on CPU), or a DALI pipeline "
+                   "(dali); auto: resident when it fits, else streaming; jpeg when images differ in size or "
+                   "--image-size differs from theirs")
+    g.add_argument("--image-size", type=int, metavar="S",
+                   help="jpeg/dali loaders: train on S x S random-resized crops, evaluate on centre crops (default: "
+                   "224, or the median shorter side of smaller images)")
+    g.add_argument("--rrc-scale", type=float, default=0.08, metavar="MIN",
+                   help="smallest area fraction of a random-resized crop (default 0.08)")
     g = p.add_argument_group("evaluation and distillation")
     g.add_argument("--tta", action="store_true", help="flip test-time augmentation in the final evaluation")
     g.add_argument("--teacher", metavar="CKPT", help="distil from this checkpoint (any registered model)")
@@ -107,7 +114,8 @@ def config_from_args(args):
         mixup=args.mixup, mix_prob=args.mix_prob, label_smoothing=args.label_smoothing, drop_path=args.drop_path,
         ema=args.ema, tta=args.tta, teacher=args.teacher, kd_alpha=args.kd_alpha,
         kd_temperature=args.kd_temperature, wandb=args.wandb, wandb_mode=args.wandb_mode,
-        wandb_project=args.wandb_project, loader=args.loader, window=args.window, defect_paste=args.defect_paste,
+        wandb_project=args.wandb_project, loader=args.loader, image_size=args.image_size, rrc_scale=args.rrc_scale,
+        window=args.window, defect_paste=args.defect_paste,
         defect_class=args.defect_class, cache=args.cache_dir, verify=not args.no_verify,
         progress=not args.quiet, halt_after_epoch=args.halt_after_epoch, started=STARTED,
     )

@@ -31,11 +31,9 @@ __all__ = ["DaliLoader"]
 
 def _dali():
     try:
-        import nvidia.dali  # noqa: F401
+        from nvidia.dali import fn, pipeline_def, types
     except ImportError:
         raise ImportError("the DALI loader needs NVIDIA DALI: pip install 'fastvis[dali]'") from None
-    from nvidia.dali import fn, pipeline_def, types
-
     return fn, pipeline_def, types
 
 
@@ -181,10 +179,3 @@ class DaliLoader:
 
     def __iter__(self):
         return self.batches(0)
-
-    def sample(self, n: int) -> torch.Tensor:
-        """Centre crops of up to ``n`` images spread over the file, uint8 on the device (statistics)."""
-        from .jpeg import center_sample
-
-        return center_sample(self.reader, self.image_field, n, self.size, 1.0 if self.crop == "pad" else 0.875,
-                             self.device)

@@ -22,7 +22,7 @@ from ..augment._random import GeneratorLike, rng
 from ..beton import BetonReader, RGBImageField
 from ..beton.format import MODE_JPEG
 
-__all__ = ["JpegLoader", "center_boxes", "center_crop_resize", "decode_jpeg_batch", "random_resized_crop",
+__all__ = ["JpegLoader", "center_boxes", "center_crop_resize", "center_sample", "decode_jpeg_batch", "random_resized_crop",
            "resized_crops", "rrc_boxes"]
 
 
@@ -263,11 +263,6 @@ class JpegLoader:
 
     def __iter__(self):
         return self.batches(0)
-
-    def sample(self, n: int) -> torch.Tensor:
-        """Centre crops of up to ``n`` images spread over the file, (n, 3, size, size) uint8 on the
-        device (statistics, initialisation)."""
-        return center_sample(self.reader, self.image_field, n, self.size, self.crop_frac, self.device)
 
 
 def center_sample(reader: BetonReader, name: str, n: int, size: int, crop_frac: float, device) -> torch.Tensor:

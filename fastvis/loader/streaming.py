@@ -117,6 +117,11 @@ class StreamingLoader:
         n = len(self.indices(0))
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    def sample(self, n: int, name: str = "image") -> torch.Tensor:
+        """Up to ``n`` images spread over the file, (n, C, H, W) on the device (statistics, initialisation)."""
+        pick = np.linspace(0, len(self.reader) - 1, min(n, len(self.reader))).astype(np.int64)
+        return _layout(torch.from_numpy(self.reader.read_batch(name, pick))).to(self.device)
+
     # -- iteration -----------------------------------------------------------------------------
     def _alloc(self, b: int):
         pin = self.device.type == "cuda"

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from .. import FastvisError
 from .. import augment as A
 from ..beton import BetonReader
-from ..loader import ResidentDataset, StreamingLoader, epoch_order
+from ..loader import JpegLoader, ResidentDataset, StreamingLoader, epoch_order
+from ..loader.jpeg import center_sample
 from ..loader.resident import channel_mean_std
 from ..models import FastNet, create_model
 from . import budget as B
@@ -80,7 +81,9 @@ class TrainConfig:
     wandb_mode: str = "offline"
     wandb_project: str = "fastvis"
     eval_batch_size: int = 1024
-    loader: str = "auto"  # auto | resident | streaming (training set; the validation set is resident)
+    loader: str = "auto"  # auto | resident | streaming | jpeg | dali (training set; the validation set is resident)
+    image_size: int | None = None  # random-resized crops of this size (jpeg/dali loaders); default: see crop_size
+    rrc_scale: float = 0.08  # smallest area fraction of a random-resized crop
     window: str = "auto"  # radiographs: auto | window | minmax (see fastvis.augment.window_params)
     defect_paste: float = 0.0  # radiographs: probability of Poisson-blending a defect into a normal image
     defect_class: str | None = None  # class name or index; default: the class named "defect"
@@ -92,6 +95,16 @@ class TrainConfig:
 
 
 DEFAULT_LR = {"fastnet": 0.2, "fastnet_s": 0.2}
+LOADERS = ("auto", "resident", "streaming", "jpeg", "dali")
+
+
+def crop_size(sizes: np.ndarray, asked: int | None) -> int:
+    """The training crop of the jpeg/dali loaders: ``--image-size``, else 224, or the median
+    shorter side (a multiple of 8) of images smaller than that."""
+    if asked:
+        return int(asked)
+    short = int(np.median(sizes.min(1)))
+    return 224 if short >= 224 else max(8, short // 8 * 8)
 
 
 def pick_model(cfg: TrainConfig, device: torch.device) -> str:
@@ -156,7 +169,9 @@ class Trainer:
             if not self.world.main:
                 train_path, val_path, self.dataset_name = resolve(cfg.data, cfg.val, cfg.cache, False, cfg.verify)
         self._load_train(train_path)
-        self.val = ResidentDataset.load(val_path, self.device, window=cfg.window)
+        square = self.image_shape[1] == self.image_shape[2]
+        self.val = ResidentDataset.load(val_path, self.device, window=cfg.window,
+                                        size=self.image_shape[1] if square and self.image_shape[0] == 3 else None)
         self.radiographs = self.train is not None and self.train.params is not None
         if self.radiographs and (cfg.randaugment or cfg.autoaugment or cfg.trivialaugment):
             raise FastvisError("RandAugment/AutoAugment/TrivialAugment work on RGB uint8 images, not radiographs")
@@ -204,43 +219,81 @@ class Trainer:
                 self._init_wandb()
 
     def _load_train(self, path) -> None:
-        """The training set: resident on the device when it fits (or is asked for), else streamed."""
+        """The training set: resident on the device when it fits (or is asked for), else streamed;
+        photos (JPEG or differently sized images, or ``--image-size`` other than the stored size)
+        through the jpeg loader, or the DALI pipeline with ``--loader dali``."""
         cfg = self.cfg
         mode = cfg.loader
-        if mode not in ("auto", "resident", "streaming"):
-            raise FastvisError(f"--loader must be auto, resident or streaming, not {mode!r}")
-        if mode != "streaming":
+        if mode not in LOADERS:
+            raise FastvisError(f"--loader must be one of {', '.join(LOADERS)}, not {mode!r}")
+        reader = BetonReader(path)
+        radiographs = "meta" in reader.names
+        self.stream, self.stream_kind = None, None
+        if radiographs and mode not in ("auto", "resident"):
+            raise FastvisError(f"{path}: radiographs are trained with the resident loader (--loader resident)")
+        if not radiographs:
+            sizes = reader.image_sizes("image")
+            uniform = bool((sizes == sizes[0]).all())
+            stored = tuple(int(v) for v in sizes[0])
+            if mode == "auto" and (not uniform or (cfg.image_size and stored != (cfg.image_size,) * 2)):
+                mode = "jpeg"
+            if mode in ("resident", "streaming") and not uniform:
+                raise FastvisError(f"{path}: images differ in size; use --loader jpeg or dali (random-resized crops "
+                                   "of --image-size) or convert with --size")
+        if mode in ("auto", "resident"):
             try:
                 self.train = ResidentDataset.load(path, self.device, window=cfg.window)
-                self.stream = None
             except MemoryError:
                 if mode == "resident":
                     raise
                 mode = "streaming"
+            else:
+                self.n_train = len(self.train)
+                self.image_shape = tuple(self.train.images.shape[1:])
+                self.num_classes = max(self.train.num_classes, int(self.train.labels.max()) + 1)
+                self.mean, self.std = self.train.mean_std()
+                return
+        if cfg.flip == "alternating":
+            raise FastvisError("--flip alternating needs the resident loader (it flips by sample index)")
+        self.train, self.stream_kind = None, mode
+        b, rank, world = cfg.batch_size // self.world.world, self.world.rank, self.world.world
         if mode == "streaming":
-            if cfg.flip == "alternating":
-                raise FastvisError("--flip alternating needs the resident loader (it flips by sample index)")
-            self.train = None
-            if "meta" in BetonReader(path).names:
-                raise FastvisError(f"{path}: radiographs are trained with the resident loader (--loader resident)")
             # uniform order: files written class by class (image folders) would give batches of a
             # few classes under the page-local quasi-random order
-            self.stream = StreamingLoader(path, cfg.batch_size // self.world.world, order="random",
-                                          seed=cfg.seed, rank=self.world.rank, world=self.world.world,
+            self.stream = StreamingLoader(path, b, order="random", seed=cfg.seed, rank=rank, world=world,
                                           device=self.device)
-            reader = self.stream.reader
-            labels = reader.column("label")
-            self.n_train = len(reader)
-            h, w = (int(v) for v in reader.image_sizes("image")[0])
-            self.image_shape = (3, h, w)
-            self.num_classes = max(int(reader.info.get("num_classes") or 0), int(labels.max()) + 1)
-            pick = np.linspace(0, self.n_train - 1, min(self.n_train, 10_000)).astype(np.int64)
-            self.mean, self.std = channel_mean_std(torch.from_numpy(reader.read_batch("image", pick)).permute(0, 3, 1, 2))
-            return
-        self.n_train = len(self.train)
-        self.image_shape = tuple(self.train.images.shape[1:])
-        self.num_classes = max(self.train.num_classes, int(self.train.labels.max()) + 1)
-        self.mean, self.std = self.train.mean_std()
+            size = stored
+            sample = self.stream.sample(10_000)
+            mean, std = channel_mean_std(sample)
+        else:
+            size = (crop_size(sizes, cfg.image_size),) * 2
+            pad = uniform and stored == size  # DALI keeps such images at their size: the padded crop
+            sample = center_sample(reader, "image", 10_000, size[0], 1.0 if pad and mode == "dali" else 0.875,
+                                   self.device)
+            mean, std = channel_mean_std(sample)
+            flip_p = 0.0 if cfg.flip == "none" else 0.5
+            scale = (cfg.rrc_scale, 1.0)
+            if mode == "jpeg":
+                self.stream = JpegLoader(path, b, size[0], scale=scale, flip_p=flip_p, seed=cfg.seed, rank=rank,
+                                         world=world, device=self.device)
+            else:
+                from ..loader.dali import DaliLoader
+
+                if cfg.randaugment or cfg.autoaugment or cfg.trivialaugment:
+                    raise FastvisError("--loader dali normalises in the pipeline: RandAugment/AutoAugment/"
+                                       "TrivialAugment (uint8 policies) need --loader jpeg")
+                try:
+                    self.stream = DaliLoader(path, b, size[0], crop="pad" if pad else "rrc", padding=cfg.padding,
+                                             scale=scale, flip_p=flip_p, mean=mean, std=std, seed=cfg.seed,
+                                             rank=rank, world=world, device=self.device)
+                except ImportError as exc:
+                    raise FastvisError(str(exc)) from None
+        labels = reader.column("label")
+        self.n_train = len(reader)
+        self.image_shape = (3, *size)
+        self.num_classes = max(int(reader.info.get("num_classes") or 0), int(labels.max()) + 1)
+        self.mean, self.std = mean, std
+        self._sample = sample[:5000]
 
     def _defect_bank(self):
         """Defect patches cut from the training samples of the defect class that have masks."""
@@ -271,9 +324,7 @@ class Trainer:
             if self.train.params is not None:
                 return self.train.batch(torch.arange(min(n, len(self.train))))[0]
             return self.train.images[:n]
-        r = self.stream.reader
-        x = r.read_batch("image", np.arange(min(n, len(r))))
-        return torch.from_numpy(x).permute(0, 3, 1, 2).to(self.device)
+        return self._sample[:n]
 
     def _epoch_batches(self, order, first: int):
         """What each step of this epoch trains on: index slices (resident) or loaded batches."""
@@ -283,6 +334,10 @@ class Trainer:
                 yield order[k * b : (k + 1) * b]
             return
         self.stream.set_epoch(self.epoch)
+        if self.stream_kind in ("jpeg", "dali"):  # these start at batch `first` without reading the others
+            for k, batch in zip(range(first, self.steps_per_epoch), self.stream.batches(first)):
+                yield batch
+            return
         for k, batch in enumerate(self.stream):
             if k >= self.steps_per_epoch:
                 return
@@ -331,7 +386,8 @@ class Trainer:
             x, y, params = A.defect_paste(x, y, self.bank, self.defect_class, self.normal_classes, cfg.defect_paste,
                                           generator=self._aug_seed(step, 8))
             self.pasted += len(params.index)
-        if cfg.crop or cfg.flip == "random":
+        cropped = self.stream_kind in ("jpeg", "dali")  # the loader cropped and mirrored
+        if (cfg.crop or cfg.flip == "random") and not cropped:
             x = A.random_crop_flip(x, padding=cfg.padding if cfg.crop else 0, padding_mode="reflect",
                                    flip_p=0.5 if cfg.flip == "random" else 0.0, generator=self._aug_seed(step, 1))
         if cfg.flip == "alternating":
@@ -343,7 +399,8 @@ class Trainer:
             x = A.autoaugment(x, generator=self._aug_seed(step, 3))
         if cfg.trivialaugment:
             x = A.trivialaugment(x, generator=self._aug_seed(step, 4))
-        x = self.norm(x)
+        if self.stream_kind != "dali":  # DALI normalises in its pipeline
+            x = self.norm(x)
         if cfg.cutout:
             x = A.cutout(x, cfg.cutout, generator=self._aug_seed(step, 5))
         if cfg.erasing:
@@ -651,7 +708,7 @@ class Trainer:
             "budget_seconds": self.cfg.budget,
             "images_per_second": images_per_second,
             "num_classes": self.num_classes, "train_samples": self.n_train, "val_samples": len(self.val),
-            "loader": "streaming" if self.stream is not None else "resident",
+            "loader": self.stream_kind or "resident",
             "first_step_loss": getattr(self, "first_loss", None),
             "defect_pastes": self.pasted if self.bank is not None else None,
             "hyper": self.hyper(),
