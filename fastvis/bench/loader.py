@@ -135,7 +135,7 @@ def dali_loader(path, batch):
     return _epochs(loader)
 
 
-def _epochs(loader, norm=False):
+def _epochs(loader):
     state = {"epoch": 0}
 
     def epoch():
@@ -143,8 +143,6 @@ def _epochs(loader, norm=False):
         state["epoch"] += 1
         n = 0
         for x, _ in loader:
-            if norm:
-                x = A.normalize(x, IMAGENET_MEAN, IMAGENET_STD)
             n += len(x)
         return n
     return epoch
@@ -156,7 +154,8 @@ CROP = 224
 
 
 def jpeg_fastvis(path, batch):
-    return _epochs(JpegLoader(path, batch, CROP, threads=CORES, prefetch=2 * CORES, device=DEVICE), norm=True)
+    return _epochs(JpegLoader(path, batch, CROP, threads=CORES, prefetch=2 * CORES, device=DEVICE, mean=IMAGENET_MEAN,
+                              std=IMAGENET_STD))
 
 
 def jpeg_torch(path, batch):

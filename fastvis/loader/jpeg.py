@@ -84,13 +84,15 @@ def center_boxes(sizes, crop_frac: float = 0.875) -> np.ndarray:
     return np.stack([(sizes[:, 0] - side) // 2, (sizes[:, 1] - side) // 2, side, side], 1)
 
 
-def resized_crops(images, boxes: np.ndarray, size: int, flips=None, method: str = "auto") -> torch.Tensor:
+def resized_crops(images, boxes: np.ndarray, size: int, flips=None, method: str = "auto", mean=None,
+                  std=None) -> torch.Tensor:
     """Each ``boxes[b] = (y0, x0, h, w)`` of ``images[b]`` resampled to ``size x size`` (uint8), then
-    mirrored where ``flips[b]``.
+    mirrored where ``flips[b]``; with ``mean``/``std`` (in [0, 1] units) normalised to float32
+    (channels-last memory), image by image while it is in cache on the CPU.
 
     ``method``: ``interpolate`` resamples box by box with antialiased bilinear interpolation on
     the uint8 pixels (torchvision's ``resized_crop``; the fast path on the CPU), ``roi_align``
-    resamples all boxes in one ``torchvision.ops.roi_align`` call on a zero-padded float batch
+    resamples all boxes in one ``torchvision.ops.roi_align`` call on an edge-padded float batch
     (bilinear, 2 x 2 samples averaged per output pixel; one launch on CUDA). ``auto``: the
     first on the CPU, the second on CUDA.
     """
@@ -102,32 +104,49 @@ def resized_crops(images, boxes: np.ndarray, size: int, flips=None, method: str 
     dev = imgs[0].device
     if method == "auto":
         method = "roi_align" if dev.type == "cuda" else "interpolate"
+    norm = mean is not None
+    if norm:
+        scale = 1 / (255 * torch.tensor(std, dtype=torch.float32, device=dev).view(3, 1, 1))
+        shift = -255 * torch.tensor(mean, dtype=torch.float32, device=dev).view(3, 1, 1) * scale
     if method == "interpolate":
-        out = torch.empty(len(imgs), 3, size, size, dtype=torch.uint8, device=dev)
+        out = torch.empty(len(imgs), 3, size, size, dtype=torch.float32 if norm else torch.uint8, device=dev,
+                          memory_format=torch.channels_last)
         for b, (t, (y, x, h, w)) in enumerate(zip(imgs, boxes.tolist())):
             crop = t[None, :, y : y + h, x : x + w]
             if dev.type != "cpu":  # uint8 antialiased resampling is a CPU kernel
                 crop = crop.float()
-            r = F.interpolate(crop, (size, size), mode="bilinear", antialias=True, align_corners=False)
-            out[b] = r[0] if r.dtype == torch.uint8 else r[0].round_().clamp_(0, 255)
+            r = F.interpolate(crop, (size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+            if r.dtype != torch.uint8:
+                r = r.round_().clamp_(0, 255)
+            if flips is not None and flips[b]:
+                r = r.flip(-1)
+            if norm:
+                torch.addcmul(shift, r.float(), scale, out=out[b])
+            else:
+                out[b] = r
+        return out
     elif method == "roi_align":
         from torchvision.ops import roi_align
 
         sizes = np.array([tuple(t.shape[-2:]) for t in imgs])
         H, W = sizes.max(0)
-        batch = torch.zeros(len(imgs), 3, int(H), int(W), dtype=torch.float32, device=dev)
-        for b, t in enumerate(imgs):
-            batch[b, :, : t.shape[1], : t.shape[2]] = t
+        batch = torch.empty(len(imgs), 3, int(H), int(W), dtype=torch.float32, device=dev)
+        for b, t in enumerate(imgs):  # edge-padded: samples at a border do not depend on the batch
+            h, w = t.shape[1:]
+            batch[b, :, :h, :w] = t
+            batch[b, :, h:, :w] = t[:, -1:, :]
+            batch[b, :, :, w:] = batch[b, :, :, w - 1 : w]
         y0, x0, h, w = (torch.from_numpy(boxes[:, k]).to(torch.float32) for k in range(4))
         rois = torch.stack([torch.arange(len(imgs), dtype=torch.float32), x0, y0, x0 + w, y0 + h], 1).to(dev)
         out = roi_align(batch, rois, (size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
-        out = out.round_().clamp_(0, 255).to(torch.uint8)
+        out = out.round_().clamp_(0, 255)
     else:
         raise ValueError(f"method must be auto, interpolate or roi_align, not {method!r}")
     if flips is not None and np.any(flips):
         flip_t = torch.from_numpy(np.asarray(flips, bool)).to(dev).view(-1, 1, 1, 1)
         out = torch.where(flip_t, out.flip(-1), out)
-    return out
+    out = out.contiguous(memory_format=torch.channels_last)
+    return torch.addcmul(shift, out, scale) if norm else out.to(torch.uint8)
 
 
 def random_resized_crop(images, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip_p: float = 0.5,
@@ -163,7 +182,9 @@ class JpegLoader:
     background threads gather the compressed bytes of the next batches and the consumer hands
     each batch to nvjpeg in one call, then crops it on the device (:func:`resized_crops`, one
     ``roi_align``); on the CPU each background thread decodes (Pillow) and crops whole batches
-    (antialiased uint8 resampling). At most ``prefetch`` batches are in flight. The crops of
+    (antialiased uint8 resampling). With ``mean``/``std`` (in [0, 1] units) batches come
+    normalised, as float32 (on the CPU image by image, in the threads); otherwise as uint8. At
+    most ``prefetch`` batches are in flight. The crops of
     batch ``k`` of epoch ``e`` are drawn from ``(seed, e, rank, k)`` and the order from
     ``(seed, e)``: the same seed gives the same batches whatever the number of threads. With
     ``world > 1`` each rank reads its own part of every epoch (:func:`shard_indices`).
@@ -172,7 +193,8 @@ class JpegLoader:
     def __init__(self, path, batch_size: int, size: int, train: bool = True, scale=(0.08, 1.0),
                  ratio=(3 / 4, 4 / 3), flip_p: float = 0.5, crop_frac: float = 0.875, seed: int = 0,
                  rank: int = 0, world: int = 1, drop_last: bool = True, threads: int | None = None,
-                 prefetch: int = 3, device="cpu", image_field: str = "image", label_field: str = "label"):
+                 prefetch: int = 3, device="cpu", image_field: str = "image", label_field: str = "label",
+                 mean=None, std=None):
         if not 0 <= rank < world:
             raise ValueError(f"rank {rank} outside a world of {world}")
         self.reader = BetonReader(path)
@@ -181,7 +203,7 @@ class JpegLoader:
         self.image_field, self.size, self.train = image_field, int(size), train
         self.scale, self.ratio, self.flip_p, self.crop_frac = scale, ratio, flip_p, crop_frac
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
-        self.drop_last = drop_last
+        self.drop_last, self.mean, self.std = drop_last, mean, std
         self.threads = threads or min(4, os.cpu_count() or 1)
         self.prefetch = max(1, prefetch)
         self.device = torch.device(device)
@@ -220,7 +242,8 @@ class JpegLoader:
         """Background work for one batch: decoded crops (CPU) or the bytes to decode (CUDA)."""
         boxes, flips = self.crops(idx, k, epoch)
         if self.device.type != "cuda":
-            return resized_crops(decode_jpeg_batch(self.reader, idx), boxes, self.size, flips), boxes, flips
+            imgs = decode_jpeg_batch(self.reader, idx)
+            return resized_crops(imgs, boxes, self.size, flips, mean=self.mean, std=self.std), boxes, flips
         if self.all_jpeg:
             return [torch.from_numpy(self.reader.payload(int(i), self.image_field).copy()) for i in idx], boxes, flips
         return decode_jpeg_batch(self.reader, idx), boxes, flips  # raw pixels, moved by the consumer
@@ -235,7 +258,7 @@ class JpegLoader:
             imgs = decode_jpeg(data, device=self.device)
         else:
             imgs = [t.to(self.device, non_blocking=True) for t in data]
-        return resized_crops(imgs, boxes, self.size, flips)
+        return resized_crops(imgs, boxes, self.size, flips, mean=self.mean, std=self.std)
 
     def batches(self, first: int = 0):
         """Batches ``first, first + 1, ...`` of the current epoch (resuming skips without decoding)."""

@@ -228,7 +228,7 @@ class Trainer:
             raise FastvisError(f"--loader must be one of {', '.join(LOADERS)}, not {mode!r}")
         reader = BetonReader(path)
         radiographs = "meta" in reader.names
-        self.stream, self.stream_kind = None, None
+        self.stream, self.stream_kind, self.loader_norm = None, None, False
         if radiographs and mode not in ("auto", "resident"):
             raise FastvisError(f"{path}: radiographs are trained with the resident loader (--loader resident)")
         if not radiographs:
@@ -273,13 +273,16 @@ class Trainer:
             mean, std = channel_mean_std(sample)
             flip_p = 0.0 if cfg.flip == "none" else 0.5
             scale = (cfg.rrc_scale, 1.0)
+            policies = cfg.randaugment or cfg.autoaugment or cfg.trivialaugment
+            self.loader_norm = not policies  # normalised by the loader (uint8 policies come first otherwise)
             if mode == "jpeg":
                 self.stream = JpegLoader(path, b, size[0], scale=scale, flip_p=flip_p, seed=cfg.seed, rank=rank,
-                                         world=world, device=self.device)
+                                         world=world, device=self.device, mean=mean if self.loader_norm else None,
+                                         std=std if self.loader_norm else None)
             else:
                 from ..loader.dali import DaliLoader
 
-                if cfg.randaugment or cfg.autoaugment or cfg.trivialaugment:
+                if policies:
                     raise FastvisError("--loader dali normalises in the pipeline: RandAugment/AutoAugment/"
                                        "TrivialAugment (uint8 policies) need --loader jpeg")
                 try:
@@ -399,7 +402,7 @@ class Trainer:
             x = A.autoaugment(x, generator=self._aug_seed(step, 3))
         if cfg.trivialaugment:
             x = A.trivialaugment(x, generator=self._aug_seed(step, 4))
-        if self.stream_kind != "dali":  # DALI normalises in its pipeline
+        if not self.loader_norm:  # the jpeg/dali loaders normalise as they crop
             x = self.norm(x)
         if cfg.cutout:
             x = A.cutout(x, cfg.cutout, generator=self._aug_seed(step, 5))

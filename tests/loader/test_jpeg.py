@@ -67,6 +67,16 @@ def test_resized_crops_resample_each_box(jpeg_file, method, tol):
     assert torch.equal(flipped[0], same[0].flip(-1))
     with pytest.raises(ValueError, match="method"):
         resized_crops(imgs, boxes, 32, method="nearest")
+    # normalised output: the uint8 crops normalised, mirrored the same way
+    from fastvis.augment import normalize
+
+    flips = np.array([True, False, True, False, False, True])
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    u8 = resized_crops(imgs, boxes, 32, flips, method=method)
+    f32 = resized_crops(imgs, boxes, 32, flips, method=method, mean=mean, std=std)
+    assert f32.dtype == torch.float32 and f32.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(f32, normalize(u8, mean, std), atol=1e-5)
+    assert torch.equal(u8[0], resized_crops(imgs[:1], boxes[:1], 32, method=method)[0].flip(-1))
 
 
 def test_center_crop_is_the_usual_evaluation_view(jpeg_file):
@@ -105,6 +115,9 @@ def test_jpeg_loader_batches_are_random_crops_of_the_right_samples(jpeg_file):
         assert x.shape == (2, 3, 16, 16) and x.dtype == torch.uint8
         assert torch.equal(x, resized_crops(decode_jpeg_batch(r, idx), boxes, 16, flips))
     assert not all(torch.equal(a[0], b[0]) for a, b in zip(batches, _epoch(loader, 1)))  # a new epoch, new crops
+    normed = JpegLoader(path, 2, 16, seed=5, mean=(0.5,) * 3, std=(0.25,) * 3)
+    for (x, _), (xn, _) in zip(batches, _epoch(normed)):
+        assert torch.allclose(xn, (x.float() / 255 - 0.5) / 0.25, atol=1e-5)
     # resuming at batch 2 gives batch 2
     loader.set_epoch(0)
     x2, y2 = next(loader.batches(2))

@@ -54,6 +54,9 @@ def test_differing_sizes_train_through_the_jpeg_loader(photos, tmp_path):
     assert summary["loader"] == "jpeg" and summary["image_size"] == [3, 24, 24]
     assert summary["steps"] == 32 and summary["val_samples"] == 64
     assert summary["top1"] > 0.5  # chance is 0.25
+    # with a uint8 policy the loader hands over uint8 crops, normalised after the policy
+    policy = train(config(photos, tmp_path / "ra", image_size=24, epochs=1, randaugment="1,5"))
+    assert policy["loader"] == "jpeg" and policy["steps"] == 8 and np.isfinite(policy["val_loss"])
 
 
 @pytest.mark.parametrize("data_kind", ["photos", "raw"])
