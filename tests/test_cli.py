@@ -84,3 +84,44 @@ def test_user_errors_are_one_line_without_traceback(cifar_archives, tmp_path):
 def test_bad_option_is_a_usage_error():
     proc = cli("convert", "a", "b", "--kind", "nope")
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_loader_benchmark_runs_every_loader_and_plots(tmp_path, ffcv, dali):
+    from fastvis.bench.loader import synthetic
+
+    raw = synthetic(tmp_path / "raw.beton", n=256)
+    out, png = tmp_path / "loader.json", tmp_path / "loader.png"
+    proc = cli("bench", "loader", "--beton", raw, "--batch", "64", "--jpeg-n", "48", "--jpeg-batch", "16",
+               "--repeats", "1", "--json", out, "--plot", png, check=0)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())
+    assert set(rows["raw"]) == {"fastvis resident", "fastvis streaming", "torch DataLoader + torchvision v2",
+                                "ffcv Loader", "DALI pipeline"}
+    assert set(rows["jpeg"]) == {"fastvis JpegLoader", "torch DataLoader + torchvision v2", "ffcv Loader",
+                                 "DALI pipeline"}
+    assert all(v > 0 for suite in rows.values() for v in suite.values())
+    assert png.read_bytes()[:4] == b"\x89PNG" and "KiB an image" in proc.stdout
+
+
+def test_time_to_accuracy_benchmark_runs_both_trainers(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "folder"
+    for split, n in (("train", 48), ("test", 16)):
+        for k, colour in enumerate(([220, 40, 40], [40, 40, 220])):
+            d = root / split / f"class{k}"
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = np.clip(np.array(colour) + rng.integers(-40, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(d / f"{i}.png")
+    out = tmp_path / "train.json"
+    proc = cli("bench", "train", "--data", root, "--budget", "20s", "--baseline-args", "--workers 1 --batch-size 16",
+               "--fastvis-args", "--batch-size 16", "--json", out, check=0)
+    assert proc.returncode == 0, proc.stderr
+    runs = json.loads(out.read_text())["runs"]
+    assert set(runs) == {"fastvis-train", "plain PyTorch (DataLoader)"}
+    for r in runs.values():
+        assert 0 <= r["top1"] <= 1 and r["images_per_second"] > 0 and r["wall_seconds"] < 60
+    assert runs["fastvis-train"]["top1"] > 0.9  # two colours: learnt within the budget
+    assert "time to accuracy" in proc.stdout

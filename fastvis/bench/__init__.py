@@ -3,7 +3,8 @@
 COMMANDS = {
     "beton": ("fastvis.bench.beton_io", ".beton write and random-order read against ffcv"),
     "augment": ("fastvis.bench.augment", "augmentation throughput against torchvision v2 and kornia"),
-    "loader": ("fastvis.bench.loader", "loader throughput against torch DataLoader and ffcv"),
+    "loader": ("fastvis.bench.loader", "loader throughput against torch DataLoader, ffcv and DALI"),
     "poisson": ("fastvis.bench.poisson", "Poisson blending against OpenCV's seamlessClone"),
+    "train": ("fastvis.bench.train", "time to accuracy: fastvis-train against the plain PyTorch baseline"),
     "baseline": ("fastvis.bench.baseline", "plain PyTorch training baseline inside a time budget"),
 }

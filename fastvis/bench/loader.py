@@ -102,11 +102,8 @@ def torch_dataloader(path, batch):
     tf = v2.Compose([v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True),
                      v2.Normalize(MEAN, STD)])
     loader = torch.utils.data.DataLoader(_BetonDataset(path, tf), batch, shuffle=True, drop_last=True,
-                                         num_workers=CORES, persistent_workers=True)
-
-    def epoch():
-        return sum(len(x) for x, _ in loader)
-    return epoch
+                                         num_workers=CORES, persistent_workers=True, pin_memory=DEVICE != "cpu")
+    return _delivered(loader)
 
 
 def ffcv_loader(path, batch):
@@ -125,6 +122,13 @@ def ffcv_loader(path, batch):
 
     def epoch():
         return sum(len(x) for x, _ in loader)
+    return epoch
+
+
+def _delivered(loader):
+    """Epochs of a CPU loader whose batches are copied to the benchmark's device."""
+    def epoch():
+        return sum(len(x.to(DEVICE, non_blocking=True)) for x, _ in loader)
     return epoch
 
 
@@ -164,11 +168,8 @@ def jpeg_torch(path, batch):
     tf = v2.Compose([v2.PILToTensor(), v2.RandomResizedCrop(CROP, antialias=True), v2.RandomHorizontalFlip(),
                      v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     loader = torch.utils.data.DataLoader(_BetonDataset(path, tf, jpeg=True), batch, shuffle=True, drop_last=True,
-                                         num_workers=CORES, persistent_workers=True)
-
-    def epoch():
-        return sum(len(x) for x, _ in loader)
-    return epoch
+                                         num_workers=CORES, persistent_workers=True, pin_memory=DEVICE != "cpu")
+    return _delivered(loader)
 
 
 def jpeg_ffcv(path, batch):
@@ -240,6 +241,8 @@ def run_suite(makers: dict, path: Path, batch: int, repeats: int) -> dict:
         for _ in range(repeats):
             t = time.perf_counter()
             n = epoch()
+            if DEVICE != "cpu":
+                torch.cuda.synchronize()
             times.append((time.perf_counter() - t) / n)
         results[name] = 1 / statistics.median(times)
     return results
@@ -285,7 +288,8 @@ def main():
     ap.add_argument("--beton", help="raw suite: a .beton of 32x32 images with image and label fields")
     ap.add_argument("--jpeg-beton", help="jpeg suite: a .beton of JPEG images with image and label fields")
     ap.add_argument("--jpeg-n", type=int, default=2048, help="jpeg suite: images written for the run")
-    ap.add_argument("--batch", type=int, default=512, help="raw suite batch (the jpeg suite uses 256)")
+    ap.add_argument("--batch", type=int, default=512, help="raw suite batch")
+    ap.add_argument("--jpeg-batch", type=int, default=256, help="jpeg suite batch")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu", help="where fastvis and DALI deliver batches: cpu | cuda")
     ap.add_argument("--json", default=os.path.join("bench", "out", "loader.json"))
@@ -305,8 +309,8 @@ def main():
         path = Path(args.jpeg_beton) if args.jpeg_beton else synthetic_jpeg(Path(tmp.name) / "jpeg.beton", args.jpeg_n)
         r = BetonReader(path)
         size = np.mean([len(r.payload(i, "image")) for i in range(len(r))])
-        out["jpeg"] = run_suite(SUITES["jpeg"], path, 256, args.repeats)
-        titles["jpeg"] = f"{path.name}: JPEG, random-resized crop {CROP} + flip + normalise, batch 256"
+        out["jpeg"] = run_suite(SUITES["jpeg"], path, args.jpeg_batch, args.repeats)
+        titles["jpeg"] = f"{path.name}: JPEG, random-resized crop {CROP} + flip + normalise, batch {args.jpeg_batch}"
         print_table(f"# loader throughput, {titles['jpeg']} (mean {size / 1024:.1f} KiB an image), {CORES} cores, {DEVICE}; images/s, median of "
                     f"{args.repeats} epochs", out["jpeg"])
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

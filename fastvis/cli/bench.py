@@ -1,4 +1,4 @@
-"""``fastvis-bench beton|augment|loader|baseline [options]``: run a benchmark, print its table."""
+"""``fastvis-bench beton|augment|loader|poisson|train|baseline [options]``: run a benchmark, print its table."""
 from __future__ import annotations
 
 import importlib
