@@ -4,7 +4,7 @@ folder or archive with the same budget. Each runs in its own process and its clo
 launch, so converting (fastvis) or extracting (baseline) the data counts against the budget.
 
 Usage: fastvis-bench train --data ../shared/data/cifar10-jpeg.tar.xz --budget 10m
-       [--fastvis-args "--amp --tta"] [--baseline-args "--model resnet18"] [--json PATH]
+       [--fastvis-args="--amp --tta"] [--baseline-args="--model resnet18"] [--json PATH]
 """
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="image-folder tree with train/ and test/, or an archive of one")
     ap.add_argument("--budget", default="10m")
-    ap.add_argument("--fastvis-args", default="", help="more options for fastvis-train (one string)")
-    ap.add_argument("--baseline-args", default="", help="more options for the baseline (one string)")
+    ap.add_argument("--fastvis-args", default="",
+                    help='more options for fastvis-train, one string: --fastvis-args="--amp --tta"')
+    ap.add_argument("--baseline-args", default="", help='more options for the baseline, one string')
     ap.add_argument("--out", help="folder for both runs' outputs (default: a temporary one)")
     ap.add_argument("--json", default=os.path.join("bench", "out", "train.json"))
     args = ap.parse_args()

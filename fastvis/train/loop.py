@@ -244,7 +244,7 @@ class Trainer:
             try:
                 self.train = ResidentDataset.load(path, self.device, window=cfg.window)
             except MemoryError:
-                if mode == "resident":
+                if mode == "resident" or radiographs:
                     raise
                 mode = "streaming"
             else:
@@ -263,12 +263,12 @@ class Trainer:
             self.stream = StreamingLoader(path, b, order="random", seed=cfg.seed, rank=rank, world=world,
                                           device=self.device)
             size = stored
-            sample = self.stream.sample(10_000)
+            sample = self.stream.sample(5000)
             mean, std = channel_mean_std(sample)
         else:
             size = (crop_size(sizes, cfg.image_size),) * 2
             pad = uniform and stored == size  # DALI keeps such images at their size: the padded crop
-            sample = center_sample(reader, "image", 10_000, size[0], 1.0 if pad and mode == "dali" else 0.875,
+            sample = center_sample(reader, "image", 5000, size[0], 1.0 if pad and mode == "dali" else 0.875,
                                    self.device)
             mean, std = channel_mean_std(sample)
             flip_p = 0.0 if cfg.flip == "none" else 0.5
@@ -296,7 +296,7 @@ class Trainer:
         self.image_shape = (3, *size)
         self.num_classes = max(int(reader.info.get("num_classes") or 0), int(labels.max()) + 1)
         self.mean, self.std = mean, std
-        self._sample = sample[:5000]
+        self._sample = sample  # statistics and FastNet's whitening
 
     def _defect_bank(self):
         """Defect patches cut from the training samples of the defect class that have masks."""

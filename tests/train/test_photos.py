@@ -6,12 +6,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from fastvis.beton import BetonWriter, IntField, RGBImageField
-from fastvis.train import checkpoint as ckpt
 from fastvis.train.loop import TrainConfig, crop_size, train
-from tests.train.test_trainer import cli, write_set
+from tests.train.test_trainer import check_resume, write_set
 
 
 def write_photos(path, n: int, seed: int):
@@ -79,14 +77,6 @@ def test_resident_loader_refuses_differing_sizes(photos, tmp_path):
 def test_resume_with_the_jpeg_loader_gives_the_same_result(photos, tmp_path):
     args = ["--data", photos[0], "--val", photos[1], "--model", "tinynet", "--epochs", "3", "--batch-size", "32",
             "--lr", "0.2", "--device", "cpu", "-q", "--image-size", "24", "--rrc-scale", "0.35"]
-    whole = cli(*args, "--out", tmp_path / "whole")
-    assert whole.returncode == 0, whole.stderr
-    killed = cli(*args, "--out", tmp_path / "part", "--halt-after-epoch", "1")
-    assert killed.returncode == 137
-    resumed = cli(*args, "--out", tmp_path / "part", "--resume", tmp_path / "part")
-    assert resumed.returncode == 0, resumed.stderr
-    a, b = ckpt.load(tmp_path / "whole"), ckpt.load(tmp_path / "part")
-    assert a["step"] == b["step"] == 24
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
-    assert json.loads((tmp_path / "part" / "summary.json").read_text())["loader"] == "jpeg"
+    sa, sb = check_resume(args, tmp_path)
+    assert sa["steps"] == sb["steps"] == 24 and sb["loader"] == "jpeg"
+    assert sa["top1"] == sb["top1"] and sa["val_loss"] == sb["val_loss"]
