@@ -9,7 +9,7 @@ import pytest
 
 from fastvis.beton import BetonWriter, IntField, RGBImageField
 from fastvis.train.loop import TrainConfig, crop_size, train
-from tests.train.test_trainer import check_resume, write_set
+from tests.train.test_trainer import check_resume, cli, write_set
 
 
 def write_photos(path, n: int, seed: int):
@@ -80,3 +80,15 @@ def test_resume_with_the_jpeg_loader_gives_the_same_result(photos, tmp_path):
     sa, sb = check_resume(args, tmp_path)
     assert sa["steps"] == sb["steps"] == 24 and sb["loader"] == "jpeg"
     assert sa["top1"] == sb["top1"] and sa["val_loss"] == sb["val_loss"]
+
+
+def test_ddp_with_the_jpeg_loader(photos, tmp_path):
+    """Two processes, each reading its half of every epoch through its own JpegLoader threads."""
+    args = ["--data", photos[0], "--val", photos[1], "--model", "tinynet", "--epochs", "2", "--batch-size", "32",
+            "--lr", "0.2", "--device", "cpu", "-q", "--image-size", "24", "--out", tmp_path,
+            "--nproc-per-node", "2"]
+    two = cli(*args, env={"OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, two.stderr[-3000:]
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["device"].endswith("x2") and s["loader"] == "jpeg" and s["steps"] == 16
+    assert s["val_samples"] == 64 and np.isfinite(s["val_loss"])
