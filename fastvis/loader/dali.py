@@ -157,13 +157,14 @@ class DaliLoader:
         return pipe
 
     def _to_torch(self, tensor_list, dtype: torch.dtype) -> torch.Tensor:
+        from nvidia.dali.backend import TensorListGPU
         from nvidia.dali.plugin.pytorch import feed_ndarray
 
         t = tensor_list.as_tensor()
-        out = torch.empty(tuple(t.shape()), dtype=dtype, device=self.device)
-        stream = torch.cuda.current_stream(self.device) if self.device.type == "cuda" else None
-        feed_ndarray(t, out, cuda_stream=stream)
-        return out
+        on_gpu = isinstance(tensor_list, TensorListGPU)  # labels stay on the CPU side of the pipeline
+        out = torch.empty(tuple(t.shape()), dtype=dtype, device=self.device if on_gpu else "cpu")
+        feed_ndarray(t, out, cuda_stream=torch.cuda.current_stream(self.device) if on_gpu else None)
+        return out.to(self.device, non_blocking=True)
 
     def batches(self, first: int = 0):
         """Batches ``first, first + 1, ...`` of the current epoch."""

@@ -174,20 +174,22 @@ def center_crop_resize(images, size: int, crop_frac: float = 0.875, method: str 
 
 
 class JpegLoader:
-    """``size x size`` uint8 crops of an RGB field stored as JPEG or in differing sizes (photos,
+    """``size x size`` crops of an RGB field stored as JPEG or in differing sizes (photos,
     ImageNet-style folders), batch by batch: ``for images, labels in loader``.
 
     Training (``train=True``): every image a random-resized crop (:func:`rrc_boxes`) mirrored
-    with probability ``flip_p``; evaluation: the centre crop (:func:`center_boxes`). On CUDA,
-    background threads gather the compressed bytes of the next batches and the consumer hands
-    each batch to nvjpeg in one call, then crops it on the device (:func:`resized_crops`, one
-    ``roi_align``); on the CPU each background thread decodes (Pillow) and crops whole batches
-    (antialiased uint8 resampling). With ``mean``/``std`` (in [0, 1] units) batches come
-    normalised, as float32 (on the CPU image by image, in the threads); otherwise as uint8. At
-    most ``prefetch`` batches are in flight. The crops of
-    batch ``k`` of epoch ``e`` are drawn from ``(seed, e, rank, k)`` and the order from
-    ``(seed, e)``: the same seed gives the same batches whatever the number of threads. With
-    ``world > 1`` each rank reads its own part of every epoch (:func:`shard_indices`).
+    with probability ``flip_p``; evaluation: the centre crop (:func:`center_boxes`).
+
+    On CUDA each background thread hands the compressed bytes of a whole batch to nvjpeg in one
+    call and crops it (:func:`resized_crops`, one ``roi_align``) on a side stream that the
+    consumer's stream then waits for, so decoding overlaps training. On the CPU each background
+    thread decodes (Pillow) and crops whole batches (antialiased uint8 resampling). With
+    ``mean``/``std`` (in [0, 1] units) batches come normalised as float32 (on the CPU image by
+    image, in the threads), otherwise as uint8. At most ``prefetch`` batches are in flight.
+
+    The crops of batch ``k`` of epoch ``e`` are drawn from ``(seed, e, rank, k)`` and the order
+    from ``(seed, e)``: the same seed gives the same batches whatever the number of threads.
+    With ``world > 1`` each rank reads its own part of every epoch (:func:`shard_indices`).
     """
 
     def __init__(self, path, batch_size: int, size: int, train: bool = True, scale=(0.08, 1.0),
@@ -239,26 +241,33 @@ class JpegLoader:
         return boxes, r.random(len(idx)) < self.flip_p
 
     def _prepare(self, idx: np.ndarray, k: int, epoch: int):
-        """Background work for one batch: decoded crops (CPU) or the bytes to decode (CUDA)."""
+        """One batch, in a background thread: ``(crops, event)``. On CUDA the thread decodes and
+        crops on its own stream and ``event`` marks the end of that work; None on the CPU."""
         boxes, flips = self.crops(idx, k, epoch)
         if self.device.type != "cuda":
             imgs = decode_jpeg_batch(self.reader, idx)
-            return resized_crops(imgs, boxes, self.size, flips, mean=self.mean, std=self.std), boxes, flips
-        if self.all_jpeg:
-            return [torch.from_numpy(self.reader.payload(int(i), self.image_field).copy()) for i in idx], boxes, flips
-        return decode_jpeg_batch(self.reader, idx), boxes, flips  # raw pixels, moved by the consumer
+            return resized_crops(imgs, boxes, self.size, flips, mean=self.mean, std=self.std), None
+        stream = torch.cuda.Stream(self.device)
+        with torch.cuda.stream(stream):
+            if self.all_jpeg:
+                from torchvision.io import decode_jpeg
+
+                data = [torch.from_numpy(self.reader.payload(int(i), self.image_field).copy()) for i in idx]
+                imgs = decode_jpeg(data, device=self.device)
+            else:  # raw pixels of differing sizes
+                imgs = [t.pin_memory().to(self.device, non_blocking=True) for t in decode_jpeg_batch(self.reader, idx)]
+            x = resized_crops(imgs, boxes, self.size, flips, mean=self.mean, std=self.std)
+            event = torch.cuda.Event()
+            event.record(stream)
+        return x, event
 
     def _finish(self, work) -> torch.Tensor:
-        data, boxes, flips = work
-        if isinstance(data, torch.Tensor):
-            return data
-        if self.all_jpeg:
-            from torchvision.io import decode_jpeg
-
-            imgs = decode_jpeg(data, device=self.device)
-        else:
-            imgs = [t.to(self.device, non_blocking=True) for t in data]
-        return resized_crops(imgs, boxes, self.size, flips, mean=self.mean, std=self.std)
+        x, event = work
+        if event is not None:  # the consumer's stream waits for the thread's stream, without blocking the host
+            current = torch.cuda.current_stream(self.device)
+            current.wait_event(event)
+            x.record_stream(current)
+        return x
 
     def batches(self, first: int = 0):
         """Batches ``first, first + 1, ...`` of the current epoch (resuming skips without decoding)."""

@@ -165,3 +165,13 @@ def test_nvjpeg_decode_matches_pillow_closely(jpeg_file):
     for g, c in zip(gpu, cpu):
         assert g.is_cuda and g.shape == c.shape
         assert (g.cpu().int() - c.int()).abs().float().mean() < 2  # IDCT implementations differ slightly
+
+
+@pytest.mark.gpu
+def test_jpeg_loader_on_cuda_gives_the_cpu_crops(jpeg_file):
+    path, _ = jpeg_file
+    gpu = _epoch(JpegLoader(path, 3, 16, seed=2, device="cuda"))
+    cpu = _epoch(JpegLoader(path, 3, 16, seed=2))
+    for (xg, yg), (xc, yc) in zip(gpu, cpu):
+        assert xg.is_cuda and torch.equal(yg.cpu(), yc)
+        assert (xg.cpu().float() - xc.float()).abs().mean() < 6  # nvjpeg + roi_align vs Pillow + interpolate
