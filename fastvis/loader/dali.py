@@ -174,9 +174,21 @@ class DaliLoader:
             self._next = (epoch, first)
         dtype = torch.float32 if self.mean is not None else torch.uint8
         for k in range(first, steps):
-            images, labels = self._pipe.run()
+            try:
+                images, labels = self._pipe.run()
+            except RuntimeError:
+                self._pipe = None
+                self._name_bad_sample(epoch, range(k, min(steps, k + self.prefetch + 1)))
+                raise
             self._next = (epoch + 1, 0) if k + 1 >= steps else (epoch, k + 1)
             yield self._to_torch(images, dtype), self._to_torch(labels, torch.int64)
 
     def __iter__(self):
         return self.batches(0)
+
+    def _name_bad_sample(self, epoch: int, batches) -> None:
+        """After DALI failed on a batch: decode the samples it may have held, so that a damaged
+        one raises ``BetonError`` naming the file and the sample."""
+        for k in batches:
+            for i in self._batch_indices(epoch, k):
+                self.reader.get(int(i), self.image_field)

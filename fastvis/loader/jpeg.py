@@ -253,7 +253,12 @@ class JpegLoader:
                 from torchvision.io import decode_jpeg
 
                 data = [torch.from_numpy(self.reader.payload(int(i), self.image_field).copy()) for i in idx]
-                imgs = decode_jpeg(data, device=self.device)
+                try:
+                    imgs = decode_jpeg(data, device=self.device)
+                except RuntimeError:  # name the bad sample: the CPU decoder raises BetonError for it
+                    for i in idx:
+                        self.reader.get(int(i), self.image_field)
+                    raise
             else:  # raw pixels of differing sizes
                 imgs = [t.pin_memory().to(self.device, non_blocking=True) for t in decode_jpeg_batch(self.reader, idx)]
             x = resized_crops(imgs, boxes, self.size, flips, mean=self.mean, std=self.std)

@@ -129,3 +129,19 @@ def test_on_cuda(dali, files):
     _, jpeg = files
     x, y = next(iter(DaliLoader(jpeg, 4, 16, device="cuda", mean=(0.5,) * 3, std=(0.25,) * 3)))
     assert x.is_cuda and y.is_cuda and x.shape == (4, 3, 16, 16) and x.dtype == torch.float32
+
+
+def test_a_corrupt_jpeg_is_named(dali, files, tmp_path):
+    from fastvis.beton import BetonError
+    from fastvis.loader.dali import DaliLoader
+
+    _, jpeg = files
+    r = BetonReader(jpeg)
+    data = bytearray(jpeg.read_bytes())
+    start = int(r._ptrs[0][5])
+    data[start : start + 300] = b"\x00" * 300  # no JPEG header left
+    bad = tmp_path / "bad.beton"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(BetonError, match=r"bad\.beton.*sample 5"):
+        for _ in DaliLoader(bad, 3, 16):
+            pass

@@ -175,3 +175,18 @@ def test_jpeg_loader_on_cuda_gives_the_cpu_crops(jpeg_file):
     for (xg, yg), (xc, yc) in zip(gpu, cpu):
         assert xg.is_cuda and torch.equal(yg.cpu(), yc)
         assert (xg.cpu().float() - xc.float()).abs().mean() < 6  # nvjpeg + roi_align vs Pillow + interpolate
+
+
+def test_a_corrupt_jpeg_is_named(jpeg_file, tmp_path):
+    from fastvis.beton import BetonError
+
+    path, _ = jpeg_file
+    bad = tmp_path / "bad.beton"
+    data = bytearray(path.read_bytes())
+    r = BetonReader(path)
+    start = int(r._ptrs[0][3])  # the JPEG of sample 3
+    data[start + 200 : start + 400] = b"\xff" * 200  # markers where entropy-coded data should be
+    bad.write_bytes(bytes(data))
+    with pytest.raises(BetonError, match=r"bad\.beton.*sample 3"):
+        for _ in JpegLoader(bad, 2, 16, train=False, drop_last=False):
+            pass
