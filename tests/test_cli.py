@@ -69,6 +69,7 @@ def test_user_errors_are_one_line_without_traceback(cifar_archives, tmp_path):
         (("convert", arc.path, out, "--no-verify", "--split", "val"), "splits"),
         (("inspect", tmp_path / "missing.beton"), "no such file"),
         (("convert", arc.path, out, "--kind", "dicom"), "DICOM"),
+        (("convert", arc.path, out, "--no-verify", "--shuffle"), "--shuffle do not apply"),
     ]
     (tmp_path / "junk.beton").write_bytes(b"\x00" * 100)
     cases.append((("inspect", tmp_path / "junk.beton"), "version"))

@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
                    ".npy file, or a box 'y0 x0 y1 x1'); default: the first-level subfolder")
     p.add_argument("--keep-tags", metavar="KEYWORDS", help="DICOM: comma-separated tags to keep in meta "
                    "(e.g. BodyPartExamined,ViewPosition); no other header data is stored")
+    p.add_argument("--shuffle", type=int, nargs="?", const=0, metavar="SEED",
+                   help="image and DICOM folders: write the samples in a random order (seed 0, or SEED) instead of "
+                   "class by class, so that streamed training can read page by page (quasi-random order) and still "
+                   "mix classes; a tar archive is read into memory for it")
     p.add_argument("--page-size", type=int, default=DEFAULT_PAGE_SIZE, help="data page size in bytes (power of two)")
     p.add_argument("--workers", type=int, help="decoding threads (default: cores, at most 8)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -54,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             size=args.size, max_side=args.max_side, jpeg=jpeg, skip_bad=args.skip_bad,
             progress=not args.quiet, workers=args.workers, labels=args.labels,
             keep_tags=[t.strip() for t in args.keep_tags.split(",") if t.strip()] if args.keep_tags else (),
+            shuffle=args.shuffle,
         )
         summary = convert(source, args.out, page_size=args.page_size, progress=not args.quiet)
         for name, problem in summary.skipped:

@@ -65,21 +65,23 @@ def open_source(
     workers: int | None = None,
     labels: str | Path | None = None,
     keep_tags: list[str] | tuple[str, ...] = (),
+    shuffle: int | None = None,
 ) -> Source:
     """Open ``source`` (dataset name, folder or archive) as a :class:`Source` of the given kind."""
     kind = kind or detect_kind(source)
     if kind in CIFAR_SPECS:
-        if size is not None or max_side is not None or jpeg:
-            raise SourceError("CIFAR images are stored as they are: --size, --max-side and --jpeg do not apply")
+        if size is not None or max_side is not None or jpeg or shuffle is not None:
+            raise SourceError("CIFAR images are stored as they are, in the archive's (random) order: --size, "
+                              "--max-side, --jpeg and --shuffle do not apply")
         src = None if str(source) in CIFAR_SPECS else source
         return CifarSource(kind, src, split=split or "train", verify=verify, cache=cache, progress=progress)
     if kind == "imagefolder":
         return ImageFolderSource(source, split=split, size=size, max_side=max_side, jpeg=jpeg,
-                                 skip_bad=skip_bad, workers=workers)
+                                 skip_bad=skip_bad, workers=workers, shuffle=shuffle)
     if kind == "dicom":
         if max_side is not None or jpeg:
             raise SourceError("DICOM pixels are kept losslessly: --max-side and --jpeg do not apply (--size does)")
-        return DicomSource(source, labels=labels, size=size, keep_tags=keep_tags, workers=workers)
+        return DicomSource(source, labels=labels, size=size, keep_tags=keep_tags, workers=workers, shuffle=shuffle)
     if labels or keep_tags:
         raise SourceError("--labels and --keep-tags apply to DICOM folders only")
     raise SourceError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")

@@ -239,6 +239,7 @@ class CifarSource(Source):
             "classes": self.classes,
             "num_classes": spec.num_classes,
             "source": str(self.path),
+            "shuffled": "archive",  # the official files hold the samples in random order
         }
         if self.coarse_classes is not None:
             self.info["coarse_classes"] = self.coarse_classes

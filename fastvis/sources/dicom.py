@@ -102,6 +102,7 @@ class DicomSource(Source):
         size: int | None = None,
         keep_tags: list[str] | tuple[str, ...] = (),
         workers: int | None = None,
+        shuffle: int | None = None,
     ):
         super().__init__()
         self.root = Path(root)
@@ -135,6 +136,8 @@ class DicomSource(Source):
                 continue
             dtypes.append(head)
             self._items.append((path, index[label], mask))
+        if shuffle is not None:  # a random writing order fixed by the seed, instead of folder by folder
+            self._items = [self._items[i] for i in np.random.default_rng(shuffle).permutation(len(self._items))]
         if not self._items:
             raise SourceError(f"{self.root}: none of the {len(entries)} files can be converted "
                               f"(first problem: {self.skipped[0][0]}: {self.skipped[0][1]})")
@@ -161,6 +164,7 @@ class DicomSource(Source):
             "source": str(self.root),
             "size": size,
             "masks": self.has_masks,
+            "shuffled": shuffle,
         }
 
     # -- what to convert ---------------------------------------------------------------------

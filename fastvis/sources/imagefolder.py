@@ -74,17 +74,23 @@ class _Tree:
         if parts and not parts[-1].startswith(".") and PurePosixPath(parts[-1]).suffix.lower() in IMAGE_EXTENSIONS:
             self.entries.append(parts)
 
-    def read(self, wanted: dict[tuple[str, ...], int]) -> Iterator[tuple[tuple[str, ...], bytes]]:
-        """Yield ``(parts, data)`` for the wanted entries, in the container's own order."""
+    def read(self, wanted: dict[tuple[str, ...], int],
+             in_order: bool = False) -> Iterator[tuple[tuple[str, ...], bytes]]:
+        """Yield ``(parts, data)`` for the wanted entries: in ``wanted``'s order for folders and
+        zips; in the container's order for tars, unless ``in_order`` (then the tar's wanted
+        members are read into memory first)."""
         if self.kind == "folder":
             for parts in wanted:
                 yield parts, (self.path.joinpath(*parts)).read_bytes()
         elif self.kind == "zip":
             with zipfile.ZipFile(self.path) as zf:
-                for info in zf.infolist():
-                    parts = _safe_parts(info.filename)
-                    if parts in wanted:
-                        yield parts, zf.read(info)
+                infos = {_safe_parts(info.filename): info for info in zf.infolist()}
+                for parts in wanted:
+                    yield parts, zf.read(infos[parts])
+        elif in_order:
+            data = dict(self.read(wanted))
+            for parts in wanted:
+                yield parts, data.pop(parts)
         else:
             # streaming mode: one sequential pass, even through .xz/.gz
             with tarfile.open(self.path, "r|*") as tar:
@@ -103,7 +109,8 @@ class ImageFolderSource(Source):
     square. ``max_side``: shrink so that the longer side is at most ``max_side`` (aspect kept).
     ``jpeg``: store as JPEG of that quality; ``None`` stores raw when images are at most
     64 px, else JPEG at quality 90; ``0`` forces raw. ``skip_bad``: leave out unreadable images
-    (listed in ``skipped``) instead of failing.
+    (listed in ``skipped``) instead of failing. ``shuffle``: a seed; samples come in a random
+    order fixed by it instead of class by class (a tar archive is then read into memory).
     """
 
     kind = "imagefolder"
@@ -117,6 +124,7 @@ class ImageFolderSource(Source):
         jpeg: int | None = None,
         skip_bad: bool = False,
         workers: int | None = None,
+        shuffle: int | None = None,
     ):
         super().__init__()
         self.root = Path(root)
@@ -141,7 +149,10 @@ class ImageFolderSource(Source):
         index = {c: i for i, c in enumerate(self.classes)}
         prefix = wrapper + ((self.split,) if self.split else ())
         self._tree = tree
-        self._labels = {prefix + p: index[p[0]] for p in entries}  # full member path -> label
+        if shuffle is not None:
+            entries = [entries[i] for i in np.random.default_rng(shuffle).permutation(len(entries))]
+        self.shuffle = shuffle
+        self._labels = {prefix + p: index[p[0]] for p in entries}  # full member path -> label, in writing order
         if tree.unsafe:
             self.skipped.extend((n, "unsafe path in archive, ignored") for n in tree.unsafe)
 
@@ -165,6 +176,7 @@ class ImageFolderSource(Source):
             "num_classes": len(self.classes),
             "source": str(self.root),
             "image_mode": self.mode,
+            "shuffled": shuffle,
         }
 
     # -- layout ---------------------------------------------------------------------------
@@ -221,7 +233,7 @@ class ImageFolderSource(Source):
         return len(self._labels)
 
     def __iter__(self):
-        stream = self._tree.read(self._labels)
+        stream = self._tree.read(self._labels, in_order=self.shuffle is not None)
         with ThreadPoolExecutor(self.workers) as pool:
             for parts, image, problem in _ordered_map(pool, self._decode_one, stream, 4 * self.workers):
                 if problem is not None:

@@ -258,10 +258,11 @@ class Trainer:
         self.train, self.stream_kind = None, mode
         b, rank, world = cfg.batch_size // self.world.world, self.world.rank, self.world.world
         if mode == "streaming":
-            # uniform order: files written class by class (image folders) would give batches of a
-            # few classes under the page-local quasi-random order
-            self.stream = StreamingLoader(path, b, order="random", seed=cfg.seed, rank=rank, world=world,
-                                          device=self.device)
+            # page-local (quasi-random) order only for files written in random order (CIFAR, or
+            # converted with --shuffle): class by class, its windows would hold few classes
+            shuffled = reader.info.get("shuffled") is not None
+            self.stream = StreamingLoader(path, b, order="quasi_random" if shuffled else "random", seed=cfg.seed,
+                                          rank=rank, world=world, device=self.device)
             size = stored
             sample = self.stream.sample(5000)
             mean, std = channel_mean_std(sample)

@@ -209,3 +209,12 @@ sys.exit(main([{str(folder)!r}, {str(tmp_path / 'n.beton')!r}, "-q", "--skip-bad
     assert proc.returncode == 1
     assert "fastvis[dicom]" in proc.stderr and "JPEG" in proc.stderr
     assert not (tmp_path / "n.beton").exists()  # nothing partial
+
+
+def test_shuffled_writing_order(folder):
+    plain = DicomSource(folder)
+    mixed = DicomSource(folder, shuffle=2)
+    assert sorted(map(str, mixed._items)) == sorted(map(str, plain._items))  # the same files, labels, masks
+    assert [str(p) for p, _, _ in mixed._items] == [str(p) for p, _, _ in DicomSource(folder, shuffle=2)._items]
+    assert [p for p, _, _ in mixed._items] != [p for p, _, _ in plain._items]
+    assert mixed.info["shuffled"] == 2 and plain.info["shuffled"] is None

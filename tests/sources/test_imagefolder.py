@@ -180,3 +180,25 @@ def test_layout_errors(tmp_path, rng):
     bad.write_bytes(b"\x1f\x8b\x08\x00garbage" * 10)
     with pytest.raises(SourceError, match="corrupt or unreadable"):
         ImageFolderSource(bad)
+
+
+@pytest.mark.parametrize("container", ["folder", "tar.gz", "zip"])
+def test_shuffled_conversion_mixes_classes_and_keeps_every_sample(tmp_path, tree, container):
+    writers = {"folder": lambda: write_folder(tmp_path / "data", tree),
+               "tar.gz": lambda: write_tar(tmp_path / "d.tar.gz", tree),
+               "zip": lambda: write_zip(tmp_path / "d.zip", tree)}
+    path = writers[container]()
+    def runs(labels):  # how many stretches of one class
+        return 1 + sum(a != b for a, b in zip(labels, labels[1:]))
+
+    assert runs([y for _, y in ImageFolderSource(path)]) == 3  # class by class
+    src = ImageFolderSource(path, shuffle=3)
+    check(src, tree, "train")
+    got = [(img.tobytes(), y) for img, y in ImageFolderSource(path, shuffle=3)]
+    labels = [y for _, y in got]
+    assert runs(labels) > 3
+    assert got == [(img.tobytes(), y) for img, y in ImageFolderSource(path, shuffle=3)]  # the seed fixes the order
+    assert got != [(img.tobytes(), y) for img, y in ImageFolderSource(path, shuffle=4)]
+    out = convert(src, tmp_path / "s.beton", progress=False)
+    r = BetonReader(out.path)
+    assert r.info["shuffled"] == 3 and r.column("label").tolist() == labels

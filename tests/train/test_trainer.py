@@ -204,6 +204,17 @@ def test_streaming_loader_trains(data, tmp_path):
         train(config(data, tmp_path / "b", loader="streaming", flip="alternating"))
 
 
+def test_streaming_reads_page_by_page_only_files_written_in_random_order(data, tmp_path):
+    t = Trainer(config(data, tmp_path, loader="streaming"))
+    t._load_train(data[0])
+    assert t.stream.order == "random"  # written class by class, as far as the file tells
+    shuffled = tmp_path / "shuffled.beton"
+    shuffled.write_bytes(Path(data[0]).read_bytes())
+    shuffled.with_name("shuffled.beton.json").write_text(json.dumps({"num_classes": 4, "shuffled": 0}))
+    t._load_train(str(shuffled))
+    assert t.stream.order == "quasi_random"
+
+
 def test_streaming_loader_keeps_a_budget(data, tmp_path):
     summary = train(config(data, tmp_path, loader="streaming", epochs=None, budget=10.0))
     assert summary["total_seconds"] <= 10.5 and summary["epochs"] > 1
