@@ -36,10 +36,10 @@ def decode_jpeg_batch(reader: BetonReader, indices, device: torch.device | str =
     idx = [int(i) for i in np.asarray(indices).reshape(-1)]
     modes = reader.metadata[f"f{reader.names.index(name)}"]["mode"][idx] if idx else np.zeros(0)
     if device.type == "cuda" and len(idx) and (modes == MODE_JPEG).all():
-        from torchvision.io import decode_jpeg
+        from torchvision.io import ImageReadMode, decode_jpeg
 
         data = [torch.from_numpy(reader.payload(i, name).copy()) for i in idx]
-        return decode_jpeg(data, device=device)
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
     out = []
     for i in idx:
         img = reader.get(i, name)  # (H, W, 3) uint8, decoded by Pillow
@@ -250,11 +250,11 @@ class JpegLoader:
         stream = torch.cuda.Stream(self.device)
         with torch.cuda.stream(stream):
             if self.all_jpeg:
-                from torchvision.io import decode_jpeg
+                from torchvision.io import ImageReadMode, decode_jpeg
 
                 data = [torch.from_numpy(self.reader.payload(int(i), self.image_field).copy()) for i in idx]
                 try:
-                    imgs = decode_jpeg(data, device=self.device)
+                    imgs = decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)
                 except RuntimeError:  # name the bad sample: the CPU decoder raises BetonError for it
                     for i in idx:
                         self.reader.get(int(i), self.image_field)
