@@ -292,6 +292,9 @@ class Trainer:
                                              rank=rank, world=world, device=self.device)
                 except ImportError as exc:
                     raise FastvisError(str(exc)) from None
+        if len(self.stream) == 0:
+            raise FastvisError(f"{path}: {len(reader)} samples make no whole batch of {b} per process; "
+                               "lower --batch-size")
         labels = reader.column("label")
         self.n_train = len(reader)
         self.image_shape = (3, *size)

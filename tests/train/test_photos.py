@@ -72,6 +72,8 @@ def test_dali_loader_trains(dali, photos, tmp_path, data_kind):
 def test_resident_loader_refuses_differing_sizes(photos, tmp_path):
     with pytest.raises(Exception, match="differ in size"):
         train(config(photos, tmp_path, loader="resident"))
+    with pytest.raises(Exception, match="no whole batch"):  # rather than epochs without a step
+        train(config(photos, tmp_path, batch_size=512))
 
 
 def test_resume_with_the_jpeg_loader_gives_the_same_result(photos, tmp_path):
