@@ -3,6 +3,8 @@
 Data lives on the device as uint8 (``ResidentDataset``); every step gathers a global batch,
 augments it there (crop, flip, policies, erasing, CutMix/mixup), normalises to channels-last
 float, and trains with SGD (Nesterov) under a warm-up/linear-decay schedule driven by progress.
+A training set that does not fit is streamed (``StreamingLoader``); photos of differing sizes
+come as random-resized crops from ``JpegLoader`` or ``DaliLoader``, each rank reading its part.
 With a budget, the step count is fitted after measuring a few steps and an evaluation, and
 re-fitted (only downwards) every epoch, so that training, evaluations and the report end
 inside the budget.
