@@ -245,13 +245,22 @@ class BetonReader:
             raise TypeError(f"field {name!r} is {type(self._field_list[j]).__name__}, not a scalar field")
         return self.metadata[f"f{j}"].copy()
 
-    def image_sizes(self, name: str = "image") -> np.ndarray:
-        """(N, 2) array of (height, width) of an RGB field, without decoding anything."""
+    def _image_meta(self, name: str) -> np.ndarray:
+        """The metadata column of an RGB field (TypeError naming the file for any other field)."""
         j = self._field_index(name)
         if not isinstance(self._field_list[j], RGBImageField):
-            raise TypeError(f"field {name!r} is not an RGB image field")
-        col = self.metadata[f"f{j}"]
+            raise TypeError(f"{self.path}: field {name!r} is not an RGB image field; fields: {self.names}")
+        return self.metadata[f"f{j}"]
+
+    def image_sizes(self, name: str = "image") -> np.ndarray:
+        """(N, 2) array of (height, width) of an RGB field, without decoding anything."""
+        col = self._image_meta(name)
         return np.stack([col["height"], col["width"]], axis=1).astype(np.int64)
+
+    def image_modes(self, name: str = "image") -> np.ndarray:
+        """(N,) storage mode of each image of an RGB field (``MODE_RAW`` or ``MODE_JPEG``); a
+        read-only view of the metadata."""
+        return self._image_meta(name)["mode"]
 
     def read_batch(self, name: str, indices, out: np.ndarray | None = None, threads: int | None = None):
         """Gather field ``name`` of the samples ``indices`` into one array (the fast path).

@@ -22,7 +22,7 @@ import os
 import numpy as np
 import torch
 
-from ..beton import BetonReader, RGBImageField
+from ..beton import BetonReader
 from ..beton.format import MODE_JPEG
 from .resident import epoch_order, shard_indices
 
@@ -55,9 +55,7 @@ class DaliLoader:
         if not 0 <= rank < world:
             raise ValueError(f"rank {rank} outside a world of {world}")
         self.reader = BetonReader(path)
-        if not isinstance(self.reader.fields.get(image_field), RGBImageField):
-            raise TypeError(f"{path}: field {image_field!r} is not an RGB image field; fields: {self.reader.names}")
-        self.sizes = self.reader.image_sizes(image_field)
+        self.sizes = self.reader.image_sizes(image_field)  # TypeError unless an RGB field
         self.uniform = bool(len(self.sizes)) and bool((self.sizes == self.sizes[0]).all())
         if crop == "pad" and not self.uniform:
             raise ValueError(f"{path}: images differ in size; the padded crop needs one size (use crop='rrc')")
@@ -67,7 +65,7 @@ class DaliLoader:
             size = int(self.sizes[0][0])
         if crop == "pad" and tuple(self.sizes[0]) != (size, size):
             raise ValueError(f"{path}: the padded crop keeps the image size {tuple(self.sizes[0])}, not {size}")
-        modes = self.reader.metadata[f"f{self.reader.names.index(image_field)}"]["mode"]
+        modes = self.reader.image_modes(image_field)
         self.jpeg = bool((modes == MODE_JPEG).all())
         if not self.jpeg and (modes == MODE_JPEG).any():
             raise ValueError(f"{path}: field {image_field!r} mixes JPEG and raw images")

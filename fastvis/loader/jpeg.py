@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..augment._random import GeneratorLike, rng
-from ..beton import BetonReader, RGBImageField
+from ..beton import BetonReader
 from ..beton.format import MODE_JPEG
 
 __all__ = ["JpegLoader", "center_boxes", "center_crop_resize", "center_sample", "decode_jpeg_batch", "random_resized_crop",
@@ -28,18 +28,21 @@ __all__ = ["JpegLoader", "center_boxes", "center_crop_resize", "center_sample", 
 
 def decode_jpeg_batch(reader: BetonReader, indices, device: torch.device | str = "cpu",
                       name: str = "image") -> list[torch.Tensor]:
-    """Images ``indices`` of a JPEG (or raw) RGB field as a list of (3, H, W) uint8 tensors on ``device``."""
+    """Images ``indices`` of a JPEG (or raw) RGB field as a list of (3, H, W) uint8 tensors on
+    ``device``. A damaged JPEG raises ``BetonError`` naming the file and the sample."""
     device = torch.device(device)
-    field = reader.fields[name]
-    if not isinstance(field, RGBImageField):
-        raise TypeError(f"{reader.path}: field {name!r} is not an RGB image field")
     idx = [int(i) for i in np.asarray(indices).reshape(-1)]
-    modes = reader.metadata[f"f{reader.names.index(name)}"]["mode"][idx] if idx else np.zeros(0)
+    modes = reader.image_modes(name)[idx]
     if device.type == "cuda" and len(idx) and (modes == MODE_JPEG).all():
         from torchvision.io import ImageReadMode, decode_jpeg
 
         data = [torch.from_numpy(reader.payload(i, name).copy()) for i in idx]
-        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        try:
+            return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        except RuntimeError:  # nvjpeg does not say which: the CPU decoder names the bad sample
+            for i in idx:
+                reader.get(i, name)
+            raise
     out = []
     for i in idx:
         img = reader.get(i, name)  # (H, W, 3) uint8, decoded by Pillow
@@ -200,8 +203,7 @@ class JpegLoader:
         if not 0 <= rank < world:
             raise ValueError(f"rank {rank} outside a world of {world}")
         self.reader = BetonReader(path)
-        if not isinstance(self.reader.fields.get(image_field), RGBImageField):
-            raise TypeError(f"{path}: field {image_field!r} is not an RGB image field; fields: {self.reader.names}")
+        self.sizes = self.reader.image_sizes(image_field)  # TypeError unless an RGB field
         self.image_field, self.size, self.train = image_field, int(size), train
         self.scale, self.ratio, self.flip_p, self.crop_frac = scale, ratio, flip_p, crop_frac
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
@@ -209,10 +211,7 @@ class JpegLoader:
         self.threads = threads or min(4, os.cpu_count() or 1)
         self.prefetch = max(1, prefetch)
         self.device = torch.device(device)
-        self.sizes = self.reader.image_sizes(image_field)
         self.labels = self.reader.column(label_field).astype(np.int64)
-        modes = self.reader.metadata[f"f{self.reader.names.index(image_field)}"]["mode"]
-        self.all_jpeg = bool(len(modes)) and bool((modes == MODE_JPEG).all())
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -245,22 +244,11 @@ class JpegLoader:
         crops on its own stream and ``event`` marks the end of that work; None on the CPU."""
         boxes, flips = self.crops(idx, k, epoch)
         if self.device.type != "cuda":
-            imgs = decode_jpeg_batch(self.reader, idx)
+            imgs = decode_jpeg_batch(self.reader, idx, self.device, self.image_field)
             return resized_crops(imgs, boxes, self.size, flips, mean=self.mean, std=self.std), None
         stream = torch.cuda.Stream(self.device)
         with torch.cuda.stream(stream):
-            if self.all_jpeg:
-                from torchvision.io import ImageReadMode, decode_jpeg
-
-                data = [torch.from_numpy(self.reader.payload(int(i), self.image_field).copy()) for i in idx]
-                try:
-                    imgs = decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)
-                except RuntimeError:  # name the bad sample: the CPU decoder raises BetonError for it
-                    for i in idx:
-                        self.reader.get(int(i), self.image_field)
-                    raise
-            else:  # raw pixels of differing sizes
-                imgs = [t.pin_memory().to(self.device, non_blocking=True) for t in decode_jpeg_batch(self.reader, idx)]
+            imgs = decode_jpeg_batch(self.reader, idx, self.device, self.image_field)
             x = resized_crops(imgs, boxes, self.size, flips, mean=self.mean, std=self.std)
             event = torch.cuda.Event()
             event.record(stream)
@@ -309,6 +297,6 @@ def center_sample(reader: BetonReader, name: str, n: int, size: int, crop_frac: 
     out = []
     for s in range(0, len(pick), 512):
         idx = pick[s : s + 512]
-        imgs = [t.to(device) for t in decode_jpeg_batch(reader, idx, name=name)]
+        imgs = decode_jpeg_batch(reader, idx, device, name)
         out.append(resized_crops(imgs, center_boxes(sizes[idx], crop_frac), size))
     return torch.cat(out)

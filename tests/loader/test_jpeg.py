@@ -190,3 +190,14 @@ def test_a_corrupt_jpeg_is_named(jpeg_file, tmp_path):
     with pytest.raises(BetonError, match=r"bad\.beton.*sample 3"):
         for _ in JpegLoader(bad, 2, 16, train=False, drop_last=False):
             pass
+
+
+def test_jpeg_loader_reads_the_field_it_is_given(jpeg_file, tmp_path):
+    path, originals = jpeg_file
+    other = tmp_path / "photo.beton"
+    with BetonWriter(other, {"label": IntField(), "photo": RGBImageField("jpeg", 95)}, capacity=6) as w:
+        for k, img in enumerate(originals):
+            w.write((k, img))
+    a = torch.cat([x for x, _ in JpegLoader(path, 3, 16, train=False)])
+    b = torch.cat([x for x, _ in JpegLoader(other, 3, 16, train=False, image_field="photo")])
+    assert torch.equal(a, b)
