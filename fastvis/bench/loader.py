@@ -101,28 +101,37 @@ def torch_dataloader(path, batch):
 
     tf = v2.Compose([v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True),
                      v2.Normalize(MEAN, STD)])
-    loader = torch.utils.data.DataLoader(_BetonDataset(path, tf), batch, shuffle=True, drop_last=True,
-                                         num_workers=CORES, persistent_workers=True, pin_memory=DEVICE != "cpu")
+    return _torch_loader(_BetonDataset(path, tf), batch)
+
+
+def _torch_loader(dataset, batch):
+    """The DataLoader users would write: shuffled, one worker process per core."""
+    loader = torch.utils.data.DataLoader(dataset, batch, shuffle=True, drop_last=True, num_workers=CORES,
+                                         persistent_workers=True, pin_memory=DEVICE != "cpu")
     return _delivered(loader)
 
 
 def ffcv_loader(path, batch):
-    from ffcv.fields.decoders import IntDecoder, SimpleRGBImageDecoder
+    from ffcv.fields.decoders import SimpleRGBImageDecoder
+    from ffcv.transforms import RandomHorizontalFlip, RandomTranslate
+
+    return _ffcv(path, batch, [SimpleRGBImageDecoder(), RandomHorizontalFlip(), RandomTranslate(padding=4)], MEAN, STD)
+
+
+def _ffcv(path, batch, decode_and_augment: list, mean, std):
+    """An ffcv Loader (random order, one worker per core) whose image pipeline is ``decode_and_augment``
+    then conversion to a normalised float batch."""
+    from ffcv.fields.decoders import IntDecoder
     from ffcv.loader import Loader, OrderOption
-    from ffcv.transforms import Convert, RandomHorizontalFlip, RandomTranslate, ToTensor, ToTorchImage
+    from ffcv.transforms import Convert, ToTensor, ToTorchImage
     from torchvision.transforms import Normalize
 
-    mean = [255 * m for m in MEAN]
-    std = [255 * s for s in STD]
-    loader = Loader(str(path), batch_size=batch, num_workers=CORES, order=OrderOption.RANDOM,
-                    drop_last=True, os_cache=True, pipelines={
-                        "image": [SimpleRGBImageDecoder(), RandomHorizontalFlip(), RandomTranslate(padding=4),
-                                  ToTensor(), ToTorchImage(), Convert(torch.float32), Normalize(mean, std)],
+    loader = Loader(str(path), batch_size=batch, num_workers=CORES, order=OrderOption.RANDOM, drop_last=True,
+                    os_cache=True, pipelines={
+                        "image": [*decode_and_augment, ToTensor(), ToTorchImage(), Convert(torch.float32),
+                                  Normalize([255 * m for m in mean], [255 * s for s in std])],
                         "label": [IntDecoder(), ToTensor()]})
-
-    def epoch():
-        return sum(len(x) for x, _ in loader)
-    return epoch
+    return _delivered(loader)
 
 
 def _delivered(loader):
@@ -167,27 +176,15 @@ def jpeg_torch(path, batch):
 
     tf = v2.Compose([v2.PILToTensor(), v2.RandomResizedCrop(CROP, antialias=True), v2.RandomHorizontalFlip(),
                      v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-    loader = torch.utils.data.DataLoader(_BetonDataset(path, tf, jpeg=True), batch, shuffle=True, drop_last=True,
-                                         num_workers=CORES, persistent_workers=True, pin_memory=DEVICE != "cpu")
-    return _delivered(loader)
+    return _torch_loader(_BetonDataset(path, tf, jpeg=True), batch)
 
 
 def jpeg_ffcv(path, batch):
-    from ffcv.fields.decoders import IntDecoder, RandomResizedCropRGBImageDecoder
-    from ffcv.loader import Loader, OrderOption
-    from ffcv.transforms import Convert, RandomHorizontalFlip, ToTensor, ToTorchImage
-    from torchvision.transforms import Normalize
+    from ffcv.fields.decoders import RandomResizedCropRGBImageDecoder
+    from ffcv.transforms import RandomHorizontalFlip
 
-    loader = Loader(str(path), batch_size=batch, num_workers=CORES, order=OrderOption.RANDOM, drop_last=True,
-                    os_cache=True, pipelines={
-                        "image": [RandomResizedCropRGBImageDecoder((CROP, CROP)), RandomHorizontalFlip(), ToTensor(),
-                                  ToTorchImage(), Convert(torch.float32),
-                                  Normalize([255 * m for m in IMAGENET_MEAN], [255 * s for s in IMAGENET_STD])],
-                        "label": [IntDecoder(), ToTensor()]})
-
-    def epoch():
-        return sum(len(x) for x, _ in loader)
-    return epoch
+    return _ffcv(path, batch, [RandomResizedCropRGBImageDecoder((CROP, CROP)), RandomHorizontalFlip()], IMAGENET_MEAN,
+                 IMAGENET_STD)
 
 
 def jpeg_dali(path, batch):
@@ -311,8 +308,8 @@ def main():
         size = np.mean([len(r.payload(i, "image")) for i in range(len(r))])
         out["jpeg"] = run_suite(SUITES["jpeg"], path, args.jpeg_batch, args.repeats)
         titles["jpeg"] = f"{path.name}: JPEG, random-resized crop {CROP} + flip + normalise, batch {args.jpeg_batch}"
-        print_table(f"# loader throughput, {titles['jpeg']} (mean {size / 1024:.1f} KiB an image), {CORES} cores, {DEVICE}; images/s, median of "
-                    f"{args.repeats} epochs", out["jpeg"])
+        print_table(f"# loader throughput, {titles['jpeg']} (mean {size / 1024:.1f} KiB an image), {CORES} cores, "
+                    f"{DEVICE}; images/s, median of {args.repeats} epochs", out["jpeg"])
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1))
     if args.plot:

@@ -22,8 +22,8 @@ from ..augment._random import GeneratorLike, rng
 from ..beton import BetonReader
 from ..beton.format import MODE_JPEG
 
-__all__ = ["JpegLoader", "center_boxes", "center_crop_resize", "center_sample", "decode_jpeg_batch", "random_resized_crop",
-           "resized_crops", "rrc_boxes"]
+__all__ = ["JpegLoader", "center_boxes", "center_crop_resize", "center_sample", "decode_jpeg_batch",
+           "random_resized_crop", "resized_crops", "rrc_boxes"]
 
 
 def decode_jpeg_batch(reader: BetonReader, indices, device: torch.device | str = "cpu",
