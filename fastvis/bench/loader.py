@@ -24,6 +24,7 @@ Usage: fastvis-bench loader [--suite raw|jpeg|both] [--beton c10.beton] [--repea
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import os
@@ -242,6 +243,11 @@ def run_suite(makers: dict, path: Path, batch: int, repeats: int) -> dict:
                 torch.cuda.synchronize()
             times.append((time.perf_counter() - t) / n)
         results[name] = 1 / statistics.median(times)
+        # free this row's loader (its threads, worker processes, a DALI pipeline) before the next row
+        # starts: DataLoader workers are forked, and a forked copy of a live DALI pipeline aborts
+        # when the child collects it
+        del epoch
+        gc.collect()
     return results
 
 
