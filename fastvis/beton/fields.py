@@ -83,6 +83,20 @@ class Field:
         """A description of what is wrong with this field's metadata column, or None."""
         return None
 
+    # -- batches (the fast path of ``BetonReader.read_batch``) -----------------------------
+    def batch_spec(self, meta: np.ndarray) -> tuple[tuple[int, ...], np.dtype] | None:
+        """``(shape, dtype)`` of one sample in a batch array of the samples whose metadata is
+        ``meta``, or None when the field gives a list of decoded values instead. Scalar fields
+        batch as their metadata; ValueError when the samples cannot share one array."""
+        return ((), meta.dtype) if self.ptr_key is None else None
+
+    def read_into(self, reader, j: int, idx: np.ndarray, meta: np.ndarray, out: np.ndarray,
+                  threads: int | None) -> None:
+        """Fill ``out`` (shaped by :meth:`batch_spec`) with samples ``idx`` (metadata ``meta``)
+        of field ``j`` of ``reader``, through ``reader.gather`` (payload copies) or
+        ``reader.decode_into`` (decoding on threads)."""
+        out[...] = meta
+
     def describe(self) -> dict:
         return {"type": type(self).__name__}
 
@@ -181,6 +195,20 @@ class RGBImageField(Field):
         raw = meta["mode"] == MODE_RAW
         sizes = meta["width"].astype(np.int64) * meta["height"].astype(np.int64) * 3
         return np.where(raw, sizes, -1)
+
+    def batch_spec(self, meta):
+        if meta.size == 0:
+            return (0, 0, 3), np.dtype(np.uint8)
+        h, w = int(meta["height"][0]), int(meta["width"][0])
+        if (meta["height"] != h).any() or (meta["width"] != w).any():
+            raise ValueError("images differ in size; convert with --size to batch them")
+        return (h, w, 3), np.dtype(np.uint8)
+
+    def read_into(self, reader, j, idx, meta, out, threads):
+        if (meta["mode"] == MODE_RAW).all():  # a parallel copy of the stored pixels
+            reader.gather(j, idx, int(np.prod(out.shape[1:])), out.reshape(idx.size, -1), threads)
+        else:
+            reader.decode_into(j, idx, out, threads)
 
     def check_meta(self, meta):
         bad = (meta["mode"] != MODE_RAW) & (meta["mode"] != MODE_JPEG)
@@ -306,6 +334,12 @@ class NDArrayField(Field):
 
     def payload_sizes(self, meta):
         return np.full(meta.shape, self.element_size, np.int64)
+
+    def batch_spec(self, meta):
+        return self.shape, self.dtype
+
+    def read_into(self, reader, j, idx, meta, out, threads):
+        reader.gather(j, idx, self.element_size, out.reshape(idx.size, -1).view(np.uint8), threads)
 
 
 class TorchTensorField(NDArrayField):

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .fields import Field, NDArrayField, RGBImageField, field_from_descriptor
+from .. import InputError
+from .fields import Field, RGBImageField, field_from_descriptor
 from .format import (
     ALLOC_DTYPE,
     FIELD_DESC_DTYPE,
     HEADER_DTYPE,
     MAX_FIELDS,
     MAX_PAGE_SIZE,
-    MODE_RAW,
     VERSION,
     BetonError,
     decode_name,
@@ -277,45 +277,37 @@ class BetonReader:
         if idx.size and (idx.min() < -self.num_samples or idx.max() >= self.num_samples):
             raise IndexError(f"indices out of range for {self.num_samples} samples")
         idx = np.where(idx < 0, idx + self.num_samples, idx)
-        col = self.metadata[f"f{j}"]
-        if self._ptrs[j] is None:
-            values = col[idx]
+        meta = self.metadata[f"f{j}"][idx]
+        spec = self.batch_spec(name, meta)
+        if spec is None:
             if out is not None:
-                out[...] = values
-                return out
-            return values
-        if isinstance(field, RGBImageField):
-            sel = col[idx]
-            if idx.size == 0:
-                shape = (0, 0, 0, 3)
-            else:
-                h, w = int(sel["height"][0]), int(sel["width"][0])
-                if (sel["height"] != h).any() or (sel["width"] != w).any():
-                    raise ValueError(
-                        f"{self.path}: images of field {name!r} differ in size; convert with --size to batch them"
-                    )
-                shape = (idx.size, h, w, 3)
-            out = _check_out(out, shape, np.uint8)
-            if idx.size == 0:
-                return out
-            if (sel["mode"] == MODE_RAW).all():
-                _gather(self._buf, self._ptrs[j][idx], int(np.prod(shape[1:])), out.reshape(idx.size, -1),
-                        parallel=threads != 1)
-            else:
-                self._decode_into(j, idx, out, threads)
-            return out
-        if isinstance(field, NDArrayField):
-            out = _check_out(out, (idx.size, *field.shape), field.dtype)
-            if idx.size:
-                _gather(self._buf, self._ptrs[j][idx], field.element_size, out.reshape(idx.size, -1).view(np.uint8),
-                        parallel=threads != 1)
-            return out
-        values = [self._decode(j, int(i)) for i in idx]
-        if out is not None:
-            raise TypeError(f"field {name!r} ({type(field).__name__}) cannot fill an array")
-        return values
+                raise TypeError(f"field {name!r} ({type(field).__name__}) cannot fill an array")
+            return [self._decode(j, int(i)) for i in idx]
+        out = _check_out(out, (idx.size, *spec[0]), spec[1])
+        if idx.size:
+            field.read_into(self, j, idx, meta, out, threads)
+        return out
 
-    def _decode_into(self, j: int, idx: np.ndarray, out: np.ndarray, threads: int | None) -> None:
+    def batch_spec(self, name: str, meta: np.ndarray | None = None):
+        """``(shape, dtype)`` of one sample of field ``name`` in a batch (of the samples whose
+        metadata is ``meta``; default all), or None for fields read as lists of values."""
+        j = self._field_index(name)
+        try:
+            return self._field_list[j].batch_spec(self.metadata[f"f{j}"] if meta is None else meta)
+        except ValueError as exc:
+            raise InputError(f"{self.path}: field {name!r}: {exc}") from None
+
+    def gather(self, j: int, idx: np.ndarray, nbytes: int, out2d: np.ndarray, threads: int | None = None) -> None:
+        """Copy the first ``nbytes`` of the payloads of samples ``idx`` of field ``j`` into the
+        rows of ``out2d`` (a parallel numba loop unless ``threads == 1``)."""
+        from ._gather import gather_rows, gather_rows_serial
+
+        ptrs = np.ascontiguousarray(self._ptrs[j][idx], np.int64)
+        if ptrs.size:
+            (gather_rows_serial if threads == 1 else gather_rows)(self._buf, ptrs, nbytes, out2d)
+
+    def decode_into(self, j: int, idx: np.ndarray, out: np.ndarray, threads: int | None) -> None:
+        """Decode samples ``idx`` of field ``j`` into ``out[k]``, on ``threads`` threads."""
         def one(k: int) -> None:
             out[k] = self._decode(j, int(idx[k]))
 
@@ -349,12 +341,6 @@ def _check_out(out: np.ndarray | None, shape: tuple, dtype) -> np.ndarray:
     if out is None:
         return np.empty(shape, dtype)
     if out.shape != tuple(shape) or out.dtype != np.dtype(dtype) or not out.flags.c_contiguous:
-        raise ValueError(f"out must be a C-contiguous {np.dtype(dtype)} array of shape {shape}, got {out.dtype} {out.shape}")
+        raise ValueError(f"out must be a C-contiguous {np.dtype(dtype)} array of shape {shape}, "
+                         f"got {out.dtype} {out.shape}")
     return out
-
-
-def _gather(src: np.ndarray, ptrs: np.ndarray, nbytes: int, out2d: np.ndarray, parallel: bool = True) -> None:
-    from ._gather import gather_rows, gather_rows_serial
-
-    if ptrs.size:
-        (gather_rows if parallel else gather_rows_serial)(src, np.ascontiguousarray(ptrs, np.int64), nbytes, out2d)

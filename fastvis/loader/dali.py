@@ -24,7 +24,8 @@ import torch
 
 from ..beton import BetonReader
 from ..beton.format import MODE_JPEG
-from .resident import epoch_order, shard_indices
+from .base import Batch
+from .order import epoch_order, shard_indices
 
 __all__ = ["DaliLoader"]
 
@@ -43,7 +44,11 @@ class DaliLoader:
     ``images``: (B, 3, size, size) float32, normalised by ``mean``/``std`` (in [0, 1] units), or
     uint8 when ``mean`` is None; ``labels``: (B,) int64; both on ``device``. Batches are whole
     (the last partial batch of an epoch is dropped). Call ``set_epoch(e)`` before each epoch.
+    A :class:`fastvis.loader.BatchLoader`: it ``applies`` crop, flip (and normalize with
+    ``mean``/``std``), ``per_rank``.
     """
+
+    per_rank = True
 
     def __init__(self, path, batch_size: int, size: int | None = None, crop: str = "rrc", padding: int = 4,
                  scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip_p: float = 0.5, mean=None, std=None, seed: int = 0,
@@ -72,6 +77,7 @@ class DaliLoader:
         self.labels = self.reader.column(label_field).astype(np.int64)
         self.image_field, self.size, self.crop, self.padding = image_field, int(size), crop, padding
         self.scale, self.ratio, self.flip_p = scale, ratio, flip_p
+        self.applies = frozenset({"crop", "flip"} | ({"normalize"} if mean is not None else set()))
         self.mean = None if mean is None else [255 * float(m) for m in mean]
         self.std = None if std is None else [255 * float(s) for s in std]
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
@@ -90,7 +96,7 @@ class DaliLoader:
     def indices(self, epoch: int | None = None) -> torch.Tensor:
         epoch = self.epoch if epoch is None else epoch
         order = epoch_order(len(self.reader), self.seed, epoch)
-        return shard_indices(order, self.rank, self.world) if self.world > 1 else order
+        return shard_indices(order, self.rank, self.world)
 
     def __len__(self) -> int:
         return len(self.indices(0)) // self.batch_size
@@ -165,7 +171,7 @@ class DaliLoader:
         return out.to(self.device, non_blocking=True)
 
     def batches(self, first: int = 0):
-        """Batches ``first, first + 1, ...`` of the current epoch."""
+        """:class:`Batch` ``first, first + 1, ...`` of the current epoch."""
         epoch, steps = self.epoch, len(self)
         if self._pipe is None or self._next != (epoch, first):
             self._pipe = self._build(epoch, first)  # a new start: (re)build where it begins
@@ -179,10 +185,12 @@ class DaliLoader:
                 self._name_bad_sample(epoch, range(k, min(steps, k + self.prefetch + 1)))
                 raise
             self._next = (epoch + 1, 0) if k + 1 >= steps else (epoch, k + 1)
-            yield self._to_torch(images, dtype), self._to_torch(labels, torch.int64)
+            idx = torch.from_numpy(self._batch_indices(epoch, k))
+            yield Batch(self._to_torch(images, dtype), self._to_torch(labels, torch.int64), idx)
 
     def __iter__(self):
-        return self.batches(0)
+        """``(images, labels)`` of every batch of the current epoch."""
+        return ((b.images, b.labels) for b in self.batches(0))
 
     def _name_bad_sample(self, epoch: int, batches) -> None:
         """After DALI failed on a batch: decode the samples it may have held, so that a damaged

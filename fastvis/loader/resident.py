@@ -12,7 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import InputError
 from ..beton import BetonReader
+from .base import Batch
+from .order import epoch_order, shard_indices
+
+__all__ = ["ResidentDataset", "ResidentLoader", "channel_mean_std"]
 
 
 def channel_mean_std(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -21,27 +26,13 @@ def channel_mean_std(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[flo
     return tuple(x.mean((0, 2, 3)).tolist()), tuple(x.std((0, 2, 3)).tolist())
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The sample order of one epoch: a permutation fixed by ``(seed, epoch)``."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=g)
-
-
-def shard_indices(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
-    """Rank ``rank``'s part of an epoch: the order padded (by wrapping) to a multiple of
-    ``world``, then every ``world``-th index; parts are disjoint except for the padding."""
-    n = len(order)
-    total = -(-n // world) * world
-    padded = torch.cat([order, order[: total - n]]) if total > n else order
-    return padded[rank:total:world]
-
-
 def _check_fits(path, need: int, device: torch.device) -> None:
     """``need`` bytes of images must fit in 80% of a CUDA device's free memory."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         if need > 0.8 * free:
-            raise MemoryError(f"{path}: {need / 1e9:.1f} GB of images do not fit in {free / 1e9:.1f} GB free on {device}")
+            raise MemoryError(f"{path}: {need / 1e9:.1f} GB of images do not fit in {free / 1e9:.1f} GB free "
+                              f"on {device}")
 
 
 def _labels(reader: BetonReader, label_field: str, device: torch.device) -> tuple[torch.Tensor, int, list[str]]:
@@ -77,7 +68,7 @@ class ResidentDataset:
         reader = BetonReader(path)
         n = len(reader)
         if n == 0:
-            raise ValueError(f"{path}: the file holds no samples")
+            raise InputError(f"{path}: the file holds no samples")
         device = torch.device(device)
         if "meta" in reader.names:  # radiographs (fastvis-convert of a DICOM folder)
             return cls._load_radiographs(reader, device, image_field, label_field, window)
@@ -86,7 +77,7 @@ class ResidentDataset:
         if size is not None and not (uniform and tuple(sizes[0]) == (size, size)):
             return cls._load_crops(reader, device, image_field, label_field, int(size), crop_frac)
         if not uniform:
-            raise ValueError(f"{path}: images differ in size; convert with --size to hold them on the device")
+            raise InputError(f"{path}: images differ in size; convert with --size to hold them on the device")
         h, w = (int(v) for v in sizes[0])
         _check_fits(path, n * h * w * 3, device)
         images = reader.read_batch(image_field, np.arange(n))  # (N, H, W, 3) uint8
@@ -111,7 +102,7 @@ class ResidentDataset:
         path = reader.path
         field = reader.fields[image_field]
         if not isinstance(field, NDArrayField) or len(field.shape) != 2:
-            raise ValueError(f"{path}: radiographs must be converted with --size N to be trained on "
+            raise InputError(f"{path}: radiographs must be converted with --size N to be trained on "
                              "(the image field holds variable-size buffers)")
         n = len(reader)
         h, w = field.shape
@@ -121,7 +112,7 @@ class ResidentDataset:
         if unsigned16:
             raw = raw.view(np.int16)
         elif raw.dtype not in (np.uint8, np.int8, np.int16):
-            raise ValueError(f"{path}: image dtype {raw.dtype} is not 8 or 16 bits")
+            raise InputError(f"{path}: image dtype {raw.dtype} is not 8 or 16 bits")
         params = window_params(reader.read_batch("meta", np.arange(n)), window)
         masks = None
         if "mask" in reader.names:
@@ -154,3 +145,41 @@ class ResidentDataset:
         """Per-channel mean and std of the images in [0, 1] (from up to 10,000 samples)."""
         pick = torch.arange(0, len(self), max(1, len(self) // 10_000))
         return channel_mean_std(self.batch(pick)[0] if self.params is not None else self.images[pick])
+
+
+class ResidentLoader:
+    """Batches of a :class:`ResidentDataset` gathered by index on its device, in the order of
+    :func:`epoch_order` (a :class:`fastvis.loader.BatchLoader`; nothing ``applies``d). With
+    ``world > 1`` each rank reads its own part (``per_rank``); the trainer instead gives every
+    rank the global batch (``world=1``) and slices it after augmentation."""
+
+    applies = frozenset()
+
+    def __init__(self, dataset: ResidentDataset, batch_size: int, seed: int = 0, rank: int = 0, world: int = 1,
+                 drop_last: bool = True):
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} outside a world of {world}")
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.rank, self.world, self.drop_last = rank, world, drop_last
+        self.per_rank = world > 1
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self, epoch: int | None = None) -> torch.Tensor:
+        order = epoch_order(len(self.dataset), self.seed, self.epoch if epoch is None else epoch)
+        return shard_indices(order, self.rank, self.world)
+
+    def __len__(self) -> int:
+        n = -(-len(self.dataset) // self.world)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def batches(self, first: int = 0):
+        order, b = self.indices(), self.batch_size
+        for k in range(first, len(self)):
+            idx = order[k * b : (k + 1) * b]
+            yield Batch(*self.dataset.batch(idx), idx)
+
+    def __iter__(self):
+        return ((b.images, b.labels) for b in self.batches(0))

@@ -27,22 +27,10 @@ import numpy as np
 import torch
 
 from ..beton import BetonReader
-from ..beton.fields import NDArrayField, RGBImageField
-from .resident import epoch_order, shard_indices
+from .base import Batch
+from .order import ORDERS, epoch_order, quasi_random_order, shard_indices
 
-ORDERS = ("random", "quasi_random", "sequential")
-
-
-def quasi_random_order(pages: np.ndarray, seed: int, epoch: int, window: int = 8) -> torch.Tensor:
-    """Pages shuffled, then samples shuffled inside windows of ``window`` consecutive pages."""
-    rng = np.random.default_rng([seed, epoch, 7])
-    uniq, inverse = np.unique(pages, return_inverse=True)
-    page_order = rng.permutation(len(uniq))
-    rank = np.empty(len(uniq), np.int64)
-    rank[page_order] = np.arange(len(uniq))
-    group = rank[inverse] // max(1, window)  # window index of each sample
-    key = group.astype(np.float64) + rng.random(len(pages))  # random order inside a window
-    return torch.from_numpy(np.argsort(key, kind="stable"))
+__all__ = ["StreamingLoader"]
 
 
 class StreamingLoader:
@@ -51,8 +39,11 @@ class StreamingLoader:
 
     ``threads`` gather batches in the background, at most ``prefetch`` ahead. On CUDA the
     buffers are pinned and copies run on a side stream; on the CPU each batch is a fresh tensor.
-    Call ``set_epoch(e)`` before each epoch for a new order.
+    Call ``set_epoch(e)`` before each epoch for a new order. A :class:`fastvis.loader.BatchLoader`
+    (``batches`` gives the first two fields as images and labels); nothing ``applies``d.
     """
+
+    applies = frozenset()
 
     def __init__(self, path, batch_size: int, fields=("image", "label"), order: str = "quasi_random",
                  seed: int = 0, rank: int = 0, world: int = 1, drop_last: bool = True, threads: int | None = None,
@@ -72,23 +63,16 @@ class StreamingLoader:
         self.prefetch = max(1, prefetch)
         self.device = torch.device(device)
         self.window_pages = window_pages
+        self.per_rank = world > 1
         self.epoch = 0
         self._shapes = {f: self._sample_shape(f) for f in self.fields}
         self._pages = self._sample_pages()
 
     def _sample_shape(self, name: str):
-        field = self.reader.fields[name]
-        if isinstance(field, RGBImageField):
-            sizes = self.reader.image_sizes(name)
-            if len(sizes) and not (sizes == sizes[0]).all():
-                raise ValueError(f"{self.reader.path}: images of {name!r} differ in size; convert with --size")
-            h, w = (int(v) for v in sizes[0]) if len(sizes) else (0, 0)
-            return (h, w, 3), np.uint8
-        if isinstance(field, NDArrayField):
-            return field.shape, field.dtype
-        if self.reader.metadata[f"f{self.reader.names.index(name)}"].dtype.names is None:
-            return (), self.reader.metadata[f"f{self.reader.names.index(name)}"].dtype
-        raise TypeError(f"field {name!r} ({type(field).__name__}) cannot be batched")
+        spec = self.reader.batch_spec(name)  # ValueError naming the file for images of differing sizes
+        if spec is None:
+            raise TypeError(f"field {name!r} ({type(self.reader.fields[name]).__name__}) cannot be batched")
+        return spec
 
     def _sample_pages(self) -> np.ndarray:
         """The data page of each sample (its first payload), for the quasi-random order."""
@@ -111,7 +95,7 @@ class StreamingLoader:
             order = quasi_random_order(self._pages, self.seed, epoch, self.window_pages)
         else:
             order = torch.arange(n)
-        return shard_indices(order, self.rank, self.world) if self.world > 1 else order
+        return shard_indices(order, self.rank, self.world)
 
     def __len__(self) -> int:
         n = len(self.indices(0))
@@ -138,11 +122,21 @@ class StreamingLoader:
         return len(idx)
 
     def __iter__(self):
+        """Tuples of ``fields`` of every batch of the current epoch."""
+        return (fields for _, fields in self._stream(0))
+
+    def batches(self, first: int = 0):
+        """:class:`Batch` ``first, first + 1, ...`` of the current epoch (skipped batches are not read)."""
+        for idx, fields in self._stream(first):
+            yield Batch(fields[0], fields[1], torch.from_numpy(idx))
+
+    def _stream(self, first: int):
         order = self.indices().numpy()
         b = self.batch_size
         starts = list(range(0, len(order), b))
         if self.drop_last and len(order) % b:
             starts = starts[:-1]
+        starts = starts[first:]
         cuda = self.device.type == "cuda"
         slots = [self._alloc(b) for _ in range(self.prefetch)]
         ready = [None] * self.prefetch  # CUDA events: the slot's last copy has finished
@@ -177,7 +171,7 @@ class StreamingLoader:
                              for f in self.fields]
                 if k + self.prefetch < len(starts):
                     submit(k + self.prefetch)
-                yield tuple(batch)
+                yield order[starts[k] : starts[k] + b], tuple(batch)
 
 
 def _layout(t: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from fastvis.augment import center_crop_resize
 from fastvis.beton import BetonReader, BetonWriter, IntField, RGBImageField
-from fastvis.loader import center_crop_resize, decode_jpeg_batch, epoch_order
+from fastvis.loader import decode_jpeg_batch, epoch_order
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from fastvis.augment import center_boxes, center_crop_resize, random_resized_crop, resized_crops, rrc_boxes
 from fastvis.beton import BetonReader, BetonWriter, IntField, RGBImageField
-from fastvis.loader import (JpegLoader, ResidentDataset, center_boxes, center_crop_resize, decode_jpeg_batch,
-                            random_resized_crop, resized_crops, rrc_boxes)
+from fastvis.loader import JpegLoader, ResidentDataset, decode_jpeg_batch
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_jpeg_loader_batches_are_random_crops_of_the_right_samples(jpeg_file):
         assert torch.allclose(xn, (x.float() / 255 - 0.5) / 0.25, atol=1e-5)
     # resuming at batch 2 gives batch 2
     loader.set_epoch(0)
-    x2, y2 = next(loader.batches(2))
+    x2, y2, _ = next(loader.batches(2))
     assert torch.equal(x2, batches[2][0]) and torch.equal(y2, batches[2][1])
 
 

@@ -1,0 +1,51 @@
+"""Sample order: which samples an epoch visits, in which order, and which part each rank reads.
+
+Every loader takes its order from here, so the same ``(seed, epoch)`` gives the same samples
+whatever the loader, the number of threads or the number of processes.
+
+- :func:`epoch_order`: a uniform permutation fixed by ``(seed, epoch)``;
+- :func:`quasi_random_order`: data pages in random order, samples shuffled within windows of a
+  few consecutive pages (page-cache and disk friendly), for files written in random order;
+- :func:`shard_indices`: rank ``r``'s part of an epoch for ``world`` processes (disjoint, equal
+  sizes, padded by wrapping as ``DistributedSampler`` does).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["ORDERS", "epoch_order", "quasi_random_order", "shard_indices"]
+
+ORDERS = ("random", "quasi_random", "sequential")
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The sample order of one epoch: a permutation fixed by ``(seed, epoch)``."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def shard_indices(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """Rank ``rank``'s part of an epoch: the order padded (by wrapping) to a multiple of
+    ``world``, then every ``world``-th index; parts are disjoint except for the padding."""
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} outside a world of {world}")
+    if world == 1:
+        return order
+    n = len(order)
+    total = -(-n // world) * world
+    padded = torch.cat([order, order[: total - n]]) if total > n else order
+    return padded[rank:total:world]
+
+
+def quasi_random_order(pages: np.ndarray, seed: int, epoch: int, window: int = 8) -> torch.Tensor:
+    """Pages shuffled, then samples shuffled inside windows of ``window`` consecutive pages;
+    ``pages[i]`` is the data page of sample ``i``."""
+    rng = np.random.default_rng([seed, epoch, 7])
+    uniq, inverse = np.unique(pages, return_inverse=True)
+    page_order = rng.permutation(len(uniq))
+    rank = np.empty(len(uniq), np.int64)
+    rank[page_order] = np.arange(len(uniq))
+    group = rank[inverse] // max(1, window)  # window index of each sample
+    key = group.astype(np.float64) + rng.random(len(pages))  # random order inside a window
+    return torch.from_numpy(np.argsort(key, kind="stable"))

@@ -1,0 +1,61 @@
+"""Where the data comes from: a dataset name, a .beton, or a folder/archive, converted once into the cache."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from ..convert import convert
+from ..sources import CIFAR_SPECS, ImageFolderSource, SourceError, open_source
+from ..sources.download import cache_dir
+
+
+def _converted(target: Path, make_source, progress: bool) -> Path:
+    if not target.exists():
+        convert(make_source(), target, progress=progress)
+    return target
+
+
+def resolve(data: str, val: str | None = None, cache: str | Path | None = None, progress: bool = True,
+            verify: bool = True) -> tuple[Path, Path, str]:
+    """(train .beton, validation .beton, dataset name) for ``--data`` and ``--val``."""
+    folder = Path(cache) if cache else cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    if data in CIFAR_SPECS:
+        train = _converted(folder / f"{data}-train.beton",
+                           lambda: open_source(data, split="train", cache=folder, progress=progress, verify=verify),
+                           progress)
+        test = _converted(folder / f"{data}-test.beton",
+                          lambda: open_source(data, split="test", cache=folder, progress=progress, verify=verify),
+                          progress)
+        return train, Path(val) if val else test, data
+    path = Path(data)
+    if not path.exists():
+        raise SourceError(f"{path}: no such file or folder (or dataset name: {', '.join(CIFAR_SPECS)})")
+    if path.suffix == ".beton":
+        if not val:
+            raise SourceError(f"{path}: give the validation set with --val (a .beton, or a folder)")
+        return path, _resolve_val(val, folder, progress), path.stem
+    key = hashlib.sha1(f"{path.resolve()}:{path.stat().st_mtime_ns}".encode()).hexdigest()[:10]
+    train = _converted(folder / f"{path.stem}-{key}-train.beton", lambda: ImageFolderSource(path, split="train"),
+                       progress)
+    if val:
+        return train, _resolve_val(val, folder, progress), path.stem
+    for split in ("test", "val"):
+        try:
+            src = ImageFolderSource(path, split=split)
+        except SourceError:
+            continue
+        return train, _converted(folder / f"{path.stem}-{key}-{split}.beton", lambda: src, progress), path.stem
+    raise SourceError(f"{path}: no test/ or val/ split found; give the validation set with --val")
+
+
+def _resolve_val(val: str, folder: Path, progress: bool) -> Path:
+    p = Path(val)
+    if p.suffix == ".beton":
+        if not p.exists():
+            raise SourceError(f"{p}: no such file")
+        return p
+    if not p.exists():
+        raise SourceError(f"{p}: no such file or folder")
+    key = hashlib.sha1(f"{p.resolve()}:{p.stat().st_mtime_ns}".encode()).hexdigest()[:10]
+    return _converted(folder / f"{p.stem}-{key}-val.beton", lambda: ImageFolderSource(p), progress)
