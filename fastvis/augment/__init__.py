@@ -1,11 +1,15 @@
 """Batch augmentation on the device: every transform takes a whole (B, C, H, W) batch (uint8 or
 float, CPU or CUDA), draws its random parameters from an explicit generator or seed, and
-comes as a function and as a module."""
+comes as a function and as a module (:func:`fastvis.augment.base.module_form`). The
+registry :data:`TRANSFORMS` lists them all."""
+from .base import BatchTransform, module_form
 from .defects import DefectBank, DefectPaste, DefectPasteParams, defect_paste, defect_paste_params
 from .erasing import Cutout, RandomErasing, cutout, erase, random_erasing, random_erasing_params
+from .generators import GeneratorLike, as_generator, rng
 from .geometric import (
     AlternatingFlip,
     RandomCrop,
+    RandomCropFlip,
     RandomFlip,
     RandomTranslate,
     alternating_flip,
@@ -14,10 +18,11 @@ from .geometric import (
     random_crop_flip,
     random_translate,
 )
+from .intensity import ToUnit, to_unit, window_params
 from .mix import (
     CutMix,
-    Mixup,
     MixParams,
+    Mixup,
     RandomMix,
     apply_cutmix,
     apply_mixup,
@@ -29,17 +34,27 @@ from .mix import (
     soft_targets,
 )
 from .normalize import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, Normalize, normalize
-from .intensity import ToUnit, to_unit, window_params
 from .poisson import BlendStats, poisson_blend, poisson_blend_batch, poisson_blend_reference
 from .policies import AutoAugment, RandAugment, TrivialAugment, apply_ops, autoaugment, randaugment, trivialaugment
+from .registry import TRANSFORMS, TransformSpec
+from .resized_crop import (
+    RandomResizedCrop,
+    center_boxes,
+    center_crop_resize,
+    random_resized_crop,
+    resized_crops,
+    rrc_boxes,
+)
 
 __all__ = [
-    "AlternatingFlip", "AutoAugment", "CIFAR100_MEAN", "CIFAR100_STD", "CIFAR10_MEAN", "CIFAR10_STD", "CutMix",
-    "Cutout", "MixParams", "Mixup", "Normalize", "RandAugment", "RandomCrop", "RandomErasing", "RandomFlip",
-    "RandomMix", "RandomTranslate", "TrivialAugment", "alternating_flip", "apply_cutmix", "apply_mixup", "apply_ops", "autoaugment", "cutmix",
-    "cutmix_params", "cutout", "erase", "hflip", "mix", "mixup", "mixup_params", "normalize", "randaugment",
-    "random_crop", "random_crop_flip", "random_erasing", "random_erasing_params", "random_translate",
-    "soft_targets", "trivialaugment",
-    "BlendStats", "DefectBank", "DefectPaste", "DefectPasteParams", "ToUnit", "defect_paste", "defect_paste_params",
-    "poisson_blend", "poisson_blend_batch", "poisson_blend_reference", "to_unit", "window_params",
+    "AlternatingFlip", "AutoAugment", "BatchTransform", "BlendStats", "CIFAR100_MEAN", "CIFAR100_STD", "CIFAR10_MEAN",
+    "CIFAR10_STD", "CutMix", "Cutout", "DefectBank", "DefectPaste", "DefectPasteParams", "GeneratorLike", "MixParams",
+    "Mixup", "Normalize", "RandAugment", "RandomCrop", "RandomCropFlip", "RandomErasing", "RandomFlip", "RandomMix",
+    "RandomResizedCrop", "RandomTranslate", "TRANSFORMS", "ToUnit", "TransformSpec", "TrivialAugment",
+    "alternating_flip", "apply_cutmix", "apply_mixup", "apply_ops", "as_generator", "autoaugment", "center_boxes",
+    "center_crop_resize", "cutmix", "cutmix_params", "cutout", "defect_paste", "defect_paste_params", "erase",
+    "hflip", "mix", "mixup", "mixup_params", "module_form", "normalize", "poisson_blend", "poisson_blend_batch",
+    "poisson_blend_reference", "random_crop", "random_crop_flip", "random_erasing", "random_erasing_params",
+    "random_resized_crop", "random_translate", "randaugment", "resized_crops", "rng", "rrc_boxes", "soft_targets",
+    "to_unit", "trivialaugment", "window_params",
 ]

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._random import GeneratorLike, rng
+from .base import module_form
+from .generators import GeneratorLike, rng
 from .poisson import mask_box, poisson_blend_batch
 
 __all__ = ["DefectBank", "DefectPaste", "DefectPasteParams", "defect_paste", "defect_paste_params"]
@@ -98,11 +99,4 @@ def defect_paste(images: torch.Tensor, labels: torch.Tensor, bank: DefectBank, d
     return out, labels, params
 
 
-class DefectPaste(torch.nn.Module):
-    def __init__(self, bank: DefectBank, defect_class: int, normal: Sequence[int], p: float = 0.5):
-        super().__init__()
-        self.bank, self.defect_class, self.normal, self.p = bank, defect_class, list(normal), p
-
-    def forward(self, images, labels, generator: GeneratorLike = None):
-        out, labels, _ = defect_paste(images, labels, self.bank, self.defect_class, self.normal, self.p, generator)
-        return out, labels
+DefectPaste = module_form(defect_paste, "DefectPaste", inputs=("images", "labels"))

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-import numpy as np
-
-from ._random import GeneratorLike, as_generator, device_seed, rng, t
+from .base import module_form
+from .generators import GeneratorLike, cpu_tensor, device_seed, rng
 
 __all__ = ["Cutout", "RandomErasing", "cutout", "erase", "random_erasing", "random_erasing_params"]
 
@@ -49,7 +49,7 @@ def cutout(images: torch.Tensor, size: int = 8, p: float = 1.0, value=0, generat
     boxes = np.stack([np.clip(cy - half, 0, h), np.clip(cy - half + size, 0, h),
                       np.clip(cx - half, 0, w), np.clip(cx - half + size, 0, w)], 1)
     boxes[r.random(b) >= p] = 0
-    return erase(images, t(boxes), value, r)
+    return erase(images, cpu_tensor(boxes), value, r)
 
 
 def random_erasing_params(batch: int, height: int, width: int, p: float = 0.5, scale=(0.02, 0.33),
@@ -69,7 +69,7 @@ def random_erasing_params(batch: int, height: int, width: int, p: float = 0.5, s
     x0 = np.floor(r.random(batch) * (width - bw + 1)).astype(np.int64)
     boxes = np.stack([y0, y0 + bh, x0, x0 + bw], 1)
     boxes[~(fits.any(1) & (r.random(batch) < p))] = 0
-    return t(boxes)
+    return cpu_tensor(boxes)
 
 
 def random_erasing(images: torch.Tensor, p: float = 0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0,
@@ -79,22 +79,5 @@ def random_erasing(images: torch.Tensor, p: float = 0.5, scale=(0.02, 0.33), rat
     return erase(images, random_erasing_params(b, h, w, p, scale, ratio, r), value, r)
 
 
-class Cutout(torch.nn.Module):
-    def __init__(self, size: int = 8, p: float = 1.0, value=0, generator: GeneratorLike = None):
-        super().__init__()
-        self.size, self.p, self.value = size, p, value
-        self.generator = as_generator(generator)
-
-    def forward(self, images):
-        return cutout(images, self.size, self.p, self.value, self.generator)
-
-
-class RandomErasing(torch.nn.Module):
-    def __init__(self, p: float = 0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0,
-                 generator: GeneratorLike = None):
-        super().__init__()
-        self.p, self.scale, self.ratio, self.value = p, scale, ratio, value
-        self.generator = as_generator(generator)
-
-    def forward(self, images):
-        return random_erasing(images, self.p, self.scale, self.ratio, self.value, self.generator)
+Cutout = module_form(cutout, "Cutout")
+RandomErasing = module_form(random_erasing, "RandomErasing")

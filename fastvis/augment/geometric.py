@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 
 from ..kernels.geometric import crop_flip
-from ._random import GeneratorLike, as_generator, rng, t
+from .base import module_form
+from .generators import GeneratorLike, cpu_tensor, rng
 
 __all__ = ["AlternatingFlip", "RandomCrop", "RandomFlip", "RandomTranslate", "alternating_flip", "hflip",
            "random_crop", "random_crop_flip", "random_translate"]
@@ -39,9 +40,9 @@ def random_crop_flip(images: torch.Tensor, padding: int = 4, padding_mode: str =
     ho, wo = size or (h, w)
     if ho > h + 2 * padding or wo > w + 2 * padding:
         raise ValueError(f"crop {ho}x{wo} is larger than the padded image {h + 2 * padding}x{w + 2 * padding}")
-    oy = t(r.integers(0, h + 2 * padding - ho + 1, b))
-    ox = t(r.integers(0, w + 2 * padding - wo + 1, b))
-    flip = t(r.random(b) < flip_p)
+    oy = cpu_tensor(r.integers(0, h + 2 * padding - ho + 1, b))
+    ox = cpu_tensor(r.integers(0, w + 2 * padding - wo + 1, b))
+    flip = cpu_tensor(r.random(b) < flip_p)
     return _apply(images, oy, ox, flip, padding, padding_mode, (ho, wo))
 
 
@@ -56,7 +57,7 @@ def hflip(images: torch.Tensor, p: float = 0.5, generator: GeneratorLike = None)
     _check(images)
     b = images.shape[0]
     zero = torch.zeros(b, dtype=torch.int64)
-    return _apply(images, zero, zero, t(rng(generator).random(b) < p), 0, "zero")
+    return _apply(images, zero, zero, cpu_tensor(rng(generator).random(b) < p), 0, "zero")
 
 
 def random_translate(images: torch.Tensor, max_shift: int = 2, generator: GeneratorLike = None) -> torch.Tensor:
@@ -76,45 +77,8 @@ def alternating_flip(images: torch.Tensor, indices: torch.Tensor, epoch: int, se
     return _apply(images, zero, zero, flip, 0, "zero")
 
 
-class RandomCrop(torch.nn.Module):
-    def __init__(self, padding: int = 4, padding_mode: str = "zero", size=None, generator: GeneratorLike = None):
-        super().__init__()
-        self.padding, self.padding_mode, self.size = padding, padding_mode, size
-        self.generator = as_generator(generator)
-
-    def forward(self, images):
-        return random_crop(images, self.padding, self.padding_mode, self.size, self.generator)
-
-
-class RandomFlip(torch.nn.Module):
-    def __init__(self, p: float = 0.5, generator: GeneratorLike = None):
-        super().__init__()
-        self.p = p
-        self.generator = as_generator(generator)
-
-    def forward(self, images):
-        return hflip(images, self.p, self.generator)
-
-
-class RandomTranslate(torch.nn.Module):
-    def __init__(self, max_shift: int = 2, generator: GeneratorLike = None):
-        super().__init__()
-        self.max_shift = max_shift
-        self.generator = as_generator(generator)
-
-    def forward(self, images):
-        return random_translate(images, self.max_shift, self.generator)
-
-
-class AlternatingFlip(torch.nn.Module):
-    """Module form: call ``set_epoch`` each epoch; ``forward(images, indices)``."""
-
-    def __init__(self, seed: int = 0):
-        super().__init__()
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def forward(self, images, indices):
-        return alternating_flip(images, indices, self.epoch, self.seed)
+RandomCrop = module_form(random_crop, "RandomCrop")
+RandomCropFlip = module_form(random_crop_flip, "RandomCropFlip")
+RandomFlip = module_form(hflip, "RandomFlip")
+RandomTranslate = module_form(random_translate, "RandomTranslate")
+AlternatingFlip = module_form(alternating_flip, "AlternatingFlip", inputs=("images", "indices"))

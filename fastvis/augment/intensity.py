@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .base import module_form
+
 __all__ = ["ToUnit", "to_unit", "window_params"]
 
 WINDOW_MODES = ("auto", "window", "minmax")
@@ -59,10 +61,4 @@ def to_unit(raw: torch.Tensor, params: torch.Tensor, unsigned16: bool = False) -
     return torch.where(invert > 0, 1 - out, out)
 
 
-class ToUnit(torch.nn.Module):
-    def __init__(self, params: torch.Tensor, unsigned16: bool = False):
-        super().__init__()
-        self.params, self.unsigned16 = params, unsigned16
-
-    def forward(self, raw, indices):
-        return to_unit(raw, self.params[indices.cpu()], self.unsigned16)
+ToUnit = module_form(to_unit, "ToUnit", inputs=("raw", "params"))

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from ..kernels import mix as K
-import numpy as np
+from ..kernels import mix as mix_kernels
+from .base import module_form
+from .generators import GeneratorLike, cpu_tensor, rng
 
-from ._random import GeneratorLike, as_generator, rng, t
-
-__all__ = ["CutMix", "Mixup", "MixParams", "RandomMix", "apply_cutmix", "apply_mixup", "cutmix", "cutmix_params", "mix", "mixup", "mixup_params",
-           "soft_targets"]
+__all__ = ["CutMix", "Mixup", "MixParams", "RandomMix", "apply_cutmix", "apply_mixup", "cutmix", "cutmix_params", "mix",
+           "mixup", "mixup_params", "soft_targets"]
 
 
 @dataclass
@@ -60,8 +60,9 @@ def cutmix_params(batch: int, height: int, width: int, alpha: float = 1.0, p: fl
     perm = r.permutation(batch)
     lam = _beta(r, alpha, batch)
     lam[r.random(batch) >= p] = 1.0  # samples left alone: empty box
-    boxes, exact = K.cutmix_boxes(lam, r.integers(0, height, batch), r.integers(0, width, batch), height, width)
-    return MixParams(perm=t(perm), lam=t(exact), boxes=t(boxes))
+    cy, cx = r.integers(0, height, batch), r.integers(0, width, batch)
+    boxes, exact = mix_kernels.cutmix_boxes(lam, cy, cx, height, width)
+    return MixParams(perm=cpu_tensor(perm), lam=cpu_tensor(exact), boxes=cpu_tensor(boxes))
 
 
 def mixup_params(batch: int, alpha: float = 1.0, p: float = 1.0, generator: GeneratorLike = None) -> MixParams:
@@ -69,7 +70,7 @@ def mixup_params(batch: int, alpha: float = 1.0, p: float = 1.0, generator: Gene
     perm = r.permutation(batch)
     lam = _beta(r, alpha, batch).astype(np.float32).astype(np.float64)  # the weight the kernel uses
     lam[r.random(batch) >= p] = 1.0
-    return MixParams(perm=t(perm), lam=t(lam))
+    return MixParams(perm=cpu_tensor(perm), lam=cpu_tensor(lam))
 
 
 def mixed_targets(labels: torch.Tensor, num_classes: int, params: MixParams) -> torch.Tensor:
@@ -77,7 +78,7 @@ def mixed_targets(labels: torch.Tensor, num_classes: int, params: MixParams) -> 
     if labels.dim() == 1 and not labels.is_cuda:
         _check_ids(labels, num_classes)
         y = labels.numpy().astype(np.int64, copy=False)
-        return torch.from_numpy(K.mix_onehot(y, params.perm.numpy(), params.lam.numpy(), num_classes))
+        return torch.from_numpy(mix_kernels.mix_onehot(y, params.perm.numpy(), params.lam.numpy(), num_classes))
     targets = soft_targets(labels, num_classes)
     lam = params.lam.to(device=targets.device, dtype=torch.float32).view(-1, 1)
     perm = params.perm.to(targets.device)
@@ -87,7 +88,8 @@ def mixed_targets(labels: torch.Tensor, num_classes: int, params: MixParams) -> 
 def apply_cutmix(images: torch.Tensor, labels: torch.Tensor, num_classes: int, params: MixParams):
     targets = mixed_targets(labels, num_classes, params)
     dev = images.device
-    out = K.cutmix_paste(images, params.perm.to(dev, non_blocking=True), params.boxes.to(dev, non_blocking=True))
+    perm, boxes = params.perm.to(dev, non_blocking=True), params.boxes.to(dev, non_blocking=True)
+    out = mix_kernels.cutmix_paste(images, perm, boxes)
     return out, targets
 
 
@@ -95,7 +97,7 @@ def apply_mixup(images: torch.Tensor, labels: torch.Tensor, num_classes: int, pa
     targets = mixed_targets(labels, num_classes, params)
     dev = images.device
     lam = params.lam.to(torch.float32).to(dev, non_blocking=True)
-    out = K.mixup_blend(images, params.perm.to(dev, non_blocking=True), lam)
+    out = mix_kernels.mixup_blend(images, params.perm.to(dev, non_blocking=True), lam)
     return out, targets
 
 
@@ -131,40 +133,6 @@ def mix(images: torch.Tensor, labels: torch.Tensor, num_classes: int, mixup_alph
     return mixup(images, labels, num_classes, mixup_alpha, p, r)
 
 
-class _MixModule(torch.nn.Module):
-    def __init__(self, num_classes: int, alpha: float = 1.0, p: float = 1.0, generator: GeneratorLike = None):
-        super().__init__()
-        self.num_classes, self.alpha, self.p = num_classes, alpha, p
-        self.generator = as_generator(generator)
-
-    def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, alpha={self.alpha}, p={self.p}"
-
-
-class CutMix(_MixModule):
-    """Module form of :func:`cutmix`: ``forward(images, labels) -> (images, soft_targets)``."""
-
-    def forward(self, images, labels):
-        return cutmix(images, labels, self.num_classes, self.alpha, self.p, self.generator)
-
-
-class Mixup(_MixModule):
-    """Module form of :func:`mixup`."""
-
-    def forward(self, images, labels):
-        return mixup(images, labels, self.num_classes, self.alpha, self.p, self.generator)
-
-
-class RandomMix(torch.nn.Module):
-    """Module form of :func:`mix`: CutMix or mixup, chosen per batch."""
-
-    def __init__(self, num_classes: int, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0,
-                 switch_prob: float = 0.5, p: float = 1.0, generator: GeneratorLike = None):
-        super().__init__()
-        self.num_classes, self.mixup_alpha, self.cutmix_alpha = num_classes, mixup_alpha, cutmix_alpha
-        self.switch_prob, self.p = switch_prob, p
-        self.generator = as_generator(generator)
-
-    def forward(self, images, labels):
-        return mix(images, labels, self.num_classes, self.mixup_alpha, self.cutmix_alpha, self.switch_prob,
-                   self.p, self.generator)
+CutMix = module_form(cutmix, "CutMix", inputs=("images", "labels"))
+Mixup = module_form(mixup, "Mixup", inputs=("images", "labels"))
+RandomMix = module_form(mix, "RandomMix", inputs=("images", "labels"))

@@ -5,6 +5,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .base import module_form
+
 __all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "Normalize", "normalize"]
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -31,10 +33,4 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
     return out if out.is_contiguous(memory_format=fmt) else out.contiguous(memory_format=fmt)
 
 
-class Normalize(torch.nn.Module):
-    def __init__(self, mean, std, dtype: torch.dtype = torch.float32, channels_last: bool = True):
-        super().__init__()
-        self.mean, self.std, self.dtype, self.channels_last = tuple(mean), tuple(std), dtype, channels_last
-
-    def forward(self, images):
-        return normalize(images, self.mean, self.std, self.dtype, self.channels_last)
+Normalize = module_form(normalize, "Normalize")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..kernels import poisson as K
+from ..kernels import poisson as poisson_kernels
 
 __all__ = ["BlendStats", "poisson_blend", "poisson_blend_batch", "poisson_blend_reference"]
 
@@ -143,7 +143,7 @@ def poisson_blend_batch(
         f[p, :, :h, :w] = _f64(images[idx[p], :, y : y + h, x : x + w])
         src[p, :, :h, :w] = _f64(pats[p][:, y0:y1, x0:x1])
         mask[p, 0, :h, :w] = msks[p][y0:y1, x0:x1]
-        rho[p] = K.jacobi_radius(h - 2, w - 2)
+        rho[p] = poisson_kernels.jacobi_radius(h - 2, w - 2)
 
     # guidance: the source's Laplacian; the mask never reaches the padding, so its edges do not matter
     lap = laplacian(src)
@@ -170,9 +170,10 @@ def poisson_blend_batch(
         with cuda.gpus[dev.index or 0]:
             stream = cuda.external_stream(torch.cuda.current_stream(dev).cuda_stream)
             args = [cuda.as_cuda_array(a) for a in (f, lap, m8, rho_p.to(dev))]
-            K.launch_cuda(*args, tol, max_iter, cuda.as_cuda_array(iters), cuda.as_cuda_array(resid), stream)
+            outs = cuda.as_cuda_array(iters), cuda.as_cuda_array(resid)
+            poisson_kernels.launch_sor(*args, tol, max_iter, *outs, stream)
     else:
-        K.poisson_sor_cpu(f.numpy(), lap.numpy(), m8.numpy(), rho_p.numpy(), tol, max_iter, iters.numpy(),
+        poisson_kernels.poisson_sor_cpu(f.numpy(), lap.numpy(), m8.numpy(), rho_p.numpy(), tol, max_iter, iters.numpy(),
                           resid.numpy())
 
     f = f.reshape(n, C, hm, wm)
@@ -249,7 +250,10 @@ def poisson_blend_reference(dst, src, mask, offset: tuple[int, int]) -> np.ndarr
     out = dst.copy()
     y, x = offset
     h, w = np.asarray(mask).shape
-    planes = [(out, dst, src)] if dst.ndim == 2 else [(out[..., c], dst[..., c], src[..., c]) for c in range(dst.shape[2])]
+    if dst.ndim == 2:
+        planes = [(out, dst, src)]
+    else:
+        planes = [(out[..., c], dst[..., c], src[..., c]) for c in range(dst.shape[2])]
     for o, d, s in planes:
-        o[y : y + h, x : x + w] = K.poisson_reference(d[y : y + h, x : x + w], laplacian(s), mask)
+        o[y : y + h, x : x + w] = poisson_kernels.poisson_reference(d[y : y + h, x : x + w], laplacian(s), mask)
     return out

@@ -11,12 +11,12 @@ Images are uint8 (values 0..255) or float (values 0..1), shape (B, C, H, W) with
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-import numpy as np
-
-from ._random import GeneratorLike, as_generator, rng, t
+from .base import module_form
+from .generators import GeneratorLike, cpu_tensor, rng
 
 __all__ = ["OPS", "AutoAugment", "RandAugment", "TrivialAugment", "apply_ops", "autoaugment", "randaugment",
            "trivialaugment"]
@@ -202,7 +202,7 @@ def _finish(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def _signed(ops: torch.Tensor, mags: torch.Tensor, r: np.random.Generator) -> torch.Tensor:
-    flip = t(r.random(ops.shape[0]) < 0.5) & _member(ops, SIGNED)
+    flip = cpu_tensor(r.random(ops.shape[0]) < 0.5) & _member(ops, SIGNED)
     return torch.where(flip, -mags, mags)
 
 
@@ -228,7 +228,7 @@ def randaugment(images: torch.Tensor, num_ops: int = 2, magnitude: int = 9, num_
     choices = torch.tensor(RANDAUGMENT_OPS)
     x = images
     for _ in range(num_ops):
-        ops = choices[t(r.integers(0, len(choices), b))]
+        ops = choices[cpu_tensor(r.integers(0, len(choices), b))]
         mags = _signed(ops, _lookup(table, ops, torch.full((b,), magnitude)), r)
         x = _finish(apply_ops(x, ops, mags), images)
     return x
@@ -240,8 +240,8 @@ def trivialaugment(images: torch.Tensor, num_magnitude_bins: int = 31, generator
     b, _, h, w = images.shape
     table = magnitude_table(num_magnitude_bins, h, w, wide=True)
     choices = torch.tensor(RANDAUGMENT_OPS)
-    ops = choices[t(r.integers(0, len(choices), b))]
-    mags = _signed(ops, _lookup(table, ops, t(r.integers(0, num_magnitude_bins, b))), r)
+    ops = choices[cpu_tensor(r.integers(0, len(choices), b))]
+    mags = _signed(ops, _lookup(table, ops, cpu_tensor(r.integers(0, num_magnitude_bins, b))), r)
     return _finish(apply_ops(images, ops, mags), images)
 
 
@@ -273,43 +273,17 @@ def autoaugment(images: torch.Tensor, generator: GeneratorLike = None) -> torch.
     pol_ops = torch.tensor([[OP_ID[s[0]] for s in sp] for sp in CIFAR10_POLICY])
     pol_p = torch.tensor([[s[1] for s in sp] for sp in CIFAR10_POLICY], dtype=torch.float64)
     pol_bin = torch.tensor([[s[2] for s in sp] for sp in CIFAR10_POLICY])
-    pick = t(r.integers(0, len(CIFAR10_POLICY), b))
+    pick = cpu_tensor(r.integers(0, len(CIFAR10_POLICY), b))
     x = images
     for step in range(2):
         ops = pol_ops[pick, step]
-        keep = t(r.random(b)) < pol_p[pick, step]
+        keep = cpu_tensor(r.random(b)) < pol_p[pick, step]
         ops = torch.where(keep, ops, torch.full_like(ops, OP_ID["Identity"]))
         mags = _signed(ops, _lookup(table, ops, pol_bin[pick, step]), r)
         x = _finish(apply_ops(x, ops, mags), images)
     return x
 
 
-class RandAugment(torch.nn.Module):
-    def __init__(self, num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31,
-                 generator: GeneratorLike = None):
-        super().__init__()
-        self.num_ops, self.magnitude, self.bins = num_ops, magnitude, num_magnitude_bins
-        self.generator = as_generator(generator)
-
-    def forward(self, images):
-        return randaugment(images, self.num_ops, self.magnitude, self.bins, self.generator)
-
-
-class TrivialAugment(torch.nn.Module):
-    def __init__(self, num_magnitude_bins: int = 31, generator: GeneratorLike = None):
-        super().__init__()
-        self.bins = num_magnitude_bins
-        self.generator = as_generator(generator)
-
-    def forward(self, images):
-        return trivialaugment(images, self.bins, self.generator)
-
-
-class AutoAugment(torch.nn.Module):
-    def __init__(self, generator: GeneratorLike = None):
-        super().__init__()
-        self.generator = as_generator(generator)
-
-    def forward(self, images):
-        return autoaugment(images, self.generator)
-
+RandAugment = module_form(randaugment, "RandAugment")
+TrivialAugment = module_form(trivialaugment, "TrivialAugment")
+AutoAugment = module_form(autoaugment, "AutoAugment")

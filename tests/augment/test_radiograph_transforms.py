@@ -89,6 +89,6 @@ def test_defect_paste_relabels_and_changes_only_masked_pixels(rng):
 def test_defect_paste_module_with_patches_larger_than_the_image(rng):
     x, y, masks = _batch(rng)
     bank = A.DefectBank([torch.rand(1, 60, 60)], [torch.ones(60, 60, dtype=torch.bool)])
-    module = A.DefectPaste(bank, defect_class=0, normal=[1], p=1.0)
-    out, y2 = module(x, y, generator=1)
+    module = A.DefectPaste(bank, defect_class=0, normal=[1], p=1.0, generator=1)
+    out, y2, _ = module(x, y)
     assert torch.equal(out, x) and torch.equal(y2, y)  # nothing fits: nothing pasted
