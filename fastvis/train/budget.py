@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from .. import InputError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -20,10 +24,10 @@ def parse_duration(text: str | float | int) -> float:
         else:
             parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", s)
             if not parts or "".join(f"{a}{b}" for a, b in parts) != re.sub(r"\s+", "", s):
-                raise ValueError(f"cannot read {text!r} as a duration (examples: 90s, 10m, 3h, 1h30m)")
+                raise InputError(f"cannot read {text!r} as a duration (examples: 90s, 10m, 3h, 1h30m)")
             value = sum(float(a) * _UNITS[b] for a, b in parts)
     if not value > 0 or not math.isfinite(value):
-        raise ValueError(f"a duration must be positive, got {text!r}")
+        raise InputError(f"a duration must be positive, got {text!r}")
     return value
 
 
@@ -76,3 +80,60 @@ def lr_at(progress: float, peak: float, warmup: float = 0.05, final: float = 0.0
     if warmup > 0 and p < warmup:
         return peak * max(p / warmup, 0.02)
     return peak * (final + (1 - final) * (1 - p) / (1 - warmup))
+
+
+class BudgetController:
+    """Keeps a run inside its budget: :meth:`probe` times the first steps and an evaluation,
+    :meth:`plan` fits the step count (re-fitted, only downwards, after every epoch), and
+    :meth:`out_of_time` stops training early when the clock says so. Every rank takes rank 0's
+    numbers, so all stop together. Writes ``total_steps`` and ``eval_every`` into ``state``."""
+
+    def __init__(self, budget: float, clock: Clock, state, steps_per_epoch: int, tta: bool, world, device,
+                 sync=lambda: None):
+        self.budget, self.clock, self.state = budget, clock, state
+        self.steps_per_epoch, self.tta = steps_per_epoch, tta
+        self.world, self.device, self.sync = world, device, sync
+        self.step_time = self.eval_time = 0.0
+        self.reserve = 3.0  # seconds kept for the final evaluation and the report
+
+    def probe(self, step: Callable[[], object], steps: int, evaluate: Callable[[int], object],
+              eval_limit: int, val_samples: int) -> None:
+        """Run ``steps`` training steps, timing those after warm-up, and time a partial evaluation."""
+        times = []
+        for _ in range(steps):
+            self.sync()
+            t = time.perf_counter()
+            step()
+            self.sync()
+            times.append(time.perf_counter() - t)
+        warm = times[min(4, len(times) - 1):]
+        self.step_time = statistics.median(warm)
+        evaluate(eval_limit)  # warm-up of the evaluation path
+        self.sync()
+        t = time.perf_counter()
+        evaluate(eval_limit)
+        self.sync()
+        self.eval_time = (time.perf_counter() - t) * val_samples / eval_limit
+
+    def plan(self, ckpt_time: float) -> None:
+        from . import ddp
+
+        self.reserve = self.eval_time * (2 if self.tta else 1) + 3.0 + ckpt_time
+        p = fit_plan(self.budget, self.clock(), self.step_time, self.steps_per_epoch, self.eval_time, ckpt_time,
+                     self.reserve, done_steps=self.state.step)
+        total = ddp.broadcast_int(self.world, p.total_steps, self.device)
+        if self.state.total_steps is None or total < self.state.total_steps:
+            self.state.total_steps = total
+        self.state.eval_every = p.eval_every
+
+    def observe_epoch(self, seconds: float, steps: int) -> None:
+        """Blend an epoch's measured seconds per step into the estimate."""
+        if steps:
+            per = seconds / steps
+            self.step_time = 0.8 * self.step_time + 0.2 * per if self.step_time else per
+
+    def out_of_time(self) -> bool:
+        from . import ddp
+
+        late = self.clock() + self.reserve > self.budget * 0.995
+        return bool(ddp.broadcast_int(self.world, int(late), self.device))  # every rank stops together

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from .. import InputError
+
 
 def save_atomic(obj, path: str | os.PathLike) -> Path:
     path = Path(path)
@@ -33,4 +35,4 @@ def load(path: str | os.PathLike, map_location="cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:
-        raise ValueError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None

@@ -1,61 +1,174 @@
-"""Training data: a dataset name, a .beton, or a folder/archive, converted once into the cache."""
+"""The training data behind one object, whatever loader delivers it.
+
+:func:`build_train_data` picks the loader for a .beton file (``--loader``: resident when it
+fits, streaming when it does not, jpeg for photos of differing sizes or another
+``--image-size``, dali on request) and wraps it in :class:`TrainData`: the batches of an epoch,
+the number of samples and classes, the image shape, the per-channel mean and std, and what the
+loader already does to the pixels. :func:`load_val` holds the validation set on the device in
+the view the model is trained on.
+"""
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..convert import convert
-from ..sources import CIFAR_SPECS, ImageFolderSource, SourceError, open_source
-from ..sources.download import cache_dir
+import numpy as np
+import torch
+
+from .. import FastvisError
+from ..beton import BetonReader
+from ..loader import Batch, BatchLoader, ResidentDataset, ResidentLoader, channel_mean_std, loader_class
+from ..loader.jpeg import center_sample
+from .config import LOADER_CHOICES, TrainConfig
+from .ddp import World
+
+__all__ = ["TrainData", "build_train_data", "crop_size", "load_val"]
+
+SAMPLE = 5000  # images kept for statistics and FastNet's whitening
 
 
-def _converted(target: Path, make_source, progress: bool) -> Path:
-    if not target.exists():
-        convert(make_source(), target, progress=progress)
-    return target
+@dataclass
+class TrainData:
+    loader: BatchLoader
+    kind: str  # the LOADERS name
+    n: int  # training samples
+    image_shape: tuple[int, int, int]  # (C, H, W) the model sees
+    num_classes: int
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    steps_per_epoch: int  # global batches per epoch
+    sample: torch.Tensor  # up to SAMPLE images (uint8, or [0, 1] float radiographs) on the device
+    dataset: ResidentDataset | None = None  # the resident data itself (radiographs: masks, defect bank)
+
+    @property
+    def applies(self) -> frozenset[str]:
+        """What the loader already did to the pixels (crop, flip, normalize)."""
+        return self.loader.applies
+
+    @property
+    def per_rank(self) -> bool:
+        return self.loader.per_rank
+
+    @property
+    def radiographs(self) -> bool:
+        return self.dataset is not None and self.dataset.params is not None
+
+    def batches(self, epoch: int, first: int = 0) -> Iterator[Batch]:
+        """Batches ``first`` to the end of ``epoch`` (a resumed run starts inside an epoch)."""
+        self.loader.set_epoch(epoch)
+        for _, batch in zip(range(first, self.steps_per_epoch), self.loader.batches(first)):
+            yield batch
 
 
-def resolve(data: str, val: str | None = None, cache: str | Path | None = None, progress: bool = True,
-            verify: bool = True) -> tuple[Path, Path, str]:
-    """(train .beton, validation .beton, dataset name) for ``--data`` and ``--val``."""
-    folder = Path(cache) if cache else cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    if data in CIFAR_SPECS:
-        train = _converted(folder / f"{data}-train.beton",
-                           lambda: open_source(data, split="train", cache=folder, progress=progress, verify=verify),
-                           progress)
-        test = _converted(folder / f"{data}-test.beton",
-                          lambda: open_source(data, split="test", cache=folder, progress=progress, verify=verify),
-                          progress)
-        return train, Path(val) if val else test, data
-    path = Path(data)
-    if not path.exists():
-        raise SourceError(f"{path}: no such file or folder (or dataset name: {', '.join(CIFAR_SPECS)})")
-    if path.suffix == ".beton":
-        if not val:
-            raise SourceError(f"{path}: give the validation set with --val (a .beton, or a folder)")
-        return path, _resolve_val(val, folder, progress), path.stem
-    key = hashlib.sha1(f"{path.resolve()}:{path.stat().st_mtime_ns}".encode()).hexdigest()[:10]
-    train = _converted(folder / f"{path.stem}-{key}-train.beton", lambda: ImageFolderSource(path, split="train"),
-                       progress)
-    if val:
-        return train, _resolve_val(val, folder, progress), path.stem
-    for split in ("test", "val"):
+def crop_size(sizes: np.ndarray, asked: int | None) -> int:
+    """The training crop of the jpeg/dali loaders: ``--image-size``, else 224, or the median
+    shorter side (a multiple of 8) of images smaller than that."""
+    if asked:
+        return int(asked)
+    short = int(np.median(sizes.min(1)))
+    return 224 if short >= 224 else max(8, short // 8 * 8)
+
+
+def _choose(cfg: TrainConfig, reader: BetonReader) -> str:
+    """The loader for this file: ``--loader``, or what ``auto`` means for it."""
+    kind, path = cfg.data.loader, reader.path
+    if kind not in LOADER_CHOICES:
+        raise FastvisError(f"--loader must be one of {', '.join(LOADER_CHOICES)}, not {kind!r}")
+    if "meta" in reader.names:  # radiographs
+        if kind not in ("auto", "resident"):
+            raise FastvisError(f"{path}: radiographs are trained with the resident loader (--loader resident)")
+        return "resident"
+    sizes = reader.image_sizes("image")
+    uniform = bool((sizes == sizes[0]).all())
+    stored = tuple(int(v) for v in sizes[0])
+    size = cfg.data.image_size
+    if kind == "auto" and (not uniform or (size and stored != (size, size))):
+        return "jpeg"
+    if kind in ("resident", "streaming") and not uniform:
+        raise FastvisError(f"{path}: images differ in size; use --loader jpeg or dali (random-resized crops "
+                           "of --image-size) or convert with --size")
+    return kind
+
+
+def build_train_data(cfg: TrainConfig, path: str | Path, world: World, device: torch.device) -> TrainData:
+    """The training set of ``path`` behind the loader ``cfg`` asks for (or the one that suits)."""
+    reader = BetonReader(path)
+    kind = _choose(cfg, reader)
+    if kind in ("auto", "resident"):
         try:
-            src = ImageFolderSource(path, split=split)
-        except SourceError:
-            continue
-        return train, _converted(folder / f"{path.stem}-{key}-{split}.beton", lambda: src, progress), path.stem
-    raise SourceError(f"{path}: no test/ or val/ split found; give the validation set with --val")
+            return _resident(cfg, path, device)
+        except MemoryError:
+            if kind == "resident" or "meta" in reader.names:
+                raise
+            kind = "streaming"
+    if cfg.augment.flip == "alternating":
+        raise FastvisError("--flip alternating needs the resident loader (it flips by sample index)")
+    return _streamed(cfg, reader, kind, world, device)
 
 
-def _resolve_val(val: str, folder: Path, progress: bool) -> Path:
-    p = Path(val)
-    if p.suffix == ".beton":
-        if not p.exists():
-            raise SourceError(f"{p}: no such file")
-        return p
-    if not p.exists():
-        raise SourceError(f"{p}: no such file or folder")
-    key = hashlib.sha1(f"{p.resolve()}:{p.stat().st_mtime_ns}".encode()).hexdigest()[:10]
-    return _converted(folder / f"{p.stem}-{key}-val.beton", lambda: ImageFolderSource(p), progress)
+def _resident(cfg: TrainConfig, path, device) -> TrainData:
+    ds = ResidentDataset.load(path, device, window=cfg.radiograph.window)
+    n = len(ds)
+    pick = torch.arange(min(SAMPLE, n))
+    sample = ds.batch(pick)[0] if ds.params is not None else ds.images[:SAMPLE]
+    mean, std = ds.mean_std()
+    # every rank reads the global batch (augmented identically, then sliced)
+    loader = ResidentLoader(ds, cfg.optim.batch_size, seed=cfg.output.seed)
+    return TrainData(loader, "resident", n, ds.image_shape, max(ds.num_classes, int(ds.labels.max()) + 1),
+                     ds.classes, mean, std, max(1, n // cfg.optim.batch_size), sample, ds)
+
+
+def _streamed(cfg: TrainConfig, reader: BetonReader, kind: str, world: World, device) -> TrainData:
+    """Streaming, jpeg and dali: each rank reads its part of every epoch."""
+    path, seed = reader.path, cfg.output.seed
+    batch = cfg.optim.batch_size // world.size
+    sizes = reader.image_sizes("image")
+    stored = tuple(int(v) for v in sizes[0])
+    if kind == "streaming":
+        # page-local (quasi-random) order only for files written in random order (CIFAR, or
+        # converted with --shuffle): class by class, its windows would hold few classes
+        order = "quasi_random" if reader.info.get("shuffled") is not None else "random"
+        loader = loader_class("streaming")(path, batch, order=order, seed=seed, rank=world.rank, world=world.size,
+                                           device=device)
+        size, sample = stored, loader.sample(SAMPLE)
+        mean, std = channel_mean_std(sample)
+    else:
+        size = (crop_size(sizes, cfg.data.image_size),) * 2
+        pad = bool((sizes == sizes[0]).all()) and stored == size  # DALI keeps such images at their size
+        sample = center_sample(reader, "image", SAMPLE, size[0], 1.0 if pad and kind == "dali" else 0.875, device)
+        mean, std = channel_mean_std(sample)
+        aug = cfg.augment
+        flip_p = 0.0 if aug.flip == "none" else 0.5
+        scale = (cfg.data.rrc_scale, 1.0)
+        policies = aug.randaugment or aug.autoaugment or aug.trivialaugment
+        # the loader normalises as it crops, unless a uint8 policy has to come first
+        norm = dict(mean=mean, std=std) if not policies else {}
+        common = dict(flip_p=flip_p, scale=scale, seed=seed, rank=world.rank, world=world.size, device=device)
+        if kind == "jpeg":
+            loader = loader_class("jpeg")(path, batch, size[0], **common, **norm)
+        else:
+            if policies:
+                raise FastvisError("--loader dali normalises in the pipeline: RandAugment/AutoAugment/"
+                                   "TrivialAugment (uint8 policies) need --loader jpeg")
+            try:
+                loader = loader_class("dali")(path, batch, size[0], crop="pad" if pad else "rrc",
+                                              padding=aug.padding, mean=mean, std=std, **common)
+            except ImportError as exc:
+                raise FastvisError(str(exc)) from None
+    if len(loader) == 0:
+        raise FastvisError(f"{path}: {len(reader)} samples make no whole batch of {batch} per process; "
+                           "lower --batch-size")
+    labels = reader.column("label")
+    num_classes = max(int(reader.info.get("num_classes") or 0), int(labels.max()) + 1)
+    n = len(reader)
+    return TrainData(loader, kind, n, (3, *size), num_classes, list(reader.info.get("classes") or []), mean, std,
+                     max(1, n // cfg.optim.batch_size), sample)
+
+
+def load_val(path: str | Path, data: TrainData, cfg: TrainConfig, device) -> ResidentDataset:
+    """The validation set on the device, as the model sees it: RGB images of the training size
+    (centre crops of photos), radiographs windowed as the training set."""
+    c, h, w = data.image_shape
+    return ResidentDataset.load(path, device, window=cfg.radiograph.window, size=h if h == w and c == 3 else None)

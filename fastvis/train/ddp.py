@@ -1,4 +1,5 @@
-"""Distributed data parallel through torchrun: process group, rank facts, reductions."""
+"""Where a run computes: the device, and distributed data parallel through torchrun (process
+group, rank facts, reductions)."""
 from __future__ import annotations
 
 import os
@@ -7,11 +8,15 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .. import FastvisError
+
 
 @dataclass
 class World:
+    """This process's place among the ``size`` processes of a run."""
+
     rank: int = 0
-    world: int = 1
+    size: int = 1
     local_rank: int = 0
 
     @property
@@ -20,7 +25,25 @@ class World:
 
     @property
     def distributed(self) -> bool:
-        return self.world > 1
+        return self.size > 1
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto``: CUDA when there is a device, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FastvisError("--device cuda asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+def setup_device(name: str) -> tuple[torch.device, World]:
+    """The device of this process (its own GPU under torchrun) and its place in the world."""
+    device = pick_device(name)
+    world = setup(device.type)
+    if world.distributed and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+    return device, world
 
 
 def setup(device_type: str) -> World:

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from fastvis.beton import BetonWriter, IntField, RGBImageField
-from fastvis.train.loop import TrainConfig, crop_size, train
+from fastvis.train.config import TrainConfig
+from fastvis.train.data import crop_size
+from fastvis.train.loop import train
 from tests.train.test_trainer import check_resume, cli, write_set
 
 
@@ -36,9 +38,9 @@ def photos(tmp_path_factory):
 
 def config(data, out, **kw):
     base = dict(data=data[0], val=data[1], model="tinynet", epochs=4, batch_size=32, lr=0.2, out=str(out),
-                progress=False, device="cpu", rrc_scale=0.35)
+                quiet=True, device="cpu", rrc_scale=0.35)
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.from_options(**base)
 
 
 def test_crop_size_default():

@@ -60,13 +60,15 @@ def test_training_with_defect_synthesis_writes_the_report(xray, tmp_path):
 
 
 def test_radiograph_configuration_errors(xray, tmp_path):
-    from fastvis.train.loop import TrainConfig, Trainer
     from fastvis import FastvisError
+    from fastvis.train.config import TrainConfig
+    from fastvis.train.loop import Trainer
 
-    cfg = TrainConfig(data=str(xray / "val.beton"), val=str(xray / "val.beton"), model="tinynet", epochs=1,
-                      defect_paste=0.5, defect_class="nothing", out=str(tmp_path / "r"), progress=False)
+    cfg = TrainConfig.from_options(data=str(xray / "val.beton"), val=str(xray / "val.beton"), model="tinynet",
+                                   epochs=1, defect_paste=0.5, defect_class="nothing", out=str(tmp_path / "r"),
+                                   quiet=True)
     with pytest.raises(FastvisError, match="not one of the classes"):
         Trainer(cfg).setup()
-    cfg.defect_class, cfg.randaugment = None, "2,9"
+    cfg = cfg.replace(defect_class=None, randaugment="2,9")
     with pytest.raises(FastvisError, match="RGB"):
         Trainer(cfg).setup()

@@ -14,9 +14,12 @@ import torch
 from fastvis.beton import BetonWriter, IntField, RGBImageField
 from fastvis.models import create_model, list_models
 from fastvis.train import checkpoint as ckpt
-from fastvis.train.distill import kd_loss
+from fastvis.train.config import TrainConfig
+from fastvis.train.data import build_train_data
+from fastvis.train.ddp import World
 from fastvis.train.ema import EMA
-from fastvis.train.loop import TrainConfig, Trainer, TrainingDiverged, train
+from fastvis.train.loop import TrainingDiverged, train
+from fastvis.train.loss import Criterion, kd_loss
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,9 +46,9 @@ def data(tmp_path_factory):
 
 def config(data, out, **kw):
     base = dict(data=data[0], val=data[1], model="tinynet", epochs=3, batch_size=32, lr=0.2, out=str(out),
-                progress=False, device="cpu")
+                quiet=True, device="cpu")
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.from_options(**base)
 
 
 def cli(*args, env=None):
@@ -56,7 +59,7 @@ def cli(*args, env=None):
 
 
 def test_run_writes_every_output(data, tmp_path):
-    summary = train(config(data, tmp_path, ema=0.9, tta=True, cutmix=1.0, mix_prob=0.5))
+    summary = train(config(data, tmp_path, ema_decay=0.9, tta=True, cutmix=1.0, mix_prob=0.5))
     for key in ("model", "dataset", "image_size", "params", "flops", "epochs", "batch_size", "train_seconds",
                 "top1", "top5", "best_top1", "device", "budget_seconds"):
         assert key in summary
@@ -107,17 +110,19 @@ def test_resume_after_a_kill_gives_the_same_result(data, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch):
-    original = Trainer.loss_fn
+    original, steps = Criterion.__call__, []
 
     def poisoned(self, logits, y, targets, x):
         loss = original(self, logits, y, targets, x)
-        return loss * float("nan") if self.step >= self.steps_per_epoch + 3 else loss
+        steps.append(len(steps))
+        return loss * float("nan") if steps[-1] >= 8 + 3 else loss  # 8 steps an epoch: step 3 of epoch 1
 
-    monkeypatch.setattr(Trainer, "loss_fn", poisoned)
+    monkeypatch.setattr(Criterion, "__call__", poisoned)
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1.*checkpoint\.pt"):
         train(config(data, tmp_path))
     state = ckpt.load(tmp_path)
-    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    weights = [v for v in state["model"].values() if v.is_floating_point()]
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in weights)
     assert not (tmp_path / "summary.json").exists()
 
 
@@ -205,14 +210,12 @@ def test_streaming_loader_trains(data, tmp_path):
 
 
 def test_streaming_reads_page_by_page_only_files_written_in_random_order(data, tmp_path):
-    t = Trainer(config(data, tmp_path, loader="streaming"))
-    t._load_train(data[0])
-    assert t.stream.order == "random"  # written class by class, as far as the file tells
+    cfg, cpu = config(data, tmp_path, loader="streaming"), torch.device("cpu")
+    assert build_train_data(cfg, data[0], World(), cpu).loader.order == "random"  # written class by class
     shuffled = tmp_path / "shuffled.beton"
     shuffled.write_bytes(Path(data[0]).read_bytes())
     shuffled.with_name("shuffled.beton.json").write_text(json.dumps({"num_classes": 4, "shuffled": 0}))
-    t._load_train(str(shuffled))
-    assert t.stream.order == "quasi_random"
+    assert build_train_data(cfg, str(shuffled), World(), cpu).loader.order == "quasi_random"
 
 
 def test_streaming_loader_keeps_a_budget(data, tmp_path):

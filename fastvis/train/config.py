@@ -1,0 +1,368 @@
+"""The trainer's options, declared once.
+
+Every option is a field of one of the group dataclasses below, with its default, its help
+text and (where it differs from ``--field-name``) its flag beside it. The command line
+(:func:`build_parser`), a ``--config`` file (TOML, JSON or YAML) and the run folder's
+``config.json`` are all generated from, or read into, these fields. Layering: the defaults
+here, then the config file, then the options given on the command line.
+
+``cfg.optim.lr`` reads one option; ``TrainConfig.from_options(lr=0.1, cutmix=1.0)`` and
+``cfg.replace(lr=0.1)`` address options by their (unique) field names, as the ablation
+variants and the tests do.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import FastvisError
+from ..loader import LOADERS
+from .budget import parse_duration
+
+
+def option(default: Any, help: str, *, flag: str | None = None, short: str | None = None, metavar: str | None = None,
+           choices: typing.Sequence[str] | None = None, const: Any = None, parse=None, hidden: bool = False,
+           hyper: bool = True):
+    """A config field: ``flag`` overrides ``--field-name``; ``const`` makes the value optional
+    on the command line (``--ema`` alone means ``--ema 0.999``); ``parse`` turns the text into
+    the value (durations); ``hyper=False`` leaves it out of the report's hyper-parameters."""
+    meta = dict(help=help, flag=flag, short=short, metavar=metavar, choices=choices, const=const, parse=parse,
+                hidden=hidden, hyper=hyper)
+    return field(default=default, metadata=meta)
+
+
+LOADER_CHOICES = ("auto", *LOADERS)
+
+
+@dataclass
+class DataOptions:
+    """what to train"""
+
+    data: str = option("cifar100", "cifar100 | cifar10 | a .beton | an image folder or archive", hyper=False)
+    val: str | None = option(None, "validation set (.beton or folder); default: the dataset's test split",
+                             hyper=False)
+    model: str | None = option(None, "model name (see --list-models) or timm:NAME; default: by device and budget")
+    loader: str = option("auto", "training data held on the device (resident), streamed from the file "
+                         "(streaming), decoded and random-resized-cropped per batch (jpeg: nvjpeg on CUDA, Pillow on "
+                         "CPU), or a DALI pipeline (dali); auto: resident when it fits, else streaming; jpeg when "
+                         "images differ in size or --image-size differs from theirs", choices=LOADER_CHOICES,
+                         hyper=False)
+    image_size: int | None = option(None, "jpeg/dali loaders: train on S x S random-resized crops, evaluate on centre "
+                                    "crops (default: 224, or the median shorter side of smaller images)", metavar="S")
+    rrc_scale: float = option(0.08, "smallest area fraction of a random-resized crop", metavar="MIN")
+    cache_dir: str | None = option(None, "where datasets are downloaded and converted", hyper=False)
+    verify: bool = option(True, "check downloaded archives against their md5 (--no-verify for archives built "
+                          "elsewhere)", hyper=False)
+
+
+@dataclass
+class ScheduleOptions:
+    """how long"""
+
+    budget: float | None = option(None, "wall-clock budget for the whole run: 90s, 10m, 3h (default 3h unless "
+                                  "--epochs is given)", parse=parse_duration, metavar="DURATION")
+    epochs: float | None = option(None, "train this many epochs instead of fitting a budget")
+
+
+@dataclass
+class OptimOptions:
+    """optimisation"""
+
+    batch_size: int = option(512, "global batch size")
+    lr: float | None = option(None, "peak learning rate (default: by model, scaled with the batch)")
+    weight_decay: float = option(5e-4, "L2 weight decay (not on biases and norms)")
+    momentum: float = option(0.9, "SGD momentum")
+    nesterov: bool = option(True, "Nesterov momentum")
+    warmup: float = option(0.05, "fraction of training spent warming up")
+    label_smoothing: float = option(0.1, "label smoothing of the targets")
+    drop_path: float = option(0.0, "stochastic depth rate (ResNets, WRN, timm)")
+    ema_decay: float = option(0.0, "keep an exponential moving average of the weights (--ema alone: decay 0.999; "
+                              "0: off)", flag="--ema", const=0.999, metavar="DECAY")
+
+
+@dataclass
+class AugmentOptions:
+    """augmentation (on the device)"""
+
+    crop: bool = option(True, "random crop with reflect padding")
+    padding: int = option(4, "padding of the random crop")
+    flip: str = option("random", "horizontal flips: random, alternating (each image both ways over two epochs), none",
+                       choices=("random", "alternating", "none"))
+    randaugment: str | None = option(None, "RandAugment with N ops at magnitude M, e.g. 2,9", metavar="N,M")
+    autoaugment: bool = option(False, "AutoAugment, CIFAR-10 policy")
+    trivialaugment: bool = option(False, "TrivialAugment Wide")
+    erasing: float = option(0.0, "Random Erasing probability", metavar="P")
+    cutout: int = option(0, "Cutout square side (0: off)", metavar="SIZE")
+    cutmix: float = option(0.0, "CutMix with this alpha (0: off)", metavar="ALPHA")
+    mixup: float = option(0.0, "mixup with this alpha (0: off)", metavar="ALPHA")
+    mix_prob: float = option(1.0, "probability that a sample is mixed")
+
+
+@dataclass
+class RadiographOptions:
+    """radiographs (.beton files from DICOM folders, converted with --size N)"""
+
+    window: str = option("auto", "values to [0, 1]: the file's window (auto: where it has one) or each image's range",
+                         choices=("auto", "window", "minmax"))
+    defect_paste: float = option(0.0, "with probability P, Poisson-blend a defect patch into a normal image and "
+                                 "relabel it", metavar="P")
+    defect_class: str | None = option(None, "the defect class (name or index; default: 'defect')")
+
+
+@dataclass
+class SpeedOptions:
+    """speed"""
+
+    device: str = option("auto", "auto | cpu | cuda | cuda:N", hyper=False)
+    amp: bool | None = option(None, "bf16 autocast (default: on for CUDA, off on CPU)")
+    channels_last: bool = option(True, "channels-last memory format")
+    compile: bool = option(False, "torch.compile the model")
+    nproc_per_node: int = option(1, "start this many processes with torchrun (DDP)", hyper=False)
+
+
+@dataclass
+class EvalOptions:
+    """evaluation and distillation"""
+
+    tta: bool = option(False, "flip test-time augmentation in the final evaluation")
+    eval_batch_size: int = option(1024, "batch size of evaluations", hyper=False)
+    teacher: str | None = option(None, "distil from this checkpoint (any registered model)", metavar="CKPT")
+    kd_alpha: float = option(0.5, "weight of the teacher's term")
+    kd_temperature: float = option(4.0, "softmax temperature of distillation")
+
+
+@dataclass
+class OutputOptions:
+    """output"""
+
+    out: str | None = option(None, "output folder (default runs/<data>-<time>)", hyper=False)
+    resume: str | None = option(None, "continue from a checkpoint (or its folder)", metavar="CKPT", hyper=False)
+    seed: int = option(0, "seed of the initialisation, the sample order and the augmentations")
+    wandb: bool = option(False, "log to Weights & Biases", hyper=False)
+    wandb_mode: str = option("offline", "wandb mode", choices=("offline", "online", "disabled"), hyper=False)
+    wandb_project: str = option("fastvis", "wandb project", hyper=False)
+    quiet: bool = option(False, "no progress output", short="-q", hyper=False)
+    halt_after_epoch: int | None = option(None, "testing: exit as if killed right after that checkpoint",
+                                          hidden=True, hyper=False)
+
+
+@dataclass
+class TrainConfig:
+    data: DataOptions = field(default_factory=DataOptions)
+    schedule: ScheduleOptions = field(default_factory=ScheduleOptions)
+    optim: OptimOptions = field(default_factory=OptimOptions)
+    augment: AugmentOptions = field(default_factory=AugmentOptions)
+    radiograph: RadiographOptions = field(default_factory=RadiographOptions)
+    speed: SpeedOptions = field(default_factory=SpeedOptions)
+    eval: EvalOptions = field(default_factory=EvalOptions)
+    output: OutputOptions = field(default_factory=OutputOptions)
+
+    # -- addressing options by name ----------------------------------------------------------------
+    @classmethod
+    def from_options(cls, **options) -> "TrainConfig":
+        return cls().replace(**options)
+
+    def replace(self, **options) -> "TrainConfig":
+        """A copy with the named options changed (unknown names are an error)."""
+        groups = {g: dataclasses.replace(getattr(self, g)) for g in GROUPS}
+        new = TrainConfig(**groups)
+        for name, value in options.items():
+            if name not in OPTIONS:
+                raise FastvisError(f"unknown option {name!r}{_suggest(name)}")
+            setattr(getattr(new, OPTIONS[name][0]), name, value)
+        return new
+
+    def get(self, name: str) -> Any:
+        return getattr(getattr(self, OPTIONS[name][0]), name)
+
+    def as_dict(self) -> dict:
+        """Nested by group, as written to ``config.json`` and read by ``--config``."""
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict:
+        return {name: self.get(name) for name in OPTIONS}
+
+    def hyper(self) -> dict:
+        """The options a report lists as hyper-parameters."""
+        return {name: self.get(name) for name, (_, f) in OPTIONS.items() if f.metadata["hyper"]}
+
+    # -- resolution ------------------------------------------------------------------------------
+    def resolved(self) -> "TrainConfig":
+        """Budget or epochs (a 3-hour budget when neither is given), and a default output folder."""
+        s = self.schedule
+        if s.epochs is not None and s.budget is not None:
+            raise FastvisError("give --budget or --epochs, not both")
+        changes = {}
+        if s.epochs is None and s.budget is None:
+            changes["budget"] = parse_duration("3h")
+        if self.output.out is None:
+            stem = os.path.basename(str(self.data.data)).split(".")[0]
+            changes["out"] = os.path.join("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+        return self.replace(**changes) if changes else self
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps(self.as_dict(), indent=1) + "\n")
+
+
+GROUPS = [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def _group_fields():
+    for g in dataclasses.fields(TrainConfig):
+        cls = g.default_factory
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            yield g.name, cls, f, hints[f.name]
+
+
+OPTIONS: dict[str, tuple[str, dataclasses.Field]] = {f.name: (group, f) for group, _, f, _ in _group_fields()}
+_TYPES = {f.name: hint for _, _, f, hint in _group_fields()}
+ALIASES = {f.metadata["flag"].lstrip("-").replace("-", "_"): f.name for _, (_, f) in OPTIONS.items()
+           if f.metadata["flag"]}
+
+
+def _suggest(name: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name.replace("-", "_"), [*OPTIONS, *ALIASES], n=1)
+    return f" (did you mean {ALIASES.get(close[0], close[0])!r}?)" if close else ""
+
+
+def _alias(name: str) -> str:
+    """A config-file key may also be an option's flag (``ema`` for ``ema_decay``)."""
+    key = name.replace("-", "_")
+    return ALIASES.get(key, key)
+
+
+def _base_type(hint):
+    """int, float, str or bool behind ``X | None``."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def flag_of(name: str) -> str:
+    f = OPTIONS[name][1]
+    return f.metadata["flag"] or "--" + name.replace("_", "-")
+
+
+def coerce(name: str, value: Any, where: str = "") -> Any:
+    """A value from a config file or a variant (``"3h"``, ``"0.1"``, ``1``) as the option's type."""
+    f = OPTIONS[name][1]
+    kind = _base_type(_TYPES[name])
+    if value is None:
+        return None
+    try:
+        if f.metadata["parse"] is not None and isinstance(value, str):
+            return f.metadata["parse"](value)
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "on", "off", "yes", "no", "1", "0"):
+                    raise ValueError(f"not a yes/no value: {value!r}")
+                return value.lower() in ("true", "on", "yes", "1")
+            return bool(value)
+        if kind is float and isinstance(value, (int, float, str)):
+            return float(value)
+        if kind is int and isinstance(value, (int, str)) and not isinstance(value, bool):
+            return int(value)
+        if kind is str:
+            return str(value)
+    except ValueError as exc:
+        raise FastvisError(f"{where}{name}: {exc}") from None
+    raise FastvisError(f"{where}{name}: expected a {kind.__name__}, got {value!r}")
+
+
+# -- command line -----------------------------------------------------------------------------------
+
+def build_parser(prog: str = "fastvis-train", description: str = "") -> argparse.ArgumentParser:
+    """One argument group per option group; every default is ``SUPPRESS`` so that only what was
+    given on the command line overrides the config file and the defaults."""
+    p = argparse.ArgumentParser(prog=prog, description=description, argument_default=argparse.SUPPRESS)
+    p.add_argument("--config", metavar="FILE", help="options from a TOML, JSON or YAML file (nested by the groups "
+                   "below, or flat); the command line overrides it. A run folder's config.json is such a file")
+    for g in dataclasses.fields(TrainConfig):
+        group = p.add_argument_group(g.default_factory.__doc__)
+        for f in dataclasses.fields(g.default_factory):
+            _add(group, f)
+    return p
+
+
+def _add(group, f: dataclasses.Field) -> None:
+    m = f.metadata
+    kind = _base_type(_TYPES[f.name])
+    names = [n for n in (m["short"], m["flag"] or "--" + f.name.replace("_", "-")) if n]
+    default = f"default {f.default}" if f.default not in (None, False, True) else None
+    text = argparse.SUPPRESS if m["hidden"] else m["help"] + (f" ({default})" if default and "default" not in
+                                                              m["help"] else "")
+    kw: dict[str, Any] = dict(dest=f.name, help=text)
+    if kind is bool and m["short"]:
+        kw["action"] = "store_true"
+    elif kind is bool:
+        kw["action"] = argparse.BooleanOptionalAction
+    else:
+        kw["type"] = str if m["parse"] else kind  # parsed with the rest (a bad value is a one-line error)
+        if m["choices"]:
+            kw["choices"] = list(m["choices"])
+        if m["metavar"]:
+            kw["metavar"] = m["metavar"]
+        if m["const"] is not None:
+            kw.update(nargs="?", const=m["const"])
+    group.add_argument(*names, **kw)
+
+
+def load_file(path: str | os.PathLike) -> dict:
+    """Flat ``{option: value}`` from a TOML, JSON or YAML file, nested by group or flat."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise FastvisError(f"{p}: cannot read the config file ({exc.strerror or exc})") from None
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib
+            raw = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise FastvisError(f"{p}: reading YAML needs PyYAML (pip install pyyaml), or use TOML/JSON") from None
+            raw = yaml.safe_load(text) or {}
+        else:
+            raw = json.loads(text)
+    except FastvisError:
+        raise
+    except Exception as exc:  # each parser has its own error class
+        raise FastvisError(f"{p}: not a valid {suffix.lstrip('.') or 'JSON'} file ({exc})") from None
+    if not isinstance(raw, dict):
+        raise FastvisError(f"{p}: expected a table of options, got {type(raw).__name__}")
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        key = _alias(key) if key.replace("-", "_") not in GROUPS else key.replace("-", "_")
+        if key in GROUPS and isinstance(value, dict):
+            for k, v in value.items():
+                k = _alias(k)
+                if OPTIONS.get(k, (None,))[0] != key:
+                    raise FastvisError(f"{p}: [{key}] has no option {k!r}{_suggest(k)}")
+                flat[k] = v
+        elif key in OPTIONS:
+            flat[key] = value
+        else:
+            raise FastvisError(f"{p}: unknown option {key!r}{_suggest(key)}")
+    return {k: coerce(k, v, f"{p}: ") for k, v in flat.items()}
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then ``--config``, then the options given; resolved (budget, output folder)."""
+    given = {k: coerce(k, v) for k, v in vars(args).items() if k in OPTIONS}
+    from_file = load_file(args.config) if getattr(args, "config", None) else {}
+    return TrainConfig.from_options(**{**from_file, **given}).resolved()

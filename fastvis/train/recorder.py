@@ -1,0 +1,86 @@
+"""Everything a run reports: progress on the terminal, ``metrics.jsonl`` (one row per
+evaluation), Weights & Biases, and at the end ``summary.json``, ``curve.png`` and
+``report.pdf``. Only the main process writes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import FastvisError
+from .report import write_curve, write_report
+
+__all__ = ["Recorder"]
+
+
+class Recorder:
+    def __init__(self, out: Path, main: bool, progress: bool):
+        self.out, self.main, self.progress = Path(out), main, progress
+        self.wandb = None
+        self.bar = None
+
+    def log(self, text: str) -> None:
+        if self.main and self.progress:
+            print(text, flush=True)
+
+    def start(self, wandb_options: dict | None, config: dict) -> None:
+        """Create the output folder (and the wandb run when asked)."""
+        if not self.main:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        if wandb_options is None:
+            return
+        try:
+            import wandb
+        except ImportError:
+            raise FastvisError("--wandb needs wandb installed (pip install 'fastvis[wandb]')") from None
+        self.wandb = wandb.init(project=wandb_options["project"], mode=wandb_options["mode"], dir=str(self.out),
+                                config=config)
+
+    # -- progress ------------------------------------------------------------------------------
+    def open_bar(self, epoch: int, steps: int) -> None:
+        if not (self.main and self.progress):
+            return
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=steps, desc=f"epoch {epoch}", unit="step", leave=False)
+
+    def update_bar(self, steps: int, batch: int, loss: float, lr: float, steps_left: int) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(steps)
+        rate = self.bar.format_dict.get("rate") or 0
+        eta = steps_left / rate if rate else float("nan")
+        self.bar.set_postfix(img_s=f"{rate * batch:,.0f}", loss=f"{loss:.3f}", lr=f"{lr:.3g}", left=f"{eta:.0f}s")
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    # -- evaluations -----------------------------------------------------------------------------
+    def record(self, row: dict) -> None:
+        """One evaluation: a line of metrics.jsonl, a wandb step, a line on the terminal."""
+        if not self.main:
+            return
+        with open(self.out / "metrics.jsonl", "a") as fp:
+            fp.write(json.dumps(row) + "\n")
+        if self.wandb is not None:
+            self.wandb.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=row["step"])
+        self.log(f"epoch {row['epoch']:.2f}: top-1 {100 * row['top1']:.2f}%  top-5 {100 * row['top5']:.2f}%"
+                 f"  val loss {row['val_loss']:.3f}  ({row['time']:.0f}s)")
+
+    # -- the end -----------------------------------------------------------------------------------
+    def finish(self, summary: dict, history: list[dict], clock) -> None:
+        """curve.png, report.pdf, summary.json (its total time read last), wandb summary."""
+        if not self.main:
+            return
+        write_curve(history, self.out / "curve.png")
+        write_report(summary, summary["hyper"], history, self.out / "report.pdf")
+        summary["total_seconds"] = clock()
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        if self.wandb is not None:
+            self.wandb.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
+            self.wandb.finish()
+        self.log(f"done: top-1 {100 * summary['top1']:.2f}% (best {100 * summary['best_top1']:.2f}%), top-5 "
+                 f"{100 * summary['top5']:.2f}%, {summary['train_seconds']:.0f}s training, "
+                 f"{summary['total_seconds']:.0f}s in all -> {self.out}")
