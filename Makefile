@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 
 .PHONY: setup train test clean
 
-$(VENV)/.installed: pyproject.toml setup.py
+$(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
@@ -26,6 +26,7 @@ train: $(VENV)/.installed
 	$(VENV)/bin/fastvis-train --data cifar100 --budget $(BUDGET) --out runs/cifar100-$(BUDGET)
 
 test: $(VENV)/.test-deps
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 clean:

@@ -37,7 +37,8 @@ class ConvertSummary:
         return text
 
 
-def convert(source: Source, out: str | os.PathLike, page_size: int = DEFAULT_PAGE_SIZE, progress: bool = True) -> ConvertSummary:
+def convert(source: Source, out: str | os.PathLike, page_size: int = DEFAULT_PAGE_SIZE,
+            progress: bool = True) -> ConvertSummary:
     """Write every sample of ``source`` into ``out`` and the source's ``info`` into ``out.json``.
 
     Atomic: ``out`` appears only when the whole conversion succeeded; on any error (or a kill)

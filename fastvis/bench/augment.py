@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 
-
 import fastvis.augment as A
 
 K = 100
@@ -101,20 +100,21 @@ def cases(device, batch):
     return rows
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None):
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--iters", type=int, default=0, help="calls per run (default: 20 on CPU, 200 on CUDA)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", default=os.path.join("bench", "out", "augment.json"))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
     results = {}
     for device in devices:
-        name = torch.cuda.get_device_name() if device == "cuda" else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+        cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+        name = torch.cuda.get_device_name() if device == "cuda" else cpu
         print(f"\n# {device}: {name}; batch {args.batch} x 3 x 32 x 32; images/s (median of {args.repeats} runs)")
         print(f"{'transform':20s} {'implementation':28s} {'images/s':>14s} {'fastvis speed-up':>17s}")
         results[device] = {"name": name, "rows": {}}

@@ -18,13 +18,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-
 from fastvis.models import create_model
 from fastvis.train.budget import parse_duration
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None):
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="image-folder tree with train/ and test/, or a tar of one")
     ap.add_argument("--budget", default="10m")
     ap.add_argument("--model", default="resnet18")
@@ -32,7 +31,7 @@ def main():
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--json", default=os.path.join("bench", "out", "train_baseline.json"))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     start = time.perf_counter()
     budget = parse_duration(args.budget)
     from torchvision import datasets, transforms

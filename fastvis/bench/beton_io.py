@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 from fastvis.beton import BetonReader, IntField, RGBImageField
 from fastvis.convert import convert
 from fastvis.sources.base import Source
@@ -113,13 +112,13 @@ def ffcv_epoch(loader):
     return seen
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None):
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=50_000)
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", default=os.path.join("bench", "out", "beton_io.json"))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
 
     rng = np.random.default_rng(0)

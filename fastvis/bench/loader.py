@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
 import fastvis.augment as A
 from fastvis.beton import BetonReader, BetonWriter, IntField, RGBImageField
 from fastvis.loader import JpegLoader, ResidentDataset, StreamingLoader, epoch_order
@@ -284,9 +283,9 @@ def plot(suites: dict, titles: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main():
+def main(argv: list[str] | None = None, prog: str | None = None):
     global DEVICE
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--suite", choices=["raw", "jpeg", "both"], default="both")
     ap.add_argument("--beton", help="raw suite: a .beton of 32x32 images with image and label fields")
     ap.add_argument("--jpeg-beton", help="jpeg suite: a .beton of JPEG images with image and label fields")
@@ -297,7 +296,7 @@ def main():
     ap.add_argument("--device", default="cpu", help="where fastvis and DALI deliver batches: cpu | cuda")
     ap.add_argument("--json", default=os.path.join("bench", "out", "loader.json"))
     ap.add_argument("--plot", help="write a bar chart of the results to this PNG")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     DEVICE = args.device
     warnings.simplefilter("ignore")
     tmp = tempfile.TemporaryDirectory()

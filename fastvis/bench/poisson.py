@@ -32,7 +32,8 @@ def _smooth(rng, shape, radius):
         for _ in range(3):
             c = np.cumsum(np.pad(a, [(radius + 1, radius) if k == axis else (0, 0) for k in range(2)], mode="edge"),
                           axis=axis)
-            a = (np.take(c, range(2 * radius + 1, c.shape[axis]), axis) - np.take(c, range(c.shape[axis] - 2 * radius - 1), axis))
+            n = c.shape[axis]
+            a = np.take(c, range(2 * radius + 1, n), axis) - np.take(c, range(n - 2 * radius - 1), axis)
             a = a / (2 * radius + 1)
     return (a - a.min()) / (a.max() - a.min())
 
@@ -60,14 +61,14 @@ def _time(fn, sync, repeats):
     return statistics.median(runs)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None):
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
     ap.add_argument("--batch", type=int, default=64, help="patches per batched call")
     ap.add_argument("--repeats", type=int, default=21)
     ap.add_argument("--tol", type=float, default=None, help="residual tolerance (default: fastvis's)")
     ap.add_argument("--json", default=os.path.join("bench", "out", "poisson.json"))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     dst, src, mask, (y, x) = make_case()
     inside = np.zeros(dst.shape, bool)
     inside[y : y + mask.shape[0], x : x + mask.shape[1]] = mask > 0

@@ -27,8 +27,8 @@ def _run(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     return time.perf_counter() - t, proc
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None):
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="image-folder tree with train/ and test/, or an archive of one")
     ap.add_argument("--budget", default="10m")
     ap.add_argument("--fastvis-args", default="",
@@ -36,7 +36,7 @@ def main():
     ap.add_argument("--baseline-args", default="", help='more options for the baseline, one string')
     ap.add_argument("--out", help="folder for both runs' outputs (default: a temporary one)")
     ap.add_argument("--json", default=os.path.join("bench", "out", "train.json"))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     budget = parse_duration(args.budget)
     tmp = None if args.out else tempfile.TemporaryDirectory()
     out = Path(args.out or tmp.name)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from .. import FastvisError
 from ..beton import BetonError
 
-USER_ERRORS = (FastvisError, BetonError, OSError, ValueError)
+USER_ERRORS = (FastvisError, BetonError, OSError)  # one line each; anything else keeps its traceback
 
 
 def run(prog: str, body: Callable[[], int | None]) -> int:

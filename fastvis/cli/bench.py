@@ -15,8 +15,7 @@ def main(argv: list[str] | None = None) -> int:
               + "\n\n'fastvis-bench NAME --help' lists the options of one.")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
-    sys.argv = [f"fastvis-bench {argv[0]}", *argv[1:]]
-    module.main()
+    module.main(argv[1:], prog=f"fastvis-bench {argv[0]}")
     return 0
 
 

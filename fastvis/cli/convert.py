@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=KINDS, help="kind of SOURCE (default: detected)")
     p.add_argument("--split", help="train or test (CIFAR; image folders with a <split>/ folder). Default: train")
     p.add_argument("--no-verify", action="store_true", help="skip md5 checks (archives built elsewhere)")
-    p.add_argument("--cache-dir", help="where dataset names are downloaded (default: $FASTVIS_CACHE or ~/.cache/fastvis)")
+    p.add_argument("--cache-dir",
+                   help="where dataset names are downloaded (default: $FASTVIS_CACHE or ~/.cache/fastvis)")
     p.add_argument("--size", type=int, help="image folders: resize the shorter side to N and centre-crop N x N; "
                    "DICOM: area-resize the whole image to N x N (source dtype kept)")
     p.add_argument("--max-side", type=int, help="image folders: shrink so that the longer side is at most N")

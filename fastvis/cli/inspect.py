@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 
+from .. import InputError
 from . import run
 
 
@@ -25,15 +26,17 @@ def describe(path: str, label: str | None = None) -> dict:
         if out["fields"][name]["type"] == "RGBImageField" and len(reader):
             sizes = reader.image_sizes(name)
             modes = reader.metadata[f"f{reader.names.index(name)}"]["mode"]
-            out["fields"][name]["mode"] = {0: "jpeg", 1: "raw"}.get(int(modes[0]), "?") if (modes == modes[0]).all() else "mixed"
+            same = (modes == modes[0]).all()
+            out["fields"][name]["mode"] = {0: "jpeg", 1: "raw"}.get(int(modes[0]), "?") if same else "mixed"
             lo, hi = sizes.min(axis=0), sizes.max(axis=0)
-            out["fields"][name]["size"] = f"{lo[1]}x{lo[0]}" if (lo == hi).all() else f"{lo[1]}x{lo[0]} .. {hi[1]}x{hi[0]}"
+            size = f"{lo[1]}x{lo[0]}"
+            out["fields"][name]["size"] = size if (lo == hi).all() else f"{size} .. {hi[1]}x{hi[0]}"
     label = label or ("label" if "label" in reader.fields else None)
     if label and out["fields"].get(label, {}).get("type") == "IntField" and len(reader):
         values = reader.column(label)
         classes = reader.info.get("classes")
         if values.min() < 0:
-            raise ValueError(f"{path}: field {label!r} has negative values; not class ids")
+            raise InputError(f"{path}: field {label!r} has negative values; not class ids")
         counts = np.bincount(values, minlength=len(classes or ()))
         out["class_counts"] = {
             (classes[i] if classes and i < len(classes) else str(i)): int(c) for i, c in enumerate(counts)

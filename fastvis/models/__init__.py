@@ -5,8 +5,9 @@ from collections.abc import Callable
 
 import torch.nn as nn
 
+from .. import InputError
 from .fastnet import FastNet
-from .resnet import Bottleneck, BasicBlock, PreActBlock, ResNet, WideResNet
+from .resnet import BasicBlock, Bottleneck, PreActBlock, ResNet, WideResNet
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -89,11 +90,11 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, drop_path_ra
         try:
             import timm
         except ImportError:
-            raise ValueError("timm models need timm installed (pip install timm)") from None
+            raise InputError("timm models need timm installed (pip install timm)") from None
         return timm.create_model(name[5:], pretrained=False, num_classes=num_classes, in_chans=in_channels,
                                  drop_path_rate=drop_path_rate)
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())} or timm:NAME")
+        raise InputError(f"unknown model {name!r}; choose from {', '.join(list_models())} or timm:NAME")
     return _REGISTRY[name](num_classes, in_channels=in_channels, drop_path_rate=drop_path_rate)
 
 

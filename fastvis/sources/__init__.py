@@ -11,7 +11,8 @@ from .imagefolder import ImageFolderSource, is_archive
 
 KINDS = ("cifar100", "cifar10", "imagefolder", "dicom")
 
-__all__ = ["KINDS", "CifarSource", "DicomSource", "ImageFolderSource", "Source", "SourceError", "detect_kind", "open_source"]
+__all__ = ["KINDS", "CifarSource", "DicomSource", "ImageFolderSource", "Source", "SourceError", "detect_kind",
+           "open_source"]
 
 
 def _looks_like_dicom(path: Path, limit: int = 64) -> bool:

@@ -210,7 +210,8 @@ class CifarSource(Source):
         classes = self._get(meta, spec.names_key, meta_name)
         self.classes = _names(classes, meta_name)
         if len(self.classes) != spec.num_classes:
-            raise SourceError(f"{self.path}: {meta_name} lists {len(self.classes)} classes, expected {spec.num_classes}")
+            raise SourceError(f"{self.path}: {meta_name} lists {len(self.classes)} classes, "
+                              f"expected {spec.num_classes}")
         self.coarse_classes = None
         if spec.coarse_names_key:
             self.coarse_classes = _names(self._get(meta, spec.coarse_names_key, meta_name), meta_name)

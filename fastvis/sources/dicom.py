@@ -333,7 +333,8 @@ class DicomSource(Source):
         except Exception as exc:
             raise BadFile(f"mask {spec} unreadable ({type(exc).__name__}: {exc})") from None
         if arr.shape != (rows, cols):
-            raise BadFile(f"mask {spec} is {arr.shape[0]}x{arr.shape[1] if arr.ndim > 1 else 1}, the image {rows}x{cols}")
+            shape = f"{arr.shape[0]}x{arr.shape[1] if arr.ndim > 1 else 1}"
+            raise BadFile(f"mask {spec} is {shape}, the image {rows}x{cols}")
         return (arr != 0).astype(np.uint8)
 
 

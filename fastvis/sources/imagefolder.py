@@ -144,7 +144,8 @@ class ImageFolderSource(Source):
                 f"{self.root}: {'/'.join(bad[0])} is not inside a class folder (expected <root>/<class>/<image>)"
             )
         if not entries:
-            raise SourceError(f"{self.root}: no images found (expected <root>/<class>/<image> with {sorted(IMAGE_EXTENSIONS)})")
+            raise SourceError(f"{self.root}: no images found (expected <root>/<class>/<image> with "
+                              f"{sorted(IMAGE_EXTENSIONS)})")
         self.classes = sorted({p[0] for p in entries})
         index = {c: i for i, c in enumerate(self.classes)}
         prefix = wrapper + ((self.split,) if self.split else ())
@@ -158,7 +159,8 @@ class ImageFolderSource(Source):
 
         if jpeg is None:
             side = size or max_side
-            self.mode = "raw" if side is not None and side <= RAW_MAX_SIDE else None  # None: decide from the first image
+            # None: decide from the first image
+            self.mode = "raw" if side is not None and side <= RAW_MAX_SIDE else None
         elif jpeg == 0:
             self.mode = "raw"
         else:
@@ -188,7 +190,8 @@ class ImageFolderSource(Source):
         chosen = [p[1:] for p in entries if len(p) >= 3 and p[0] == want]
         if not chosen:
             raise SourceError(
-                f"{self.root}: no '{want}' split folder with images (top-level folders: {sorted({p[0] for p in entries})})"
+                f"{self.root}: no '{want}' split folder with images "
+                f"(top-level folders: {sorted({p[0] for p in entries})})"
             )
         return chosen, want
 

@@ -100,7 +100,8 @@ def test_layout_matches_ffcv_conventions(written):
     assert alloc["ptr"].min() >= first_data and alloc["ptr"].min() % PAGE == 0
     for sid in range(len(samples)):
         mine = alloc[alloc["sample_id"] == sid]
-        pages = {int(p) // PAGE for p in mine["ptr"]} | {int(p + s - 1) // PAGE for p, s in zip(mine["ptr"], mine["size"]) if s}
+        ends = {int(p + s - 1) // PAGE for p, s in zip(mine["ptr"], mine["size"]) if s}
+        pages = {int(p) // PAGE for p in mine["ptr"]} | ends
         assert len(pages) == 1, f"sample {sid} spans pages {pages}"
     # the allocation table starts after whole pages
     assert (int(header["alloc_table_ptr"]) - alloc["ptr"].min()) % PAGE == 0

@@ -27,10 +27,10 @@ def solve_cuda(f, lap, mask, rho, tol, max_iter):
     iters, resid = np.zeros(len(f), np.int32), np.zeros(len(f))
     if numba.config.ENABLE_CUDASIM:
         out = f.copy()
-        K.launch_cuda(out, lap, mask, rho, tol, max_iter, iters, resid)
+        K.launch_sor(out, lap, mask, rho, tol, max_iter, iters, resid)
         return out, iters, resid
     dev = [cuda.to_device(np.ascontiguousarray(a)) for a in (f, lap, mask, rho, iters, resid)]
-    K.launch_cuda(*dev[:4], tol, max_iter, *dev[4:])
+    K.launch_sor(*dev[:4], tol, max_iter, *dev[4:])
     return dev[0].copy_to_host(), dev[4].copy_to_host(), dev[5].copy_to_host()
 
 
