@@ -21,9 +21,13 @@ $(VENV)/.test-deps: $(VENV)/.installed scripts/install-test-deps.sh
 setup: $(VENV)/.installed
 
 # The main job: CIFAR-100 (downloaded, md5-checked and converted on first use) in a 3-hour budget.
+# Offline: make train DATA=path/to/cifar-100-python.tar.gz (add TRAIN_ARGS=--no-verify for a copy
+# that is not the official archive).
 BUDGET ?= 3h
+DATA ?= cifar100
+TRAIN_ARGS ?=
 train: $(VENV)/.installed
-	$(VENV)/bin/fastvis-train --data cifar100 --budget $(BUDGET) --out runs/cifar100-$(BUDGET)
+	$(VENV)/bin/fastvis-train --data $(DATA) --budget $(BUDGET) --out runs/cifar100-$(BUDGET) $(TRAIN_ARGS)
 
 test: $(VENV)/.test-deps
 	$(VENV)/bin/ruff check .

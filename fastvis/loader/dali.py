@@ -25,7 +25,7 @@ import torch
 from ..beton import BetonReader
 from ..beton.format import MODE_JPEG
 from .base import Batch
-from .order import epoch_order, shard_indices
+from .order import as_samples, epoch_order, shard_indices
 
 __all__ = ["DaliLoader"]
 
@@ -53,7 +53,7 @@ class DaliLoader:
     def __init__(self, path, batch_size: int, size: int | None = None, crop: str = "rrc", padding: int = 4,
                  scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip_p: float = 0.5, mean=None, std=None, seed: int = 0,
                  rank: int = 0, world: int = 1, threads: int | None = None, prefetch: int = 2, device="cpu",
-                 image_field: str = "image", label_field: str = "label"):
+                 image_field: str = "image", label_field: str = "label", samples=None):
         _dali()
         if crop not in ("rrc", "pad"):
             raise ValueError(f"crop must be rrc or pad, not {crop!r}")
@@ -75,6 +75,7 @@ class DaliLoader:
         if not self.jpeg and (modes == MODE_JPEG).any():
             raise ValueError(f"{path}: field {image_field!r} mixes JPEG and raw images")
         self.labels = self.reader.column(label_field).astype(np.int64)
+        self.samples = as_samples(samples, len(self.reader))  # None: every sample of the file
         self.image_field, self.size, self.crop, self.padding = image_field, int(size), crop, padding
         self.scale, self.ratio, self.flip_p = scale, ratio, flip_p
         self.applies = frozenset({"crop", "flip"} | ({"normalize"} if mean is not None else set()))
@@ -95,8 +96,9 @@ class DaliLoader:
 
     def indices(self, epoch: int | None = None) -> torch.Tensor:
         epoch = self.epoch if epoch is None else epoch
-        order = epoch_order(len(self.reader), self.seed, epoch)
-        return shard_indices(order, self.rank, self.world)
+        ids = self.samples
+        order = epoch_order(len(self.reader) if ids is None else len(ids), self.seed, epoch)
+        return shard_indices(order if ids is None else ids[order], self.rank, self.world)
 
     def __len__(self) -> int:
         return len(self.indices(0)) // self.batch_size

@@ -18,7 +18,7 @@ from ..augment.resized_crop import center_boxes, resized_crops, rrc_boxes
 from ..beton import BetonReader
 from ..beton.format import MODE_JPEG
 from .base import Batch
-from .order import epoch_order, shard_indices
+from .order import as_samples, epoch_order, shard_indices
 
 __all__ = ["JpegLoader", "center_sample", "decode_jpeg_batch"]
 
@@ -76,7 +76,7 @@ class JpegLoader:
                  ratio=(3 / 4, 4 / 3), flip_p: float = 0.5, crop_frac: float = 0.875, seed: int = 0,
                  rank: int = 0, world: int = 1, drop_last: bool = True, threads: int | None = None,
                  prefetch: int = 3, device="cpu", image_field: str = "image", label_field: str = "label",
-                 mean=None, std=None):
+                 mean=None, std=None, samples=None):
         if not 0 <= rank < world:
             raise ValueError(f"rank {rank} outside a world of {world}")
         self.reader = BetonReader(path)
@@ -89,6 +89,7 @@ class JpegLoader:
         self.prefetch = max(1, prefetch)
         self.device = torch.device(device)
         self.labels = self.reader.column(label_field).astype(np.int64)
+        self.samples = as_samples(samples, len(self.reader))  # None: every sample of the file
         self.epoch = 0
         self.applies = frozenset({"crop", "flip"} | ({"normalize"} if mean is not None else set()))
 
@@ -98,9 +99,10 @@ class JpegLoader:
     def indices(self, epoch: int | None = None) -> torch.Tensor:
         """This rank's sample order for an epoch (shuffled when training, file order otherwise)."""
         epoch = self.epoch if epoch is None else epoch
-        n = len(self.reader)
+        ids = self.samples
+        n = len(self.reader) if ids is None else len(ids)
         order = epoch_order(n, self.seed, epoch) if self.train else torch.arange(n)
-        return shard_indices(order, self.rank, self.world)
+        return shard_indices(order if ids is None else ids[order], self.rank, self.world)
 
     def __len__(self) -> int:
         n = len(self.indices(0))
@@ -168,9 +170,12 @@ class JpegLoader:
         return ((b.images, b.labels) for b in self.batches(0))
 
 
-def center_sample(reader: BetonReader, name: str, n: int, size: int, crop_frac: float, device) -> torch.Tensor:
-    """Centre crops (:func:`center_boxes`) of up to ``n`` images evenly spread over a file."""
-    pick = np.linspace(0, len(reader) - 1, min(n, len(reader))).astype(np.int64)
+def center_sample(reader: BetonReader, name: str, n: int, size: int, crop_frac: float, device,
+                  samples=None) -> torch.Tensor:
+    """Centre crops (:func:`center_boxes`) of up to ``n`` images evenly spread over a file (or
+    over its ``samples``)."""
+    ids = np.arange(len(reader)) if samples is None else np.asarray(samples, np.int64)
+    pick = ids[np.linspace(0, len(ids) - 1, min(n, len(ids))).astype(np.int64)]
     sizes = reader.image_sizes(name)
     out = []
     for s in range(0, len(pick), 512):

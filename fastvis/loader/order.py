@@ -14,7 +14,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["ORDERS", "epoch_order", "quasi_random_order", "shard_indices"]
+from .. import InputError
+
+__all__ = ["ORDERS", "epoch_order", "holdout_split", "quasi_random_order", "shard_indices"]
 
 ORDERS = ("random", "quasi_random", "sequential")
 
@@ -38,6 +40,16 @@ def shard_indices(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     return padded[rank:total:world]
 
 
+def as_samples(samples, n: int) -> torch.Tensor | None:
+    """The sample ids a loader draws from (None: all ``n`` samples of the file), checked."""
+    if samples is None:
+        return None
+    ids = torch.as_tensor(np.asarray(samples, dtype=np.int64).reshape(-1))
+    if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= n):
+        raise ValueError(f"sample ids must lie in [0, {n})")
+    return ids
+
+
 def quasi_random_order(pages: np.ndarray, seed: int, epoch: int, window: int = 8) -> torch.Tensor:
     """Pages shuffled, then samples shuffled inside windows of ``window`` consecutive pages;
     ``pages[i]`` is the data page of sample ``i``."""
@@ -49,3 +61,27 @@ def quasi_random_order(pages: np.ndarray, seed: int, epoch: int, window: int = 8
     group = rank[inverse] // max(1, window)  # window index of each sample
     key = group.astype(np.float64) + rng.random(len(pages))  # random order inside a window
     return torch.from_numpy(np.argsort(key, kind="stable"))
+
+
+def holdout_split(labels: np.ndarray, size: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, holdout)`` sample ids: a stratified (class-balanced) held-out part of ``size``
+    samples (a count, or a fraction when below 1), drawn with ``seed``; both sorted.
+
+    Each class gives its share of the holdout in proportion to its size (the largest
+    remainders get the samples left over), so the holdout's class mix is the file's."""
+    labels = np.asarray(labels).reshape(-1)
+    n = len(labels)
+    total = int(round(size * n)) if 0 < size < 1 else int(size)
+    if not 0 < total < n:
+        raise InputError(f"a holdout of {size} leaves no training or no held-out samples out of {n}")
+    classes, counts = np.unique(labels, return_counts=True)
+    share = total * counts / n
+    take = np.floor(share).astype(np.int64)
+    left = total - int(take.sum())
+    take[np.argsort(-(share - take), kind="stable")[:left]] += 1
+    rng = np.random.default_rng([seed, 104729])
+    held = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+    holdout = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    mask = np.ones(n, bool)
+    mask[holdout] = False
+    return np.flatnonzero(mask), holdout

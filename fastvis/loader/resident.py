@@ -15,7 +15,7 @@ import torch
 from .. import InputError
 from ..beton import BetonReader
 from .base import Batch
-from .order import epoch_order, shard_indices
+from .order import as_samples, epoch_order, shard_indices
 
 __all__ = ["ResidentDataset", "ResidentLoader", "channel_mean_std"]
 
@@ -35,10 +35,12 @@ def _check_fits(path, need: int, device: torch.device) -> None:
                               f"on {device}")
 
 
-def _labels(reader: BetonReader, label_field: str, device: torch.device) -> tuple[torch.Tensor, int, list[str]]:
-    """(labels on the device, number of classes, class names) of a file."""
-    labels = reader.column(label_field).astype(np.int64)
-    k = int(reader.info.get("num_classes") or (labels.max() + 1))
+def _labels(reader: BetonReader, label_field: str, device: torch.device,
+            ids: np.ndarray) -> tuple[torch.Tensor, int, list[str]]:
+    """(labels of samples ``ids`` on the device, number of classes, class names) of a file."""
+    every = reader.column(label_field).astype(np.int64)
+    labels = every[ids]
+    k = int(reader.info.get("num_classes") or (every.max() + 1))
     return torch.from_numpy(labels).to(device), k, list(reader.info.get("classes") or [])
 
 
@@ -61,41 +63,43 @@ class ResidentDataset:
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu", image_field: str = "image",
              label_field: str = "label", window: str = "auto", size: int | None = None,
-             crop_frac: float = 0.875) -> "ResidentDataset":
+             crop_frac: float = 0.875, samples=None) -> "ResidentDataset":
         """``size``: hold ``size x size`` centre crops (:func:`fastvis.loader.center_boxes`, the
         evaluation view) of files whose images differ in size or from ``size``, decoded in
-        batches (nvjpeg on CUDA); otherwise the images as stored."""
+        batches (nvjpeg on CUDA); otherwise the images as stored. ``samples``: the sample ids to
+        hold, in that order (default: all)."""
         reader = BetonReader(path)
-        n = len(reader)
-        if n == 0:
+        if len(reader) == 0:
             raise InputError(f"{path}: the file holds no samples")
+        ids = np.arange(len(reader)) if samples is None else as_samples(samples, len(reader)).numpy()
+        n = len(ids)
         device = torch.device(device)
         if "meta" in reader.names:  # radiographs (fastvis-convert of a DICOM folder)
-            return cls._load_radiographs(reader, device, image_field, label_field, window)
-        sizes = reader.image_sizes(image_field)
+            return cls._load_radiographs(reader, device, image_field, label_field, window, ids)
+        sizes = reader.image_sizes(image_field)[ids]
         uniform = bool((sizes == sizes[0]).all())
         if size is not None and not (uniform and tuple(sizes[0]) == (size, size)):
-            return cls._load_crops(reader, device, image_field, label_field, int(size), crop_frac)
+            return cls._load_crops(reader, device, image_field, label_field, int(size), crop_frac, ids)
         if not uniform:
             raise InputError(f"{path}: images differ in size; convert with --size to hold them on the device")
         h, w = (int(v) for v in sizes[0])
         _check_fits(path, n * h * w * 3, device)
-        images = reader.read_batch(image_field, np.arange(n))  # (N, H, W, 3) uint8
+        images = reader.read_batch(image_field, ids)  # (N, H, W, 3) uint8
         t = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-        return cls(t.to(device), *_labels(reader, label_field, device), str(path))
+        return cls(t.to(device), *_labels(reader, label_field, device, ids), str(path))
 
     @classmethod
-    def _load_crops(cls, reader: BetonReader, device, image_field, label_field, size: int, crop_frac: float):
+    def _load_crops(cls, reader: BetonReader, device, image_field, label_field, size: int, crop_frac: float, ids):
         from .jpeg import JpegLoader
 
-        _check_fits(reader.path, len(reader) * size * size * 3, device)
+        _check_fits(reader.path, len(ids) * size * size * 3, device)
         loader = JpegLoader(reader.path, 256, size, train=False, crop_frac=crop_frac, drop_last=False, device=device,
-                            image_field=image_field, label_field=label_field)
+                            image_field=image_field, label_field=label_field, samples=ids)
         images = torch.cat([x for x, _ in loader])
-        return cls(images, *_labels(reader, label_field, device), str(reader.path))
+        return cls(images, *_labels(reader, label_field, device, ids), str(reader.path))
 
     @classmethod
-    def _load_radiographs(cls, reader: BetonReader, device, image_field, label_field, window):
+    def _load_radiographs(cls, reader: BetonReader, device, image_field, label_field, window, ids):
         from ..augment.intensity import window_params
         from ..beton import NDArrayField
 
@@ -104,21 +108,28 @@ class ResidentDataset:
         if not isinstance(field, NDArrayField) or len(field.shape) != 2:
             raise InputError(f"{path}: radiographs must be converted with --size N to be trained on "
                              "(the image field holds variable-size buffers)")
-        n = len(reader)
         h, w = field.shape
-        _check_fits(path, n * h * w * field.dtype.itemsize, device)
-        raw = reader.read_batch(image_field, np.arange(n))
+        _check_fits(path, len(ids) * h * w * field.dtype.itemsize, device)
+        raw = reader.read_batch(image_field, ids)
         unsigned16 = raw.dtype == np.uint16
         if unsigned16:
             raw = raw.view(np.int16)
         elif raw.dtype not in (np.uint8, np.int8, np.int16):
             raise InputError(f"{path}: image dtype {raw.dtype} is not 8 or 16 bits")
-        params = window_params(reader.read_batch("meta", np.arange(n)), window)
+        params = window_params(reader.read_batch("meta", ids), window)
         masks = None
         if "mask" in reader.names:
-            masks = torch.from_numpy(reader.read_batch("mask", np.arange(n))).to(device)
+            masks = torch.from_numpy(reader.read_batch("mask", ids)).to(device)
         images = torch.from_numpy(np.ascontiguousarray(raw))[:, None].to(device)
-        return cls(images, *_labels(reader, label_field, device), str(path), params, unsigned16, masks)
+        return cls(images, *_labels(reader, label_field, device, ids), str(path), params, unsigned16, masks)
+
+    def subset(self, ids) -> "ResidentDataset":
+        """The samples ``ids`` (positions in this dataset), as a dataset of their own (copies)."""
+        idx = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+        on = idx.to(self.images.device)
+        return ResidentDataset(self.images.index_select(0, on), self.labels.index_select(0, on), self.num_classes,
+                               self.classes, self.path, None if self.params is None else self.params[idx],
+                               self.unsigned16, None if self.masks is None else self.masks.index_select(0, on))
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -28,7 +28,7 @@ import torch
 
 from ..beton import BetonReader
 from .base import Batch
-from .order import ORDERS, epoch_order, quasi_random_order, shard_indices
+from .order import ORDERS, as_samples, epoch_order, quasi_random_order, shard_indices
 
 __all__ = ["StreamingLoader"]
 
@@ -47,7 +47,7 @@ class StreamingLoader:
 
     def __init__(self, path, batch_size: int, fields=("image", "label"), order: str = "quasi_random",
                  seed: int = 0, rank: int = 0, world: int = 1, drop_last: bool = True, threads: int | None = None,
-                 prefetch: int = 3, device="cpu", window_pages: int = 8):
+                 prefetch: int = 3, device="cpu", window_pages: int = 8, samples=None):
         if order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
         if not 0 <= rank < world:
@@ -64,6 +64,7 @@ class StreamingLoader:
         self.device = torch.device(device)
         self.window_pages = window_pages
         self.per_rank = world > 1
+        self.samples = as_samples(samples, len(self.reader))  # None: every sample of the file
         self.epoch = 0
         self._shapes = {f: self._sample_shape(f) for f in self.fields}
         self._pages = self._sample_pages()
@@ -88,22 +89,25 @@ class StreamingLoader:
     def indices(self, epoch: int | None = None) -> torch.Tensor:
         """This rank's sample order for an epoch."""
         epoch = self.epoch if epoch is None else epoch
-        n = len(self.reader)
+        ids = self.samples
+        n = len(self.reader) if ids is None else len(ids)
         if self.order == "random":
             order = epoch_order(n, self.seed, epoch)
         elif self.order == "quasi_random":
-            order = quasi_random_order(self._pages, self.seed, epoch, self.window_pages)
+            pages = self._pages if ids is None else self._pages[ids.numpy()]
+            order = quasi_random_order(pages, self.seed, epoch, self.window_pages)
         else:
             order = torch.arange(n)
-        return shard_indices(order, self.rank, self.world)
+        return shard_indices(order if ids is None else ids[order], self.rank, self.world)
 
     def __len__(self) -> int:
         n = len(self.indices(0))
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def sample(self, n: int, name: str = "image") -> torch.Tensor:
-        """Up to ``n`` images spread over the file, (n, C, H, W) on the device (statistics, initialisation)."""
-        pick = np.linspace(0, len(self.reader) - 1, min(n, len(self.reader))).astype(np.int64)
+        """Up to ``n`` images spread over the samples, (n, C, H, W) on the device (statistics, initialisation)."""
+        ids = np.arange(len(self.reader)) if self.samples is None else self.samples.numpy()
+        pick = ids[np.linspace(0, len(ids) - 1, min(n, len(ids))).astype(np.int64)]
         return _layout(torch.from_numpy(self.reader.read_batch(name, pick))).to(self.device)
 
     # -- iteration -----------------------------------------------------------------------------

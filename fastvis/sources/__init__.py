@@ -30,6 +30,35 @@ def _looks_like_dicom(path: Path, limit: int = 64) -> bool:
     return False
 
 
+def _archive_members(path: Path, limit: int = 64) -> list[str]:
+    """The first member names of a tar or zip archive (an empty list for anything else)."""
+    import tarfile
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                return z.namelist()[:limit]
+        with tarfile.open(path) as tar:
+            names = []
+            for member in tar:
+                names.append(member.name)
+                if len(names) >= limit:
+                    break
+            return names
+    except (tarfile.TarError, OSError, EOFError, zipfile.BadZipFile):
+        return []
+
+
+def _cifar_in(names: list[str]) -> str | None:
+    """The CIFAR kind whose layout (``<folder>/<meta member>``) the member names show, if any."""
+    stripped = {n.rstrip("/").lstrip("./") for n in names}
+    for spec in CIFAR_SPECS.values():
+        if any(n.endswith(f"{spec.folder}/{spec.meta[0]}") or n == spec.folder for n in stripped):
+            return spec.name
+    return None
+
+
 def detect_kind(source: str | Path) -> str:
     """Guess the kind of a source: a dataset name, a CIFAR archive or folder, DICOM, or images."""
     text = str(source)
@@ -47,9 +76,10 @@ def detect_kind(source: str | Path) -> str:
             if (path / spec.meta[0]).is_file():
                 return spec.name
         return "dicom" if _looks_like_dicom(path) else "imagefolder"
-    if is_archive(path):
-        return "imagefolder"
-    raise SourceError(f"{path}: not a folder or a known archive; name the kind with --kind")
+    if is_archive(path):  # a CIFAR archive by its content, whatever its name
+        return _cifar_in(_archive_members(path)) or "imagefolder"
+    raise SourceError(f"{path}: not a folder or a known archive; name the kind with --kind "
+                      f"({', '.join(KINDS)})")
 
 
 def open_source(

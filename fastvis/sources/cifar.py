@@ -178,7 +178,12 @@ def resolve(spec: CifarSpec, source: str | Path | None, cache: Path | None, prog
     archive = folder / spec.filename
     if archive.exists():
         return archive
-    return download(spec.url, archive, md5=spec.md5, progress=progress)
+    try:
+        return download(spec.url, archive, md5=spec.md5, progress=progress)
+    except SourceError as exc:
+        raise SourceError(f"{exc}. Without internet, give the archive itself (fastvis-train --data "
+                          f"path/to/{spec.filename}, or make train DATA=path/to/{spec.filename}) or put it at "
+                          f"{archive}") from None
 
 
 class CifarSource(Source):

@@ -1,8 +1,10 @@
 """Downloads into a cache folder: progress bar, retries, md5 check, atomic rename."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -37,6 +39,12 @@ def check_md5(path: str | os.PathLike, expected: str, hint: str = "") -> None:
             f"{path}: md5 mismatch (expected {expected}, got {got}): the file is corrupt, incomplete "
             f"or not the official one{hint}"
         )
+
+
+def _offline(exc: Exception) -> bool:
+    reason = getattr(exc, "reason", exc)
+    return isinstance(reason, socket.gaierror) or getattr(reason, "errno", None) in (errno.ENETUNREACH,
+                                                                                     errno.EHOSTUNREACH)
 
 
 def download(
@@ -81,6 +89,8 @@ def download(
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             last_error = exc
             part.unlink(missing_ok=True)
+            if _offline(exc):  # no name resolution or no route: retrying will not help
+                raise SourceError(f"cannot download {url}: no network ({getattr(exc, 'reason', exc)})") from None
     else:
         raise SourceError(f"cannot download {url} after {retries + 1} attempts: {last_error}")
     try:

@@ -145,7 +145,8 @@ class ImageFolderSource(Source):
             )
         if not entries:
             raise SourceError(f"{self.root}: no images found (expected <root>/<class>/<image> with "
-                              f"{sorted(IMAGE_EXTENSIONS)})")
+                              f"{sorted(IMAGE_EXTENSIONS)}); if it is another kind of dataset, name it with "
+                              "--kind (cifar100, cifar10, dicom)")
         self.classes = sorted({p[0] for p in entries})
         index = {c: i for i, c in enumerate(self.classes)}
         prefix = wrapper + ((self.split,) if self.split else ())

@@ -1,12 +1,10 @@
-"""Time budgets: parsing ("90s", "10m", "3h", "1h30m") and fitting the schedule to them."""
+"""Time budgets: parsing ("90s", "10m", "3h", "1h30m"), the clock, the learning-rate curve, and the
+controller that ends a run inside its budget."""
 from __future__ import annotations
 
 import math
 import re
-import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from .. import InputError
 
@@ -42,38 +40,6 @@ class Clock:
         return time.perf_counter() - self.start + self.offset
 
 
-@dataclass
-class Plan:
-    total_steps: int
-    steps_per_epoch: int
-    eval_every: int  # epochs between evaluations
-    est_seconds: float  # predicted end of the run (from the clock's zero)
-
-    @property
-    def epochs(self) -> float:
-        return self.total_steps / self.steps_per_epoch
-
-
-def fit_plan(budget: float, now: float, step_time: float, steps_per_epoch: int, eval_time: float,
-             epoch_overhead: float, final_reserve: float, safety: float = 0.97, done_steps: int = 0,
-             max_eval_share: float = 0.1) -> Plan:
-    """The number of steps that ends training, evaluations and the final report inside ``budget``.
-
-    ``now``: seconds already spent; ``step_time``: measured seconds per step after warm-up;
-    ``eval_time``: seconds per evaluation; ``epoch_overhead``: per-epoch costs besides steps
-    and evaluation (a checkpoint); ``final_reserve``: the final evaluation and the report.
-    Evaluations are spaced so that they take at most ``max_eval_share`` of the training time.
-    """
-    epoch_time = steps_per_epoch * step_time
-    eval_every = max(1, math.ceil(eval_time / max(max_eval_share * epoch_time, 1e-9)))
-    per_epoch = epoch_time + epoch_overhead + eval_time / eval_every
-    left = budget * safety - now - final_reserve
-    epochs = max(0.0, left / per_epoch)
-    total = done_steps + max(1, int(epochs * steps_per_epoch))
-    est = now + (total - done_steps) * step_time + (epochs * (epoch_overhead + eval_time / eval_every)) + final_reserve
-    return Plan(total_steps=total, steps_per_epoch=steps_per_epoch, eval_every=eval_every, est_seconds=est)
-
-
 def lr_at(progress: float, peak: float, warmup: float = 0.05, final: float = 0.0) -> float:
     """Linear warm-up over the first ``warmup`` of training, then linear decay to ``final * peak``."""
     p = min(max(progress, 0.0), 1.0)
@@ -83,57 +49,92 @@ def lr_at(progress: float, peak: float, warmup: float = 0.05, final: float = 0.0
 
 
 class BudgetController:
-    """Keeps a run inside its budget: :meth:`probe` times the first steps and an evaluation,
-    :meth:`plan` fits the step count (re-fitted, only downwards, after every epoch), and
-    :meth:`out_of_time` stops training early when the clock says so. Every rank takes rank 0's
-    numbers, so all stop together. Writes ``total_steps`` and ``eval_every`` into ``state``."""
+    """Keeps a run inside its budget, whatever its speed does, by measuring progress in time.
 
-    def __init__(self, budget: float, clock: Clock, state, steps_per_epoch: int, tta: bool, world, device,
-                 sync=lambda: None):
-        self.budget, self.clock, self.state = budget, clock, state
-        self.steps_per_epoch, self.tta = steps_per_epoch, tta
-        self.world, self.device, self.sync = world, device, sync
-        self.step_time = self.eval_time = 0.0
-        self.reserve = 3.0  # seconds kept for the final evaluation and the report
+    Training runs from :meth:`begin` to a deadline: the budget, less a 1% margin and the time
+    reserved for the end (the final evaluations, a checkpoint and the report). Progress, which
+    drives the learning-rate schedule, is the elapsed fraction of that span, so warm-up and decay
+    always complete at the deadline: a machine that slows down trains fewer steps, one that
+    speeds up trains more. The reserve is re-estimated after every evaluation and scaled by how
+    much slower the steps have become since the evaluation was timed. Every rank takes rank 0's
+    progress, so all change the learning rate and stop together.
+    """
 
-    def probe(self, step: Callable[[], object], steps: int, evaluate: Callable[[int], object],
-              eval_limit: int, val_samples: int) -> None:
-        """Run ``steps`` training steps, timing those after warm-up, and time a partial evaluation."""
-        times = []
-        for _ in range(steps):
-            self.sync()
-            t = time.perf_counter()
-            step()
-            self.sync()
-            times.append(time.perf_counter() - t)
-        warm = times[min(4, len(times) - 1):]
-        self.step_time = statistics.median(warm)
-        evaluate(eval_limit)  # warm-up of the evaluation path
-        self.sync()
-        t = time.perf_counter()
-        evaluate(eval_limit)
-        self.sync()
-        self.eval_time = (time.perf_counter() - t) * val_samples / eval_limit
+    MARGIN = 0.01  # of the budget, kept free
+    REPORT = 3.0  # seconds for the report, the curve and the summary
+    MAX_EVAL_SHARE = 0.1  # intermediate evaluations take at most this share of the time
 
-    def plan(self, ckpt_time: float) -> None:
+    def __init__(self, budget: float, clock: Clock, world, device, final_evals: float = 1.0,
+                 ckpt_time: float = 0.5):
+        self.budget, self.clock, self.world, self.device = budget, clock, world, device
+        self.final_evals = final_evals  # full evaluations at the end (TTA doubles one)
+        self.ckpt_time = ckpt_time
+        self.step_time = 0.0  # seconds per training step, smoothed
+        self.steps = 0
+        self._start_step_time = 0.0
+        self.eval_time = 0.0  # seconds per full evaluation
+        self._eval_step_time = 0.0  # the step time when eval_time was measured
+        self.start: float | None = None
+        self.start_progress = 0.0
+        self.last = 0.0
+
+    # -- measurements --------------------------------------------------------------------------
+    def observe_step(self, seconds: float) -> None:
+        self.steps += 1
+        self.step_time = seconds if not self.step_time else 0.9 * self.step_time + 0.1 * seconds
+        if self.steps == 10:  # the speed at the start: the reference of the report's time
+            self._start_step_time = self.step_time
+            self._eval_step_time = self._eval_step_time or self.step_time  # and of the first evaluation
+
+    def observe_eval(self, seconds: float, fraction: float = 1.0) -> None:
+        """An evaluation of ``fraction`` of the evaluation set took ``seconds``."""
+        self.eval_time = seconds / max(fraction, 1e-9)
+        self._eval_step_time = self.step_time
+
+    def observe_checkpoint(self, seconds: float) -> None:
+        self.ckpt_time = max(self.ckpt_time * 0.5, seconds)
+
+    # -- the plan ------------------------------------------------------------------------------
+    def slowdown(self, since: str = "eval") -> float:
+        """How much slower steps run now than when the evaluation was timed (``eval``), or than
+        at the start (``start``); at least 1."""
+        ref = self._eval_step_time if since == "eval" else self._start_step_time
+        if not (self.step_time and ref):
+            return 1.0
+        return max(1.0, self.step_time / ref)
+
+    def reserve(self) -> float:
+        """The end: final evaluations, a checkpoint (measured) and the report, at today's speed."""
+        return (self.final_evals * self.eval_time * self.slowdown() + self.ckpt_time
+                + self.REPORT * self.slowdown("start"))
+
+    def deadline(self) -> float:
+        """When training must stop (seconds on the clock)."""
+        return self.budget * (1 - self.MARGIN) - self.reserve()
+
+    def begin(self, progress: float = 0.0) -> None:
+        """Training starts now (or resumes at ``progress``)."""
+        self.start, self.start_progress, self.last = self.clock(), progress, progress
+
+    def progress(self) -> float:
+        """The elapsed fraction of the training span, never decreasing; >= 1 means stop."""
         from . import ddp
 
-        self.reserve = self.eval_time * (2 if self.tta else 1) + 3.0 + ckpt_time
-        p = fit_plan(self.budget, self.clock(), self.step_time, self.steps_per_epoch, self.eval_time, ckpt_time,
-                     self.reserve, done_steps=self.state.step)
-        total = ddp.broadcast_int(self.world, p.total_steps, self.device)
-        if self.state.total_steps is None or total < self.state.total_steps:
-            self.state.total_steps = total
-        self.state.eval_every = p.eval_every
+        span = max(self.deadline() - self.start, 1e-9)
+        p = self.start_progress + (1 - self.start_progress) * (self.clock() - self.start) / span
+        p = ddp.broadcast_float(self.world, max(p, self.last), self.device)
+        self.last = p
+        return p
 
-    def observe_epoch(self, seconds: float, steps: int) -> None:
-        """Blend an epoch's measured seconds per step into the estimate."""
-        if steps:
-            per = seconds / steps
-            self.step_time = 0.8 * self.step_time + 0.2 * per if self.step_time else per
+    def eval_every(self, epoch_seconds: float) -> int:
+        """Epochs between evaluations so that they take at most MAX_EVAL_SHARE of the time."""
+        return max(1, math.ceil(self.eval_time / max(self.MAX_EVAL_SHARE * epoch_seconds, 1e-9)))
 
-    def out_of_time(self) -> bool:
-        from . import ddp
+    def room_for_eval(self) -> bool:
+        """Whether an intermediate evaluation still fits before the deadline (with a step to spare)."""
+        return self.clock() + self.eval_time * self.slowdown() + self.step_time < self.deadline()
 
-        late = self.clock() + self.reserve > self.budget * 0.995
-        return bool(ddp.broadcast_int(self.world, int(late), self.device))  # every rank stops together
+    def steps_left(self) -> int:
+        if not self.step_time:
+            return 0
+        return max(0, int((self.deadline() - self.clock()) / self.step_time))

@@ -48,6 +48,9 @@ class DataOptions:
     data: str = option("cifar100", "cifar100 | cifar10 | a .beton | an image folder or archive", hyper=False)
     val: str | None = option(None, "validation set (.beton or folder); default: the dataset's test split",
                              hyper=False)
+    holdout: float = option(0.0, "hold out N training samples (or a fraction, e.g. 0.1), class-balanced and "
+                            "seeded, never trained on: evaluations during training and the choice of the best "
+                            "model use them; with --val the final evaluation is on --val too", metavar="N")
     model: str | None = option(None, "model name (see --list-models) or timm:NAME; default: by device and budget")
     loader: str = option("auto", "training data held on the device (resident), streamed from the file "
                          "(streaming), decoded and random-resized-cropped per batch (jpeg: nvjpeg on CUDA, Pillow on "
@@ -121,7 +124,8 @@ class SpeedOptions:
     """speed"""
 
     device: str = option("auto", "auto | cpu | cuda | cuda:N", hyper=False)
-    amp: bool | None = option(None, "bf16 autocast (default: on for CUDA, off on CPU)")
+    amp: bool | None = option(None, "bf16 autocast (default: on for CUDA; on a CPU where it computes bf16 natively "
+                              "and a short probe shows it faster)")
     channels_last: bool = option(True, "channels-last memory format")
     compile: bool = option(False, "torch.compile the model")
     nproc_per_node: int = option(1, "start this many processes with torchrun (DDP)", hyper=False)
@@ -131,7 +135,7 @@ class SpeedOptions:
 class EvalOptions:
     """evaluation and distillation"""
 
-    tta: bool = option(False, "flip test-time augmentation in the final evaluation")
+    tta: bool = option(True, "flip test-time augmentation in the final evaluation (--no-tta: off)")
     eval_batch_size: int = option(1024, "batch size of evaluations", hyper=False)
     teacher: str | None = option(None, "distil from this checkpoint (any registered model)", metavar="CKPT")
     kd_alpha: float = option(0.5, "weight of the teacher's term")

@@ -20,12 +20,14 @@ from .. import FastvisError
 from ..beton import BetonReader
 from ..loader import Batch, BatchLoader, ResidentDataset, ResidentLoader, channel_mean_std, loader_class
 from ..loader.jpeg import center_sample
+from ..loader.order import holdout_split
 from .config import LOADER_CHOICES, TrainConfig
 from .ddp import World
 
 __all__ = ["TrainData", "build_train_data", "crop_size", "load_val"]
 
 SAMPLE = 5000  # images kept for statistics and FastNet's whitening
+HOLDOUT_SEED = 0  # the held-out part does not change with --seed: runs of different seeds compare on it
 
 
 @dataclass
@@ -41,6 +43,7 @@ class TrainData:
     steps_per_epoch: int  # global batches per epoch
     sample: torch.Tensor  # up to SAMPLE images (uint8, or [0, 1] float radiographs) on the device
     dataset: ResidentDataset | None = None  # the resident data itself (radiographs: masks, defect bank)
+    holdout: ResidentDataset | None = None  # the held-out samples (--holdout), in the evaluation view
 
     @property
     def applies(self) -> frozenset[str]:
@@ -93,35 +96,45 @@ def _choose(cfg: TrainConfig, reader: BetonReader) -> str:
 
 
 def build_train_data(cfg: TrainConfig, path: str | Path, world: World, device: torch.device) -> TrainData:
-    """The training set of ``path`` behind the loader ``cfg`` asks for (or the one that suits)."""
+    """The training set of ``path`` behind the loader ``cfg`` asks for (or the one that suits),
+    less the held-out samples of ``--holdout``."""
     reader = BetonReader(path)
     kind = _choose(cfg, reader)
+    train_ids = hold_ids = None
+    if cfg.data.holdout:
+        train_ids, hold_ids = holdout_split(reader.column("label"), cfg.data.holdout, seed=HOLDOUT_SEED)
     if kind in ("auto", "resident"):
         try:
-            return _resident(cfg, path, device)
+            return _resident(cfg, path, device, train_ids, hold_ids)
         except MemoryError:
             if kind == "resident" or "meta" in reader.names:
                 raise
             kind = "streaming"
     if cfg.augment.flip == "alternating":
         raise FastvisError("--flip alternating needs the resident loader (it flips by sample index)")
-    return _streamed(cfg, reader, kind, world, device)
+    data = _streamed(cfg, reader, kind, world, device, train_ids)
+    if hold_ids is not None:
+        data.holdout = load_val(path, data, cfg, device, samples=hold_ids)
+    return data
 
 
-def _resident(cfg: TrainConfig, path, device) -> TrainData:
-    ds = ResidentDataset.load(path, device, window=cfg.radiograph.window)
+def _resident(cfg: TrainConfig, path, device, train_ids, hold_ids) -> TrainData:
+    ds = holdout = ResidentDataset.load(path, device, window=cfg.radiograph.window)
+    if hold_ids is not None:  # the same file, held once: its two parts as datasets of their own
+        ds, holdout = ds.subset(train_ids), ds.subset(hold_ids)
     n = len(ds)
     pick = torch.arange(min(SAMPLE, n))
     sample = ds.batch(pick)[0] if ds.params is not None else ds.images[:SAMPLE]
     mean, std = ds.mean_std()
     # every rank reads the global batch (augmented identically, then sliced)
     loader = ResidentLoader(ds, cfg.optim.batch_size, seed=cfg.output.seed)
-    return TrainData(loader, "resident", n, ds.image_shape, max(ds.num_classes, int(ds.labels.max()) + 1),
-                     ds.classes, mean, std, max(1, n // cfg.optim.batch_size), sample, ds)
+    num_classes = max(ds.num_classes, int(ds.labels.max()) + 1, int(holdout.labels.max()) + 1)
+    return TrainData(loader, "resident", n, ds.image_shape, num_classes, ds.classes, mean, std,
+                     max(1, n // cfg.optim.batch_size), sample, ds, holdout if hold_ids is not None else None)
 
 
-def _streamed(cfg: TrainConfig, reader: BetonReader, kind: str, world: World, device) -> TrainData:
-    """Streaming, jpeg and dali: each rank reads its part of every epoch."""
+def _streamed(cfg: TrainConfig, reader: BetonReader, kind: str, world: World, device, train_ids) -> TrainData:
+    """Streaming, jpeg and dali: each rank reads its part of every epoch (of ``train_ids``)."""
     path, seed = reader.path, cfg.output.seed
     batch = cfg.optim.batch_size // world.size
     sizes = reader.image_sizes("image")
@@ -131,13 +144,14 @@ def _streamed(cfg: TrainConfig, reader: BetonReader, kind: str, world: World, de
         # converted with --shuffle): class by class, its windows would hold few classes
         order = "quasi_random" if reader.info.get("shuffled") is not None else "random"
         loader = loader_class("streaming")(path, batch, order=order, seed=seed, rank=world.rank, world=world.size,
-                                           device=device)
+                                           device=device, samples=train_ids)
         size, sample = stored, loader.sample(SAMPLE)
         mean, std = channel_mean_std(sample)
     else:
         size = (crop_size(sizes, cfg.data.image_size),) * 2
         pad = bool((sizes == sizes[0]).all()) and stored == size  # DALI keeps such images at their size
-        sample = center_sample(reader, "image", SAMPLE, size[0], 1.0 if pad and kind == "dali" else 0.875, device)
+        sample = center_sample(reader, "image", SAMPLE, size[0], 1.0 if pad and kind == "dali" else 0.875, device,
+                               train_ids)
         mean, std = channel_mean_std(sample)
         aug = cfg.augment
         flip_p = 0.0 if aug.flip == "none" else 0.5
@@ -145,7 +159,8 @@ def _streamed(cfg: TrainConfig, reader: BetonReader, kind: str, world: World, de
         policies = aug.randaugment or aug.autoaugment or aug.trivialaugment
         # the loader normalises as it crops, unless a uint8 policy has to come first
         norm = dict(mean=mean, std=std) if not policies else {}
-        common = dict(flip_p=flip_p, scale=scale, seed=seed, rank=world.rank, world=world.size, device=device)
+        common = dict(flip_p=flip_p, scale=scale, seed=seed, rank=world.rank, world=world.size, device=device,
+                      samples=train_ids)
         if kind == "jpeg":
             loader = loader_class("jpeg")(path, batch, size[0], **common, **norm)
         else:
@@ -157,18 +172,18 @@ def _streamed(cfg: TrainConfig, reader: BetonReader, kind: str, world: World, de
                                               padding=aug.padding, mean=mean, std=std, **common)
             except ImportError as exc:
                 raise FastvisError(str(exc)) from None
+    n = len(reader) if train_ids is None else len(train_ids)
     if len(loader) == 0:
-        raise FastvisError(f"{path}: {len(reader)} samples make no whole batch of {batch} per process; "
-                           "lower --batch-size")
+        raise FastvisError(f"{path}: {n} samples make no whole batch of {batch} per process; lower --batch-size")
     labels = reader.column("label")
     num_classes = max(int(reader.info.get("num_classes") or 0), int(labels.max()) + 1)
-    n = len(reader)
     return TrainData(loader, kind, n, (3, *size), num_classes, list(reader.info.get("classes") or []), mean, std,
                      max(1, n // cfg.optim.batch_size), sample)
 
 
-def load_val(path: str | Path, data: TrainData, cfg: TrainConfig, device) -> ResidentDataset:
-    """The validation set on the device, as the model sees it: RGB images of the training size
-    (centre crops of photos), radiographs windowed as the training set."""
+def load_val(path: str | Path, data: TrainData, cfg: TrainConfig, device, samples=None) -> ResidentDataset:
+    """The validation set (or the ``samples`` of a file) on the device, as the model sees it: RGB
+    images of the training size (centre crops of photos), radiographs windowed as the training set."""
     c, h, w = data.image_shape
-    return ResidentDataset.load(path, device, window=cfg.radiograph.window, size=h if h == w and c == 3 else None)
+    return ResidentDataset.load(path, device, window=cfg.radiograph.window, size=h if h == w and c == 3 else None,
+                                samples=samples)

@@ -5,7 +5,7 @@ import hashlib
 from pathlib import Path
 
 from ..convert import convert
-from ..sources import CIFAR_SPECS, ImageFolderSource, SourceError, open_source
+from ..sources import CIFAR_SPECS, ImageFolderSource, SourceError, detect_kind, open_source
 from ..sources.download import cache_dir
 
 
@@ -16,8 +16,9 @@ def _converted(target: Path, make_source, progress: bool) -> Path:
 
 
 def resolve(data: str, val: str | None = None, cache: str | Path | None = None, progress: bool = True,
-            verify: bool = True) -> tuple[Path, Path, str]:
-    """(train .beton, validation .beton, dataset name) for ``--data`` and ``--val``."""
+            verify: bool = True, need_val: bool = True) -> tuple[Path, Path | None, str]:
+    """(train .beton, validation .beton, dataset name) for ``--data`` and ``--val``. Without
+    ``need_val`` (a run with a holdout) the validation file may be None where none is given."""
     folder = Path(cache) if cache else cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     if data in CIFAR_SPECS:
@@ -27,26 +28,37 @@ def resolve(data: str, val: str | None = None, cache: str | Path | None = None, 
         test = _converted(folder / f"{data}-test.beton",
                           lambda: open_source(data, split="test", cache=folder, progress=progress, verify=verify),
                           progress)
-        return train, Path(val) if val else test, data
+        return train, _resolve_val(val, folder, progress) if val else test, data
     path = Path(data)
     if not path.exists():
         raise SourceError(f"{path}: no such file or folder (or dataset name: {', '.join(CIFAR_SPECS)})")
     if path.suffix == ".beton":
-        if not val:
-            raise SourceError(f"{path}: give the validation set with --val (a .beton, or a folder)")
-        return path, _resolve_val(val, folder, progress), path.stem
+        if not val and need_val:
+            raise SourceError(f"{path}: give the validation set with --val (a .beton, or a folder), or hold out "
+                              "part of the training set with --holdout")
+        return path, _resolve_val(val, folder, progress) if val else None, path.stem
+    kind = detect_kind(path)  # a CIFAR archive or folder by its content, else images
+    if kind == "dicom":
+        raise SourceError(f"{path}: DICOM folders are converted first (fastvis-convert {path} OUT.beton --size N) "
+                          "and trained on as .beton files")
     key = hashlib.sha1(f"{path.resolve()}:{path.stat().st_mtime_ns}".encode()).hexdigest()[:10]
-    train = _converted(folder / f"{path.stem}-{key}-train.beton", lambda: ImageFolderSource(path, split="train"),
-                       progress)
+
+    def source(split: str):
+        return open_source(path, kind, split=split, verify=verify, cache=folder, progress=progress)
+
+    train = _converted(folder / f"{path.stem}-{key}-train.beton", lambda: source("train"), progress)
     if val:
         return train, _resolve_val(val, folder, progress), path.stem
-    for split in ("test", "val"):
+    for split in ("test", "val") if kind == "imagefolder" else ("test",):
         try:
-            src = ImageFolderSource(path, split=split)
+            src = source(split)
         except SourceError:
             continue
         return train, _converted(folder / f"{path.stem}-{key}-{split}.beton", lambda: src, progress), path.stem
-    raise SourceError(f"{path}: no test/ or val/ split found; give the validation set with --val")
+    if not need_val:
+        return train, None, path.stem
+    raise SourceError(f"{path}: no test/ or val/ split found; give the validation set with --val, or hold out "
+                      "part of the training set with --holdout")
 
 
 def _resolve_val(val: str, folder: Path, progress: bool) -> Path:

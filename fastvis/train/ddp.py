@@ -75,6 +75,15 @@ def all_sum(w: World, values: list[float], device) -> list[float]:
     return t.tolist()
 
 
+def broadcast_float(w: World, value: float, device) -> float:
+    """Rank 0's value on every rank."""
+    if not w.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(t, 0)
+    return float(t.item())
+
+
 def broadcast_int(w: World, value: int, device) -> int:
     if not w.distributed:
         return value

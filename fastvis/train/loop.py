@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 import os
-import time
 
 import torch
 import torch.nn.functional as F
 
 from .. import FastvisError
+from ..models import list_models
 from . import checkpoint, ddp
 from .augment_plan import build_plan
 from .budget import BudgetController, Clock, lr_at
@@ -26,7 +26,7 @@ from .data import build_train_data, load_val
 from .datasets import resolve
 from .ema import EMA
 from .loss import Criterion, load_teacher
-from .model import build_model, make_optimizer, peak_lr, pick_model
+from .model import build_model, choose_amp, make_optimizer, peak_lr, pick_model
 from .recorder import Recorder
 from .state import TrainState, restore, snapshot
 
@@ -45,7 +45,7 @@ class Trainer:
         if cfg.optim.batch_size % self.world.size:
             raise FastvisError(f"--batch-size {cfg.optim.batch_size} must be a multiple of the {self.world.size} "
                                "processes")
-        self.amp = (self.device.type == "cuda") if cfg.speed.amp is None else cfg.speed.amp
+        self.amp, self.amp_reason = bool(cfg.speed.amp), ""  # decided in setup, once the model is built
         self.state = TrainState()
         self.recorder = Recorder(cfg.output.out, self.world.main, not cfg.output.quiet)
         self.budget: BudgetController | None = None
@@ -55,20 +55,41 @@ class Trainer:
     def setup(self) -> None:
         cfg, world, device = self.cfg, self.world, self.device
         args = (cfg.data.data, cfg.data.val, cfg.data.cache_dir)
+        need_val = not cfg.data.holdout
         if world.main:  # rank 0 downloads and converts; the others then find the files
-            train_path, val_path, self.dataset_name = resolve(*args, not cfg.output.quiet, cfg.data.verify)
+            train_path, val_path, self.dataset_name = resolve(*args, not cfg.output.quiet, cfg.data.verify, need_val)
         if world.distributed:
             torch.distributed.barrier()
             if not world.main:
-                train_path, val_path, self.dataset_name = resolve(*args, False, cfg.data.verify)
+                train_path, val_path, self.dataset_name = resolve(*args, False, cfg.data.verify, need_val)
         self.data = data = build_train_data(cfg, train_path, world, device)
-        self.val = load_val(val_path, data, cfg, device)
+        # evaluated during training (the curve, the best model, the budget): the holdout when there is one
+        self.eval_sets = {}
+        if data.holdout is not None:
+            self.eval_sets["holdout"] = data.holdout
+        if val_path is not None:
+            self.eval_sets["test"] = load_val(val_path, data, cfg, device)
+        self.watch_split = next(iter(self.eval_sets))
+        self.watch = self.eval_sets[self.watch_split]
         self.plan = build_plan(cfg, data, world, self.recorder.log)
+        # the training time the budget leaves (less a tenth for evaluations and the end)
+        seconds = 0.9 * cfg.schedule.budget - self.clock() if cfg.schedule.budget else None
+        self.model_name, speed, why = pick_model(cfg, device, data.image_shape, data.num_classes, data.n, seconds,
+                                                 self.recorder.log)
+        if world.distributed and not cfg.data.model:  # every rank trains rank 0's choice
+            names = list_models()
+            self.model_name = names[ddp.broadcast_int(world, names.index(self.model_name), device)]
         torch.manual_seed(cfg.output.seed)
-        self.model_name = pick_model(cfg, device)
         model, self.params, self.flops = build_model(self.model_name, cfg, data.num_classes, data.image_shape,
                                                      device, lambda: self.normalize(data.sample))
         self.raw_model = model
+        self.amp, self.amp_reason = choose_amp(cfg.speed.amp, device, model, data.image_shape, data.num_classes,
+                                               cfg.speed.channels_last, speed)
+        if world.distributed:
+            self.amp = bool(ddp.broadcast_int(world, int(self.amp), device))
+        self.recorder.log(f"model: {self.model_name} ({why}); precision: {'bf16 autocast' if self.amp else 'fp32'} "
+                          f"({self.amp_reason})")
+        self.model_reason = why
         self.peak_lr = peak_lr(cfg, self.model_name)
         self.optimizer = make_optimizer(model, cfg, self.peak_lr)
         self.ema = EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
@@ -84,8 +105,10 @@ class Trainer:
         if cfg.schedule.epochs is not None:
             self.state.total_steps = max(1, int(round(cfg.schedule.epochs * self.steps_per_epoch)))
         else:
-            self.budget = BudgetController(cfg.schedule.budget, self.clock, self.state, self.steps_per_epoch,
-                                           cfg.eval.tta, world, device, self.sync)
+            sizes = sum(len(d) for d in self.eval_sets.values()) / len(self.watch)
+            self.budget = BudgetController(cfg.schedule.budget, self.clock, world, device,
+                                           final_evals=sizes * (2 if cfg.eval.tta else 1),
+                                           ckpt_time=0.5 + 12 * self.params / 400e6)
         if cfg.output.resume:
             self.resume(cfg.output.resume)
         wandb = dict(project=cfg.output.wandb_project, mode=cfg.output.wandb_mode) if cfg.output.wandb else None
@@ -128,14 +151,16 @@ class Trainer:
 
     # -- evaluation --------------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, tta: bool = False, limit: int | None = None) -> dict:
+    def evaluate(self, dataset=None, tta: bool = False, limit: int | None = None) -> dict:
+        """top-1, top-5 and loss on ``dataset`` (default: the one watched during training)."""
+        dataset = self.watch if dataset is None else dataset
         model = self.ema.model if self.ema is not None else self.model
         model.eval()
-        n = len(self.val) if limit is None else min(limit, len(self.val))
+        n = len(dataset) if limit is None else min(limit, len(dataset))
         idx = torch.arange(self.world.rank, n, self.world.size)
         c1 = c5 = loss_sum = 0.0
         for s in range(0, len(idx), self.cfg.eval.eval_batch_size):
-            x, y = self.val.batch(idx[s : s + self.cfg.eval.eval_batch_size])
+            x, y = dataset.batch(idx[s : s + self.cfg.eval.eval_batch_size])
             x = self.normalize(x)
             with self.autocast():
                 logits = model(x).float()
@@ -152,73 +177,89 @@ class Trainer:
     def fit(self) -> dict:
         self.setup()
         cfg, st, spe = self.cfg, self.state, self.steps_per_epoch
-        start, trained_before, start_step = time.perf_counter(), st.train_seconds, st.step
+        start, trained_before, start_step = self.clock(), st.train_seconds, st.step
+        if self.budget is not None:
+            self._time_evaluation()
+            self.budget.begin(st.progress)
         while True:
-            first = st.step - st.epoch * spe  # resuming inside an epoch
-            if self.budget is not None and st.total_steps is None:
-                self._plan_budget(first)
-                first = st.step
-            stop, steps, seconds = self._train_epoch(first)
-            if self.budget is not None:
-                self.budget.observe_epoch(seconds, steps)
+            stop, epoch_seconds = self._train_epoch(st.step - st.epoch * spe)
             if st.step - st.epoch * spe >= spe:
                 st.epoch += 1
-            if stop or st.step >= st.total_steps:
+            if stop or self._progress() >= 1:
                 break
-            st.train_seconds = trained_before + time.perf_counter() - start
-            if st.epoch % st.eval_every == 0:
-                t = time.perf_counter()
-                self._record(self.evaluate())
+            st.train_seconds = trained_before + self.clock() - start
+            if self._evaluation_due(epoch_seconds):
+                t = self.clock()
+                self._record(self.evaluate(), self.watch_split)
                 if self.budget is not None:
-                    self.budget.eval_time = time.perf_counter() - t
-            t = time.perf_counter()
+                    self.budget.observe_eval(self.clock() - t)
+            t = self.clock()
             self.save_checkpoint()
+            if self.budget is not None:
+                self.budget.observe_checkpoint(self.clock() - t)
             if cfg.output.halt_after_epoch is not None and st.epoch >= cfg.output.halt_after_epoch:
                 os._exit(137)  # as if killed: no final evaluation, no report
-            if self.budget is not None:
-                self.budget.plan(ckpt_time=time.perf_counter() - t)
-        self.sync()
-        this_run = time.perf_counter() - start
+        this_run = self.clock() - start
         st.train_seconds = trained_before + this_run
-        final = self.evaluate(tta=cfg.eval.tta)
-        self._record(final, final=True)
+        for split, dataset in self.eval_sets.items():  # the watched split first, the test split last
+            final = self.evaluate(dataset, tta=cfg.eval.tta)
+            self._record(final, split, final=True)
         self.save_checkpoint()
         summary = self.summary(final, (st.step - start_step) * cfg.optim.batch_size / max(this_run, 1e-9))
         self.recorder.finish(summary, st.history, self.clock)
         ddp.teardown(self.world)
         return summary
 
-    def _plan_budget(self, first: int) -> None:
-        """Time the first steps of this epoch and an evaluation, then fit the step count."""
-        st, spe = self.state, self.steps_per_epoch
-        batches = self.data.batches(st.epoch, first)
-        limit = min(len(self.val), 2 * self.cfg.eval.eval_batch_size)
-        self.budget.probe(lambda: self.train_step(next(batches), st.step / (spe * 100)), min(spe, 12),
-                          lambda n: self.evaluate(limit=n), limit, len(self.val))
-        batches.close()
-        self.budget.plan(ckpt_time=0.5 + 12 * self.params / 400e6)
+    def _time_evaluation(self) -> None:
+        """Time part of an evaluation (after a warm-up one) for the budget's reserve."""
+        limit = min(len(self.watch), 2 * self.cfg.eval.eval_batch_size)
+        self.evaluate(limit=limit)
+        self.sync()
+        t = self.clock()
+        self.evaluate(limit=limit)
+        self.sync()
+        self.budget.observe_eval(self.clock() - t, limit / len(self.watch))
         b = self.budget
-        self.recorder.log(f"budget {b.budget:.0f}s: {b.step_time * 1e3:.1f} ms/step, eval {b.eval_time:.1f}s -> "
-                          f"{st.total_steps} steps ({st.total_steps / spe:.2f} epochs), evaluating every "
-                          f"{st.eval_every} epoch(s)")
+        self.recorder.log(f"budget {b.budget:.0f}s: evaluation {b.eval_time:.1f}s, {b.reserve():.0f}s kept for the "
+                          f"end; training until {b.deadline():.0f}s")
 
-    def _train_epoch(self, first: int) -> tuple[bool, int, float]:
-        """Steps ``first`` to the end of the epoch, or until the plan or the clock says stop.
-        Returns (stop, steps taken, seconds)."""
+    def _evaluation_due(self, epoch_seconds: float) -> bool:
+        """Every epoch with --epochs; with a budget, spaced to take at most 10% of the time and only
+        while one fits before the deadline."""
+        if self.budget is None:
+            return True
+        every = self.budget.eval_every(epoch_seconds)
+        return self.state.epoch % every == 0 and self.budget.room_for_eval()
+
+    def _progress(self) -> float:
+        st = self.state
+        st.progress = self.budget.progress() if self.budget is not None else st.step / st.total_steps
+        return st.progress
+
+    def _train_epoch(self, first: int) -> tuple[bool, float]:
+        """Steps ``first`` to the end of the epoch, or until the schedule is done. Returns (stop, the
+        seconds a whole epoch takes at the speed seen)."""
         st, spe, b = self.state, self.steps_per_epoch, self.cfg.optim.batch_size
         loss_sum, n, steps, stop = torch.zeros((), device=self.device), 0, 0, False
-        self.recorder.open_bar(st.epoch, min(spe, st.total_steps - st.step))
-        t = time.perf_counter()
+        left = st.total_steps - st.step if self.budget is None else self.budget.steps_left() or spe
+        self.recorder.open_bar(st.epoch, min(spe - first, left))
+        t0 = previous = self.clock()
         batches = self.data.batches(st.epoch, first)
         for k, batch in enumerate(batches, start=first):
-            if st.step >= st.total_steps or (self.budget is not None and k % 10 == 0 and self.budget.out_of_time()):
-                stop = True  # keep what is trained, go to the final evaluation
+            progress = self._progress()
+            if progress >= 1:
+                stop = True  # the schedule is done: go to the final evaluation
                 break
-            loss_sum += self.train_step(batch, st.step / st.total_steps)
+            loss_sum += self.train_step(batch, progress)
             n, steps = n + 1, steps + 1
+            if self.budget is not None:
+                now = self.clock()
+                self.budget.observe_step(now - previous)
+                previous = now
             if n == 20 or k == spe - 1:
                 self._check_loss(loss_sum, n)
-                self.recorder.update_bar(n, b, self.last_loss, self.lr, st.total_steps - st.step)
+                left = self.budget.steps_left() if self.budget is not None else st.total_steps - st.step
+                self.recorder.update_bar(n, b, self.last_loss, self.lr, left)
                 loss_sum.zero_()
                 n = 0
         batches.close()  # a loader's threads end with its generator
@@ -226,7 +267,8 @@ class Trainer:
             self._check_loss(loss_sum, n)
         self.recorder.close_bar()
         self.sync()
-        return stop, steps, time.perf_counter() - t
+        seconds = self.clock() - t0
+        return stop, seconds * spe / max(steps, 1)
 
     def _check_loss(self, loss_sum: torch.Tensor, n: int) -> None:
         value = ddp.all_sum(self.world, [float(loss_sum) / n], self.device)[0] / self.world.size
@@ -237,16 +279,19 @@ class Trainer:
                                    f"stopped, {kept} (lower --lr, or turn --amp off)")
         self.last_loss = value
 
-    def _record(self, metrics: dict, final: bool = False) -> None:
+    def _record(self, metrics: dict, split: str, final: bool = False) -> None:
+        """One evaluation: a row of the history (metrics.jsonl); the best top-1 is that of the
+        watched split (never the test split when there is a holdout)."""
         st = self.state
-        row = {"epoch": st.step / self.steps_per_epoch, "step": st.step, "time": self.clock(),
+        row = {"epoch": st.step / self.steps_per_epoch, "step": st.step, "time": self.clock(), "split": split,
                "train_loss": self.last_loss, "lr": self.lr,
                "images_per_second": st.step * self.cfg.optim.batch_size / st.train_seconds if st.train_seconds
                else None, **metrics}
         if final:
             row["final"] = True
         st.history.append(row)
-        st.best_top1 = max(st.best_top1, metrics["top1"])
+        if split == self.watch_split:
+            st.best_top1 = max(st.best_top1, metrics["top1"])
         self.recorder.record(row)
 
     # -- persistence and outputs ---------------------------------------------------------------------
@@ -264,8 +309,8 @@ class Trainer:
             raise FastvisError(f"{path}: checkpoint is a {saved['model_name']}, this run a {self.model_name}")
         restore(saved, self.state, self.raw_model, self.optimizer, self.ema)
         self.clock.offset = self.state.train_seconds
-        self.recorder.log(f"resumed from {path} at epoch {self.state.epoch}, step {self.state.step} of "
-                          f"{self.state.total_steps}")
+        self.recorder.log(f"resumed from {path} at epoch {self.state.epoch}, step {self.state.step} "
+                          f"({100 * self.state.progress:.0f}% of the schedule)")
 
     def hyper(self) -> dict:
         """The report's hyper-parameters: the options as resolved for this run."""
@@ -284,6 +329,8 @@ class Trainer:
 
     def summary(self, final: dict, images_per_second: float) -> dict:
         st, data = self.state, self.data
+        finals = [r for r in st.history if r.get("final")]
+        split = finals[-1]["split"]  # the test split when there is one
         device = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
         return {
             "model": self.model_name, "dataset": self.dataset_name, "image_size": list(data.image_shape),
@@ -291,11 +338,14 @@ class Trainer:
             "batch_size": self.cfg.optim.batch_size, "train_seconds": st.train_seconds,
             "total_seconds": self.clock(), "top1": final["top1"], "top5": final["top5"], "best_top1": st.best_top1,
             "val_loss": final["val_loss"], "tta": self.cfg.eval.tta, "ema": self.ema is not None,
+            "amp": "bf16" if self.amp else "off", "amp_reason": self.amp_reason, "model_reason": self.model_reason,
             "device": device + (f" x{self.world.size}" if self.world.distributed else ""),
             "budget_seconds": self.cfg.schedule.budget, "images_per_second": images_per_second,
-            "num_classes": data.num_classes, "train_samples": data.n, "val_samples": len(self.val),
+            "split": split, "splits": {k: len(v) for k, v in self.eval_sets.items()},
+            "num_classes": data.num_classes, "train_samples": data.n, "val_samples": len(self.eval_sets[split]),
             "loader": data.kind, "first_step_loss": self.first_loss,
             "defect_pastes": self.plan.stats.get("defect_pastes"), "hyper": self.hyper(),
+            "final": {r["split"]: {k: r[k] for k in ("top1", "top5", "val_loss")} for r in finals},
         }
 
 

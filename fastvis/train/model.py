@@ -1,27 +1,29 @@
-"""The model of a run and what goes with it: the default choice by device and budget, its
-initialisation from the data (FastNet's whitening), FLOPs, memory format and the optimiser."""
+"""The model of a run and what goes with it: the default choice (:mod:`.recipe`), the precision,
+its initialisation from the data (FastNet's whitening), FLOPs, memory format and the optimiser."""
 from __future__ import annotations
 
 import torch
 
 from ..models import FastNet, create_model
 from .config import TrainConfig
+from .recipe import Speed, choose_model, measure_speed
 
-__all__ = ["DEFAULT_LR", "build_model", "count_flops", "make_optimizer", "pick_model"]
+__all__ = ["DEFAULT_LR", "build_model", "choose_amp", "count_flops", "make_optimizer", "peak_lr", "pick_model"]
 
-DEFAULT_LR = {"fastnet": 0.2, "fastnet_s": 0.2}  # peak learning rate at batch 512 (others: 0.1)
+DEFAULT_LR = {"fastnet": 0.2, "fastnet_m": 0.2, "fastnet_s": 0.2}  # peak learning rate at batch 512 (others: 0.1)
 
 
-def pick_model(cfg: TrainConfig, device: torch.device) -> str:
-    """``--model``, or the default for the device and the budget."""
+def pick_model(cfg: TrainConfig, device: torch.device, image_shape, num_classes: int, train_samples: int,
+               seconds: float | None, log=print) -> tuple[str, Speed | None, str]:
+    """``(model, its measured speed or None, why)``: ``--model``; with a budget, the largest model
+    of the device's ladder that gets the epochs it needs in ``seconds`` at the speed measured
+    here (:mod:`.recipe`); with ``--epochs``, a default by device."""
     if cfg.data.model:
-        return cfg.data.model
-    limit = cfg.schedule.budget or 3600 * 3
-    if device.type != "cuda":
-        return "fastnet_s" if limit <= 3600 else "fastnet"
-    if limit <= 600:
-        return "fastnet"
-    return "resnet18" if limit <= 3600 else "wrn28_10"
+        return cfg.data.model, None, "--model"
+    if seconds is None:
+        return ("resnet18" if device.type == "cuda" else "fastnet"), None, "--epochs without --model"
+    return choose_model(image_shape, num_classes, train_samples, seconds, device, cfg.speed.channels_last,
+                        try_bf16=cfg.speed.amp is None and cpu_has_fast_bf16() and device.type != "cuda", log=log)
 
 
 def count_flops(model: torch.nn.Module, shape: tuple[int, ...], device) -> int:
@@ -66,3 +68,27 @@ def peak_lr(cfg: TrainConfig, model_name: str) -> float:
     if cfg.optim.lr is not None:
         return cfg.optim.lr
     return DEFAULT_LR.get(model_name, 0.1) * cfg.optim.batch_size / 512
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN computes bf16 natively on this CPU (AVX-512 cores, AVX512-BF16, AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def choose_amp(asked: bool | None, device: torch.device, model: torch.nn.Module, image_shape, num_classes: int,
+               channels_last: bool, speed: Speed | None = None) -> tuple[bool, str]:
+    """bf16 autocast or not, and why: ``--amp/--no-amp`` when given; on CUDA, on; on a CPU, on
+    only where it computes bf16 natively and a short probe (a few training steps of a copy of
+    the model each way; ``speed`` when the recipe already timed them) shows it faster."""
+    if asked is not None:
+        return asked, "--amp" if asked else "--no-amp"
+    if device.type == "cuda":
+        return True, "CUDA"
+    if not cpu_has_fast_bf16():
+        return False, f"this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16"
+    if speed is None or speed.ratio is None:
+        speed = measure_speed(model, image_shape, num_classes, device, channels_last, try_bf16=True)
+    return bool(speed.amp), f"probe: bf16 steps {speed.ratio:.2f}x the speed of fp32"

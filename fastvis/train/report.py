@@ -13,12 +13,23 @@ def _pyplot():
     return plt
 
 
+SPLIT_NAMES = {"holdout": "held-out validation", "test": "test"}
+
+
 def _curve(ax, history: list[dict]) -> None:
-    epochs = [h["epoch"] for h in history]
-    ax.plot(epochs, [100 * h["top1"] for h in history], "o-", label="top-1")
-    ax.plot(epochs, [100 * h["top5"] for h in history], "s--", alpha=0.6, label="top-5")
+    """Top-1 and top-5 of the split watched during training (the first one evaluated), and the
+    final test point when that is another split."""
+    watched = history[0].get("split", "test") if history else "test"
+    rows = [h for h in history if h.get("split", "test") == watched]
+    epochs = [h["epoch"] for h in rows]
+    name = SPLIT_NAMES.get(watched, watched)
+    ax.plot(epochs, [100 * h["top1"] for h in rows], "o-", label=f"top-1 ({name})")
+    ax.plot(epochs, [100 * h["top5"] for h in rows], "s--", alpha=0.6, label=f"top-5 ({name})")
+    for h in history:
+        if h.get("split", "test") != watched:
+            ax.plot([h["epoch"]], [100 * h["top1"]], "k*", ms=10, label=f"final top-1 ({SPLIT_NAMES.get(h['split'])})")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
 
@@ -44,9 +55,18 @@ def write_report(summary: dict, hyper: dict, history: list[dict], path: Path) ->
     fig = plt.figure(figsize=(8.27, 11.69))  # A4 portrait, inches
     fig.text(0.07, 0.955, f"fastvis training report: {summary['model']} on {summary['dataset']}", fontsize=15,
              weight="bold")
+    split = summary.get("split", "test")
     results = [
-        ("best top-1", f"{100 * summary['best_top1']:.2f} %"),
-        ("final top-1 / top-5", f"{100 * summary['top1']:.2f} % / {100 * summary['top5']:.2f} %"),
+        (f"final top-1 / top-5 ({SPLIT_NAMES.get(split, split)})",
+         f"{100 * summary['top1']:.2f} % / {100 * summary['top5']:.2f} %"),
+    ]
+    for other, m in summary.get("final", {}).items():
+        if other != split:
+            results.append((f"final top-1 / top-5 ({SPLIT_NAMES.get(other, other)})",
+                            f"{100 * m['top1']:.2f} % / {100 * m['top5']:.2f} %"))
+    watched = SPLIT_NAMES.get(next(iter(summary.get("final", {"test": 0}))), "test")
+    results += [
+        (f"best top-1 ({watched})", f"{100 * summary['best_top1']:.2f} %"),
         ("training time", f"{summary['train_seconds']:.1f} s (budget {summary.get('budget_seconds') or '-'} s)"),
         ("total time", f"{summary['total_seconds']:.1f} s"),
         ("epochs", f"{summary['epochs']:.2f}"),

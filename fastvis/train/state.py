@@ -14,7 +14,8 @@ __all__ = ["TrainState", "restore", "snapshot"]
 class TrainState:
     step: int = 0
     epoch: int = 0  # completed epochs
-    total_steps: int | None = None  # None until the budget is planned
+    total_steps: int | None = None  # --epochs runs; None for budgeted runs (they stop on time)
+    progress: float = 0.0  # of the learning-rate schedule: steps done of total_steps, or time used of the budget
     eval_every: int = 1  # epochs between evaluations
     train_seconds: float = 0.0
     best_top1: float = 0.0

@@ -226,3 +226,26 @@ def test_dataset_name_downloads_into_cache(cifar_archives, tmp_path, monkeypatch
     # second use: from the cache, no server needed
     src2 = open_source("cifar10", cache=tmp_path / "cache", split="test", progress=False)
     assert np.array_equal(src2.images, arc.test["images"])
+
+
+def test_without_network_the_error_says_how_to_give_the_archive(tmp_path, monkeypatch):
+    spec = dataclasses.replace(cifar_mod.SPECS["cifar100"], url="http://cifar.invalid/cifar-100-python.tar.gz")
+    monkeypatch.setitem(cifar_mod.SPECS, "cifar100", spec)
+    cache = tmp_path / "cache"
+    with pytest.raises(SourceError) as err:
+        open_source("cifar100", cache=cache, progress=False)
+    text = str(err.value)
+    assert "cannot download" in text and "DATA=path/to/cifar-100-python.tar.gz" in text and str(cache) in text
+    assert list(cache.iterdir()) == []  # no partial file left in the cache
+
+
+def test_a_renamed_cifar_archive_is_recognised_by_its_content(cifar_archives, tmp_path):
+    renamed = tmp_path / "my-download.tgz"
+    renamed.write_bytes(cifar_archives["cifar100"].path.read_bytes())
+    assert detect_kind(renamed) == "cifar100"
+    src = open_source(renamed, split="test", progress=False, verify=False)
+    assert np.array_equal(src.images, cifar_archives["cifar100"].test["images"])
+    plain = tmp_path / "other.tar"
+    with tarfile.open(plain, "w") as tar:
+        tar.add(renamed, arcname="photos/a/x.bin")
+    assert detect_kind(plain) == "imagefolder"

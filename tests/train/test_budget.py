@@ -1,9 +1,11 @@
-"""Budgets: parsing, fitting the schedule, the learning-rate curve."""
+"""Budgets: parsing, the controller that ends a run on time, the learning-rate curve."""
 from __future__ import annotations
 
 import pytest
+import torch
 
-from fastvis.train.budget import fit_plan, lr_at, parse_duration
+from fastvis.train.budget import BudgetController, lr_at, parse_duration
+from fastvis.train.ddp import World
 
 
 @pytest.mark.parametrize("text,seconds", [("90s", 90), ("10m", 600), ("3h", 10800), ("1h30m", 5400),
@@ -18,26 +20,74 @@ def test_parse_duration_rejects(bad):
         parse_duration(bad)
 
 
-def test_plan_fills_the_budget_without_overshooting():
-    plan = fit_plan(budget=600, now=20, step_time=0.5, steps_per_epoch=100, eval_time=2.0, epoch_overhead=0.5,
-                    final_reserve=5.0)
-    assert plan.eval_every == 1  # 2 s of evaluation is under 10% of a 50 s epoch
-    assert plan.est_seconds <= 600 * 0.97 + 1e-6
-    assert plan.est_seconds > 600 * 0.9  # and uses most of it
-    spent = 20 + plan.total_steps * 0.5 + plan.epochs * 2.5 + 5
-    assert spent <= 600
+class FakeClock:
+    """A clock the test moves: simulated seconds."""
+
+    def __init__(self, t: float = 0.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def tick(self, seconds: float) -> None:
+        self.t += seconds
 
 
-def test_plan_spaces_out_expensive_evaluations():
-    plan = fit_plan(budget=3600, now=0, step_time=0.01, steps_per_epoch=100, eval_time=5.0, epoch_overhead=0.0,
-                    final_reserve=5.0)
-    assert plan.eval_every == 50  # 5 s of evaluation against 1 s epochs: at most 10% of the time
+def controller(budget=100.0, **kw):
+    clock = FakeClock()
+    return BudgetController(budget, clock, World(), torch.device("cpu"), **kw), clock
 
 
-def test_plan_when_out_of_time_keeps_one_step():
-    plan = fit_plan(budget=10, now=20, step_time=1.0, steps_per_epoch=10, eval_time=1, epoch_overhead=0,
-                    final_reserve=1, done_steps=7)
-    assert plan.total_steps == 8
+def test_progress_runs_from_the_start_to_the_deadline():
+    b, clock = controller(100.0, final_evals=1.0, ckpt_time=1.0)
+    b.observe_eval(2.0)
+    clock.tick(10)
+    b.begin()
+    assert b.reserve() == pytest.approx(2 + 1 + b.REPORT)
+    assert b.deadline() == pytest.approx(99 - 6)
+    assert b.progress() == 0
+    clock.t = 10 + (93 - 10) / 2
+    assert b.progress() == pytest.approx(0.5)
+    clock.t = 93
+    assert b.progress() == pytest.approx(1.0)
+
+
+def test_slower_steps_reserve_more_time_for_the_end_and_progress_never_goes_back():
+    b, clock = controller(100.0, final_evals=2.0, ckpt_time=0.5)  # e.g. the test split after a holdout
+    b.observe_eval(2.0)
+    b.begin()
+    for _ in range(10):
+        b.observe_step(0.1)  # the speed the evaluation was timed at
+    clock.tick(40)
+    before = b.progress()
+    for _ in range(200):
+        b.observe_step(0.3)  # three times slower now
+    assert b.slowdown() == pytest.approx(3.0, rel=1e-3)
+    assert b.reserve() == pytest.approx(2 * 2 * 3 + 0.5 + b.REPORT * 3, rel=1e-3)  # the report slows down too
+    assert b.progress() >= before  # the deadline moved closer: progress jumps, never back
+    b.observe_eval(6.0)  # measured at the new speed: no more scaling
+    assert b.slowdown() == 1.0 and b.reserve() == pytest.approx(2 * 6 + 0.5 + b.REPORT * 3, rel=1e-3)
+
+
+def test_evaluations_take_at_most_a_tenth_of_the_time_and_only_when_they_fit():
+    b, clock = controller(1000.0)
+    b.observe_eval(5.0)
+    assert b.eval_every(epoch_seconds=1.0) == 50
+    assert b.eval_every(epoch_seconds=100.0) == 1
+    b.begin()
+    assert b.room_for_eval()
+    clock.t = b.deadline() - 4.0  # an evaluation takes 5 s: it would run past the deadline
+    assert not b.room_for_eval()
+
+
+def test_a_resumed_run_continues_its_schedule():
+    b, clock = controller(100.0)
+    b.observe_eval(1.0)
+    clock.tick(50)
+    b.begin(progress=0.6)
+    assert b.progress() == pytest.approx(0.6)
+    clock.t = b.deadline()
+    assert b.progress() == pytest.approx(1.0)
 
 
 def test_lr_schedule():

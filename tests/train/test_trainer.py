@@ -76,11 +76,59 @@ def test_run_writes_every_output(data, tmp_path):
     assert state["step"] == 24 and state["model_name"] == "tinynet"
 
 
-def test_budget_is_kept(data, tmp_path):
-    summary = train(config(data, tmp_path, epochs=None, budget=12.0, model="tinynet"))
-    assert summary["total_seconds"] <= 12.0 * 1.05
-    assert summary["epochs"] > 1  # and the time was used
-    assert summary["budget_seconds"] == 12.0
+def simulated_run(data, tmp_path, monkeypatch, budget: float, slow_after: float, **kw) -> tuple[dict, list]:
+    """A budgeted run on a simulated clock: a training step costs 0.25 s, a full evaluation 2 s,
+    a checkpoint 0.5 s and the report 3 s; after ``slow_after`` seconds everything runs three
+    times slower. Returns the summary and the learning rate of every step."""
+    from fastvis.train.loop import Trainer
+    from fastvis.train.recorder import Recorder
+    from tests.train.test_budget import FakeClock
+
+    clock, lrs = FakeClock(), []
+    slow = lambda: 3.0 if clock.t >= slow_after else 1.0  # noqa: E731
+    step, evaluate, save, finish = Trainer.train_step, Trainer.evaluate, Trainer.save_checkpoint, Recorder.finish
+
+    def timed_step(self, batch, progress):
+        out = step(self, batch, progress)
+        lrs.append(self.lr)
+        clock.tick(0.25 * slow())
+        return out
+
+    def timed_evaluate(self, dataset=None, tta=False, limit=None):
+        out = evaluate(self, dataset, tta, limit)
+        n = len(self.watch if dataset is None else dataset)
+        clock.tick(2.0 * (min(limit, n) if limit else n) / 64 * (2 if tta else 1) * slow())
+        return out
+
+    def timed_save(self):
+        save(self)
+        clock.tick(0.5 * slow())
+
+    def timed_finish(self, summary, history, c):
+        clock.tick(3.0 * slow())
+        finish(self, summary, history, c)
+
+    monkeypatch.setattr(Trainer, "train_step", timed_step)
+    monkeypatch.setattr(Trainer, "evaluate", timed_evaluate)
+    monkeypatch.setattr(Trainer, "save_checkpoint", timed_save)
+    monkeypatch.setattr(Recorder, "finish", timed_finish)
+    summary = train(config(data, tmp_path, epochs=None, budget=budget, **kw), clock)
+    return summary, lrs
+
+
+@pytest.mark.parametrize("slow_after", [1e9, 60.0])
+def test_a_budget_is_kept_and_the_schedule_completed_even_when_the_machine_slows_down(data, tmp_path, monkeypatch,
+                                                                                       slow_after):
+    summary, lrs = simulated_run(data, tmp_path, monkeypatch, budget=120.0, slow_after=slow_after, tta=True)
+    assert abs(summary["total_seconds"] - 120.0) <= 0.02 * 120.0, summary["total_seconds"]
+    assert summary["budget_seconds"] == 120.0 and summary["epochs"] > 10
+    peak = max(lrs)
+    assert peak == pytest.approx(0.2, rel=0.05)  # warmed up to the peak
+    assert lrs[-1] <= 0.02 * peak  # and decayed to the end
+    assert all(a >= b for a, b in zip(lrs[lrs.index(peak):], lrs[lrs.index(peak) + 1:]))  # decay is monotone
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evaluations = len([r for r in rows if not r.get("final")])
+    assert 1 <= evaluations <= 8  # 2 s each: at most about a tenth of the time
 
 
 def check_resume(args, tmp_path) -> tuple[dict, dict]:
@@ -218,9 +266,10 @@ def test_streaming_reads_page_by_page_only_files_written_in_random_order(data, t
     assert build_train_data(cfg, str(shuffled), World(), cpu).loader.order == "quasi_random"
 
 
-def test_streaming_loader_keeps_a_budget(data, tmp_path):
-    summary = train(config(data, tmp_path, loader="streaming", epochs=None, budget=10.0))
-    assert summary["total_seconds"] <= 10.5 and summary["epochs"] > 1
+def test_streaming_loader_keeps_a_budget(data, tmp_path, monkeypatch):
+    summary, lrs = simulated_run(data, tmp_path, monkeypatch, budget=120.0, slow_after=60.0, loader="streaming")
+    assert summary["loader"] == "streaming" and abs(summary["total_seconds"] - 120.0) <= 0.02 * 120.0
+    assert summary["epochs"] > 1 and lrs[-1] <= 0.02 * max(lrs)
 
 
 def test_main_job_path_with_a_cached_cifar100_archive(tmp_path):
