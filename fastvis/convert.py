@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import check_output, write_atomic
 from .beton import BetonWriter, sidecar_path
 from .beton.format import DEFAULT_PAGE_SIZE
 from .sources import Source
@@ -46,37 +46,34 @@ def convert(source: Source, out: str | os.PathLike, page_size: int = DEFAULT_PAG
     """
     from tqdm.auto import tqdm
 
-    out = Path(out)
+    out = check_output(out)
+    check_output(sidecar_path(out))
     start = time.perf_counter()
     label_pos = list(source.fields).index(source.label_field) if source.label_field else None
     labels: list[int] = []
-    side_tmp: Path | None = None
-    try:
-        with BetonWriter(out, source.fields, capacity=len(source), page_size=page_size) as writer:
-            bar = tqdm(total=len(source), unit="img", desc=f"convert {out.name}", disable=not progress, leave=False)
-            with bar:
-                for sample in source:
-                    writer.write(sample)
-                    if label_pos is not None:
-                        labels.append(sample[label_pos])
-                    bar.update(1)
-            samples = len(writer)
-            info = dict(source.info)
-            info["num_samples"] = samples
-            info["fields"] = {n: f.describe() for n, f in source.fields.items()}
-            num_classes = int(info.get("num_classes", 0))
-            counts = np.bincount(np.asarray(labels, np.int64), minlength=num_classes).tolist() if labels else []
-            if label_pos is not None:
-                info["class_counts"] = counts
-            if source.skipped:
-                info["skipped"] = [{"file": n, "problem": p} for n, p in source.skipped]
-            side_tmp = _write_temp_json(sidecar_path(out), info)
-        # the .beton is in place (renamed when the writer closed); now its sidecar
-        os.replace(side_tmp, sidecar_path(out))
-    except BaseException:
-        if side_tmp is not None:
-            side_tmp.unlink(missing_ok=True)
-        raise
+    with BetonWriter(out, source.fields, capacity=len(source), page_size=page_size) as writer:
+        bar = tqdm(total=len(source), unit="img", desc=f"convert {out.name}", disable=not progress, leave=False)
+        with bar:
+            for sample in source:
+                writer.write(sample)
+                if label_pos is not None:
+                    labels.append(sample[label_pos])
+                bar.update(1)
+        samples = len(writer)
+        info = dict(source.info)
+        info["num_samples"] = samples
+        info["fields"] = {n: f.describe() for n, f in source.fields.items()}
+        num_classes = int(info.get("num_classes", 0))
+        counts = np.bincount(np.asarray(labels, np.int64), minlength=num_classes).tolist() if labels else []
+        if label_pos is not None:
+            info["class_counts"] = counts
+        if source.skipped:
+            info["skipped"] = [{"file": n, "problem": p} for n, p in source.skipped]
+        info["checksums"] = writer.checksums()
+    # the .beton is in place (renamed when the writer closed); its sidecar names its size, so that
+    # a sidecar left from an earlier file (a kill between the two renames) is recognised as such
+    info["beton_bytes"] = out.stat().st_size
+    write_atomic(sidecar_path(out), json.dumps(info, indent=1))
     return ConvertSummary(
         path=out,
         samples=samples,
@@ -86,13 +83,3 @@ def convert(source: Source, out: str | os.PathLike, page_size: int = DEFAULT_PAG
         class_counts=counts,
         skipped=list(source.skipped),
     )
-
-
-def _write_temp_json(dest: Path, obj: dict) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    with os.fdopen(fd, "w") as fp:
-        json.dump(obj, fp, indent=1)
-        fp.flush()
-        os.fsync(fp.fileno())
-    os.chmod(tmp, 0o644)
-    return Path(tmp)

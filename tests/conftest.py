@@ -38,6 +38,14 @@ def cifar10_jpeg_tar() -> Path:
 
 
 @pytest.fixture(scope="session")
+def cifar100_train_tar() -> Path:
+    path = SHARED_DATA / "cifar-100-python-train.tar.gz"
+    if not path.exists():
+        _missing(f"real CIFAR-100 training split not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
 def ffcv():
     try:
         import ffcv  # noqa: F401

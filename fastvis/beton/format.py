@@ -66,6 +66,13 @@ class BetonError(Exception):
     """A ``.beton`` file is malformed, truncated or of an unknown kind; the message names the file."""
 
 
+class MissingField(BetonError, KeyError):
+    """The file has no field of that name (a ``KeyError`` too)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 def is_power_of_two(n: int) -> bool:
     return n > 0 and (n & (n - 1)) == 0
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from .. import InputError
-from .fields import Field, RGBImageField, field_from_descriptor
+from .fields import Field, IntField, RGBImageField, field_from_descriptor
 from .format import (
     ALLOC_DTYPE,
     FIELD_DESC_DTYPE,
@@ -19,10 +20,12 @@ from .format import (
     MAX_PAGE_SIZE,
     VERSION,
     BetonError,
+    MissingField,
     decode_name,
     is_power_of_two,
     metadata_dtype,
 )
+from .integrity import MAX_CLASSES, sidecar_problem
 
 __all__ = ["BetonReader", "sidecar_path"]
 
@@ -49,7 +52,12 @@ class BetonReader:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         try:
-            size = self.path.stat().st_size
+            st = self.path.stat()
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(st.st_mode):  # opening a FIFO would wait for a writer
+                raise BetonError(f"{self.path}: not a regular file (a FIFO, a device or a socket)")
+            size = st.st_size
             with open(self.path, "rb") as fp:
                 self._mmap = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) if size else None
         except FileNotFoundError:
@@ -112,7 +120,7 @@ class BetonReader:
             raise self._fail(
                 f"truncated or corrupt allocation table: {size - alloc_ptr} bytes is not a whole number of entries"
             )
-        meta = np.array(buf[desc_end:meta_end].view(meta_dtype))  # a private, aligned copy
+        meta = buf[desc_end:meta_end].copy().view(meta_dtype)  # a private copy, byte for byte
         alloc = np.array(buf[alloc_ptr:].view(ALLOC_DTYPE))
 
         a_ptr = alloc["ptr"].astype(np.int64)
@@ -130,6 +138,7 @@ class BetonReader:
                 raise self._fail("allocation table names a sample that does not exist")
         order = np.lexsort((a_size, a_ptr))
         a_ptr, a_size = a_ptr[order], a_size[order]
+        a_sid = alloc["sample_id"].astype(np.int64)[order]
 
         self._ptrs: list[np.ndarray | None] = []
         self._sizes: list[np.ndarray | None] = []
@@ -167,6 +176,15 @@ class BetonReader:
                     f"field {name!r}: sample {i} should hold {int(sizes[i])} bytes, "
                     f"its allocation holds {int(a_size[idx_c[i]])}"
                 )
+            # every pointer lies in an allocation of its own sample: a flipped pointer that lands on
+            # another sample's data would otherwise return that sample's pixels as this one's
+            use_next = ~(a_size[idx_c] == sizes) & (a_ptr[nxt] == ptrs) & (a_size[nxt] == sizes)
+            owner = np.where(use_next, a_sid[nxt], a_sid[idx_c])
+            stray = owner != np.arange(len(ptrs))
+            if stray.any():
+                i = int(np.flatnonzero(stray)[0])
+                raise self._fail(f"field {name!r}: sample {i} points into the data of sample {int(owner[i])} "
+                                 "(corrupt metadata)")
             sizes = np.where(known, sizes, a_size[idx_c])
             self._ptrs.append(ptrs)
             self._sizes.append(sizes)
@@ -181,13 +199,21 @@ class BetonReader:
         self.alloc_table = alloc
 
     def _read_sidecar(self) -> dict:
+        """The JSON sidecar (``{}`` when there is none), checked: an object whose known keys have
+        the right types and which belongs to this very file."""
         side = sidecar_path(self.path)
         if not side.exists():
             return {}
+        if not side.is_file():
+            raise BetonError(f"{side}: the sidecar is not a regular file")
         try:
-            return json.loads(side.read_text())
+            info = json.loads(side.read_text())
         except (OSError, ValueError) as exc:
             raise BetonError(f"{side}: unreadable sidecar ({exc})") from None
+        problem = sidecar_problem(info, self.num_samples, self.file_size)
+        if problem:
+            raise BetonError(f"{side}: {problem}")
+        return info
 
     # -- access ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -208,7 +234,7 @@ class BetonReader:
         try:
             return self.names.index(name)
         except ValueError:
-            raise KeyError(f"{self.path} has no field {name!r}; fields: {self.names}") from None
+            raise MissingField(f"{self.path}: has no field {name!r}; fields: {self.names}") from None
 
     def _decode(self, j: int, i: int):
         field = self._field_list[j]
@@ -237,6 +263,31 @@ class BetonReader:
     def get(self, i, name: str):
         """One field of one sample."""
         return self._decode(self._field_index(name), self._index(i))
+
+    def verify(self, indices=None) -> list[int]:
+        """The samples (of ``indices``, default all) that no longer match the CRC-32 recorded
+        when the file was written (:func:`fastvis.beton.integrity.verify`)."""
+        from .integrity import verify
+
+        return verify(self, indices)
+
+    def labels(self, name: str = "label") -> np.ndarray:
+        """Class ids of an integer field, checked against the classes the sidecar declares (or
+        a bound of MAX_CLASSES): a damaged id raises ``BetonError`` naming the sample."""
+        j = self._field_index(name)
+        if not isinstance(self._field_list[j], IntField):
+            raise BetonError(f"{self.path}: field {name!r} is {type(self._field_list[j]).__name__}, not class ids "
+                             "(IntField)")
+        y = self.metadata[f"f{j}"].astype(np.int64)
+        declared = self.info.get("num_classes")
+        bound = int(declared) if declared else MAX_CLASSES
+        bad = (y < 0) | (y >= bound)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            limit = f"the sidecar declares {bound} classes" if declared else f"at most {MAX_CLASSES} classes"
+            raise BetonError(f"{self.path}: sample {i} has class id {int(y[i])} in field {name!r}, outside "
+                             f"0..{bound - 1} ({limit}); the file is damaged")
+        return y
 
     def column(self, name: str) -> np.ndarray:
         """A scalar field (int or float) for all samples, as a numpy array."""

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import check_output, finish, remove_stale, temp_file
 from .fields import Field
 from .format import (
     ALLOC_DTYPE,
@@ -23,6 +24,7 @@ from .format import (
     is_power_of_two,
     metadata_dtype,
 )
+from .integrity import checksum_record, record_bytes
 
 __all__ = ["BetonWriter"]
 
@@ -72,6 +74,7 @@ class BetonWriter:
         self.page_size = int(page_size)
         self.meta_dtype = metadata_dtype([f.metadata_dtype for f in self.fields])
         self._meta = np.zeros(self.capacity, self.meta_dtype)
+        self._crc = np.zeros(self.capacity, np.uint32)
         self._allocs: list[tuple[int, int, int]] = []
         self._count = 0
         self._closed = False
@@ -82,10 +85,9 @@ class BetonWriter:
         self._page_index = -1  # no page open yet
         self._page_used = 0
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
-        self._tmp_path = Path(tmp)
-        self._fp = os.fdopen(fd, "w+b")
+        check_output(self.path)  # before any work: not a device, a FIFO or a folder
+        remove_stale(self.path)  # temporaries of killed writers of this file
+        self._fp, self._tmp_path = temp_file(self.path)
         try:
             self._fp.write(bytes(self._data_start))  # header, descriptors, metadata: filled in at close
         except BaseException:
@@ -138,6 +140,7 @@ class BetonWriter:
 
         index = self._count
         record = []
+        crc = 0
         for field, (payload, partial) in zip(self.fields, encoded):
             if payload is None:
                 record.append(field.make_meta(partial, 0, 0))
@@ -145,12 +148,19 @@ class BetonWriter:
             n = len(payload)
             ptr = self._data_start + self._page_index * self.page_size + self._page_used
             self._page[self._page_used : self._page_used + n] = payload
+            crc = zlib.crc32(self._page[self._page_used : self._page_used + n], crc)
             self._page_used += n
             self._allocs.append((index, ptr, n))
             record.append(field.make_meta(partial, ptr, n))
         self._meta[index] = tuple(record)
+        self._crc[index] = zlib.crc32(record_bytes(self._meta[index : index + 1]), crc)
         self._count += 1
         return index
+
+    def checksums(self) -> dict:
+        """The integrity record of what was written, for the sidecar: a CRC-32 per sample over
+        its metadata record and its payloads (see ``BetonReader.verify``)."""
+        return checksum_record(self._crc[: self._count])
 
     def close(self) -> Path:
         """Finish the file: flush the last page, write tables and header, fsync, rename."""
@@ -180,11 +190,9 @@ class BetonWriter:
             fp.write(desc.tobytes())
             fp.write(self._meta[: self._count].tobytes())
             fp.flush()
-            os.fchmod(fp.fileno(), 0o666 & ~_umask())  # mkstemp made it private
             os.fsync(fp.fileno())
             fp.close()
-            os.replace(self._tmp_path, self.path)
-            _fsync_dir(self.path.parent)
+            finish(self._tmp_path, self.path, 0o666 & ~_umask())
         except BaseException:
             self.abort()
             raise
@@ -217,16 +225,3 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

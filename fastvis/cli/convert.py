@@ -61,14 +61,12 @@ def main(argv: list[str] | None = None) -> int:
             keep_tags=[t.strip() for t in args.keep_tags.split(",") if t.strip()] if args.keep_tags else (),
             shuffle=args.shuffle,
         )
-        summary = convert(source, args.out, page_size=args.page_size, progress=not args.quiet)
-        for name, problem in summary.skipped:
-            print(f"skipped {name}: {problem}", file=sys.stderr)
+        try:
+            summary = convert(source, args.out, page_size=args.page_size, progress=not args.quiet)
+        finally:  # every bad input is listed, whether the conversion then stops or writes the rest
+            for name, problem in source.skipped:
+                print(f"skipped {name}: {problem}", file=sys.stderr)
         print(summary.line())
-        if summary.skipped and not args.skip_bad and source.kind == "dicom":
-            print(f"fastvis-convert: {len(summary.skipped)} bad file(s) left out (listed above); "
-                  "pass --skip-bad to accept that", file=sys.stderr)
-            return 1
         return 0
 
     return run("fastvis-convert", body)

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 
-from .. import InputError
 from . import run
 
 
@@ -33,16 +32,18 @@ def describe(path: str, label: str | None = None) -> dict:
             out["fields"][name]["size"] = size if (lo == hi).all() else f"{size} .. {hi[1]}x{hi[0]}"
     label = label or ("label" if "label" in reader.fields else None)
     if label and out["fields"].get(label, {}).get("type") == "IntField" and len(reader):
-        values = reader.column(label)
+        values = reader.labels(label)  # damaged ids are named here, not counted into huge arrays
         classes = reader.info.get("classes")
-        if values.min() < 0:
-            raise InputError(f"{path}: field {label!r} has negative values; not class ids")
         counts = np.bincount(values, minlength=len(classes or ()))
         out["class_counts"] = {
             (classes[i] if classes and i < len(classes) else str(i)): int(c) for i, c in enumerate(counts)
         }
+        empty = [name for name, c in out["class_counts"].items() if c == 0]
+        if empty:
+            out["empty_classes"] = empty  # a misspelt label in a CSV, or a class whose files were all bad
     if reader.info:
-        out["info"] = {k: v for k, v in reader.info.items() if k not in ("classes", "coarse_classes", "class_counts")}
+        out["info"] = {k: v for k, v in reader.info.items()
+                       if k not in ("classes", "coarse_classes", "class_counts", "checksums")}
     return out
 
 
@@ -51,10 +52,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("path")
     p.add_argument("--label", help="integer field to count classes of (default: label)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--verify", action="store_true",
+                   help="check every sample against the checksums recorded when the file was written")
     args = p.parse_args(argv)
 
     def body() -> int:
         d = describe(args.path, args.label)
+        if args.verify:
+            from ..beton import BetonReader
+
+            bad = BetonReader(args.path).verify()
+            d["verified"] = not bad
+            if bad:
+                shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+                print(f"fastvis-inspect: error: {args.path}: {len(bad)} sample(s) changed since the file was "
+                      f"written (checksum mismatch): {shown}", file=sys.stderr)
+                return 1
         if args.json:
             print(json.dumps(d, indent=1))
             return 0
@@ -65,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         if "class_counts" in d:
             counts = d["class_counts"]
             print(f"  {len(counts)} classes: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+        if d.get("empty_classes"):
+            print(f"  warning: classes with no sample: {', '.join(d['empty_classes'])}")
+        if d.get("verified"):
+            print(f"  verified: all {d['samples']} samples match their checksums")
         return 0
 
     return run("fastvis-inspect", body)

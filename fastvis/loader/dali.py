@@ -74,7 +74,7 @@ class DaliLoader:
         self.jpeg = bool((modes == MODE_JPEG).all())
         if not self.jpeg and (modes == MODE_JPEG).any():
             raise ValueError(f"{path}: field {image_field!r} mixes JPEG and raw images")
-        self.labels = self.reader.column(label_field).astype(np.int64)
+        self.labels = self.reader.labels(label_field)
         self.samples = as_samples(samples, len(self.reader))  # None: every sample of the file
         self.image_field, self.size, self.crop, self.padding = image_field, int(size), crop, padding
         self.scale, self.ratio, self.flip_p = scale, ratio, flip_p

@@ -88,7 +88,7 @@ class JpegLoader:
         self.threads = threads or min(4, os.cpu_count() or 1)
         self.prefetch = max(1, prefetch)
         self.device = torch.device(device)
-        self.labels = self.reader.column(label_field).astype(np.int64)
+        self.labels = self.reader.labels(label_field)
         self.samples = as_samples(samples, len(self.reader))  # None: every sample of the file
         self.epoch = 0
         self.applies = frozenset({"crop", "flip"} | ({"normalize"} if mean is not None else set()))

@@ -38,7 +38,7 @@ def _check_fits(path, need: int, device: torch.device) -> None:
 def _labels(reader: BetonReader, label_field: str, device: torch.device,
             ids: np.ndarray) -> tuple[torch.Tensor, int, list[str]]:
     """(labels of samples ``ids`` on the device, number of classes, class names) of a file."""
-    every = reader.column(label_field).astype(np.int64)
+    every = reader.labels(label_field)
     labels = every[ids]
     k = int(reader.info.get("num_classes") or (every.max() + 1))
     return torch.from_numpy(labels).to(device), k, list(reader.info.get("classes") or [])

@@ -112,7 +112,8 @@ def open_source(
     if kind == "dicom":
         if max_side is not None or jpeg:
             raise SourceError("DICOM pixels are kept losslessly: --max-side and --jpeg do not apply (--size does)")
-        return DicomSource(source, labels=labels, size=size, keep_tags=keep_tags, workers=workers, shuffle=shuffle)
+        return DicomSource(source, labels=labels, size=size, keep_tags=keep_tags, workers=workers, shuffle=shuffle,
+                           skip_bad=skip_bad)
     if labels or keep_tags:
         raise SourceError("--labels and --keep-tags apply to DICOM folders only")
     raise SourceError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")

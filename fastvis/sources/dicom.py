@@ -103,8 +103,10 @@ class DicomSource(Source):
         keep_tags: list[str] | tuple[str, ...] = (),
         workers: int | None = None,
         shuffle: int | None = None,
+        skip_bad: bool = False,
     ):
         super().__init__()
+        self.skip_bad = skip_bad
         self.root = Path(root)
         if not self.root.is_dir():
             raise SourceError(f"{self.root}: not a folder (DICOM sources are folders of files)")
@@ -247,6 +249,7 @@ class DicomSource(Source):
                     self.skipped.append((self._rel(item[0]), result))
                     continue
                 yield result
+        self.check_bad(self.skipped, "bad file")  # found when listing the folder or reading the files
 
     def _load(self, item):
         path, label, mask_spec = item

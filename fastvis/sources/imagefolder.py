@@ -238,15 +238,15 @@ class ImageFolderSource(Source):
 
     def __iter__(self):
         stream = self._tree.read(self._labels, in_order=self.shuffle is not None)
+        bad = []
         with ThreadPoolExecutor(self.workers) as pool:
             for parts, image, problem in _ordered_map(pool, self._decode_one, stream, 4 * self.workers):
                 if problem is not None:
-                    name = "/".join(parts)
-                    if not self.skip_bad:
-                        raise SourceError(f"{self.root}: {name}: unreadable image ({problem})")
-                    self.skipped.append((name, problem))
+                    bad.append(("/".join(parts), problem))
+                    self.skipped.append(bad[-1])
                     continue
                 yield image, self._labels[parts]
+        self.check_bad(bad, "unreadable image")
 
 
 def _wrapper(entries: list[tuple[str, ...]]) -> tuple[str, ...]:

@@ -9,32 +9,39 @@ here, then the config file, then the options given on the command line.
 ``cfg.optim.lr`` reads one option; ``TrainConfig.from_options(lr=0.1, cutmix=1.0)`` and
 ``cfg.replace(lr=0.1)`` address options by their (unique) field names, as the ablation
 variants and the tests do.
+
+Longer than 400 lines because it is the one place every option of the trainer is declared,
+with its help, bounds and flag, next to the code that reads them from the command line, from
+files and from a run folder being resumed.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import math
 import os
+import re
 import time
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import FastvisError
+from .. import FastvisError, InputError
 from ..loader import LOADERS
 from .budget import parse_duration
 
 
 def option(default: Any, help: str, *, flag: str | None = None, short: str | None = None, metavar: str | None = None,
            choices: typing.Sequence[str] | None = None, const: Any = None, parse=None, hidden: bool = False,
-           hyper: bool = True):
+           hyper: bool = True, bounds: str | None = None):
     """A config field: ``flag`` overrides ``--field-name``; ``const`` makes the value optional
     on the command line (``--ema`` alone means ``--ema 0.999``); ``parse`` turns the text into
-    the value (durations); ``hyper=False`` leaves it out of the report's hyper-parameters."""
+    the value (durations); ``hyper=False`` leaves it out of the report's hyper-parameters;
+    ``bounds`` is the interval a number must lie in, e.g. ``"[0, 1)"`` or ``"(0, inf)"``."""
     meta = dict(help=help, flag=flag, short=short, metavar=metavar, choices=choices, const=const, parse=parse,
-                hidden=hidden, hyper=hyper)
+                hidden=hidden, hyper=hyper, bounds=bounds)
     return field(default=default, metadata=meta)
 
 
@@ -50,7 +57,8 @@ class DataOptions:
                              hyper=False)
     holdout: float = option(0.0, "hold out N training samples (or a fraction, e.g. 0.1), class-balanced and "
                             "seeded, never trained on: evaluations during training and the choice of the best "
-                            "model use them; with --val the final evaluation is on --val too", metavar="N")
+                            "model use them; with --val the final evaluation is on --val too", metavar="N",
+                            bounds="[0, inf)")
     model: str | None = option(None, "model name (see --list-models) or timm:NAME; default: by device and budget")
     loader: str = option("auto", "training data held on the device (resident), streamed from the file "
                          "(streaming), decoded and random-resized-cropped per batch (jpeg: nvjpeg on CUDA, Pillow on "
@@ -58,8 +66,9 @@ class DataOptions:
                          "images differ in size or --image-size differs from theirs", choices=LOADER_CHOICES,
                          hyper=False)
     image_size: int | None = option(None, "jpeg/dali loaders: train on S x S random-resized crops, evaluate on centre "
-                                    "crops (default: 224, or the median shorter side of smaller images)", metavar="S")
-    rrc_scale: float = option(0.08, "smallest area fraction of a random-resized crop", metavar="MIN")
+                                    "crops (default: 224, or the median shorter side of smaller images)", metavar="S",
+                                    bounds="[8, inf)")
+    rrc_scale: float = option(0.08, "smallest area fraction of a random-resized crop", metavar="MIN", bounds="(0, 1]")
     cache_dir: str | None = option(None, "where datasets are downloaded and converted", hyper=False)
     verify: bool = option(True, "check downloaded archives against their md5 (--no-verify for archives built "
                           "elsewhere)", hyper=False)
@@ -71,23 +80,23 @@ class ScheduleOptions:
 
     budget: float | None = option(None, "wall-clock budget for the whole run: 90s, 10m, 3h (default 3h unless "
                                   "--epochs is given)", parse=parse_duration, metavar="DURATION")
-    epochs: float | None = option(None, "train this many epochs instead of fitting a budget")
+    epochs: float | None = option(None, "train this many epochs instead of fitting a budget", bounds="(0, inf)")
 
 
 @dataclass
 class OptimOptions:
     """optimisation"""
 
-    batch_size: int = option(512, "global batch size")
-    lr: float | None = option(None, "peak learning rate (default: by model, scaled with the batch)")
-    weight_decay: float = option(5e-4, "L2 weight decay (not on biases and norms)")
-    momentum: float = option(0.9, "SGD momentum")
+    batch_size: int = option(512, "global batch size", bounds="[1, inf)")
+    lr: float | None = option(None, "peak learning rate (default: by model, scaled with the batch)", bounds="(0, inf)")
+    weight_decay: float = option(5e-4, "L2 weight decay (not on biases and norms)", bounds="[0, inf)")
+    momentum: float = option(0.9, "SGD momentum", bounds="[0, 1)")
     nesterov: bool = option(True, "Nesterov momentum")
-    warmup: float = option(0.05, "fraction of training spent warming up")
-    label_smoothing: float = option(0.1, "label smoothing of the targets")
-    drop_path: float = option(0.0, "stochastic depth rate (ResNets, WRN, timm)")
+    warmup: float = option(0.05, "fraction of training spent warming up", bounds="[0, 1)")
+    label_smoothing: float = option(0.1, "label smoothing of the targets", bounds="[0, 1)")
+    drop_path: float = option(0.0, "stochastic depth rate (ResNets, WRN, timm)", bounds="[0, 1)")
     ema_decay: float = option(0.0, "keep an exponential moving average of the weights (--ema alone: decay 0.999; "
-                              "0: off)", flag="--ema", const=0.999, metavar="DECAY")
+                              "0: off)", flag="--ema", const=0.999, metavar="DECAY", bounds="[0, 1)")
 
 
 @dataclass
@@ -95,17 +104,17 @@ class AugmentOptions:
     """augmentation (on the device)"""
 
     crop: bool = option(True, "random crop with reflect padding")
-    padding: int = option(4, "padding of the random crop")
+    padding: int = option(4, "padding of the random crop", bounds="[0, inf)")
     flip: str = option("random", "horizontal flips: random, alternating (each image both ways over two epochs), none",
                        choices=("random", "alternating", "none"))
     randaugment: str | None = option(None, "RandAugment with N ops at magnitude M, e.g. 2,9", metavar="N,M")
     autoaugment: bool = option(False, "AutoAugment, CIFAR-10 policy")
     trivialaugment: bool = option(False, "TrivialAugment Wide")
-    erasing: float = option(0.0, "Random Erasing probability", metavar="P")
-    cutout: int = option(0, "Cutout square side (0: off)", metavar="SIZE")
-    cutmix: float = option(0.0, "CutMix with this alpha (0: off)", metavar="ALPHA")
-    mixup: float = option(0.0, "mixup with this alpha (0: off)", metavar="ALPHA")
-    mix_prob: float = option(1.0, "probability that a sample is mixed")
+    erasing: float = option(0.0, "Random Erasing probability", metavar="P", bounds="[0, 1]")
+    cutout: int = option(0, "Cutout square side (0: off)", metavar="SIZE", bounds="[0, inf)")
+    cutmix: float = option(0.0, "CutMix with this alpha (0: off)", metavar="ALPHA", bounds="[0, inf)")
+    mixup: float = option(0.0, "mixup with this alpha (0: off)", metavar="ALPHA", bounds="[0, inf)")
+    mix_prob: float = option(1.0, "probability that a sample is mixed", bounds="[0, 1]")
 
 
 @dataclass
@@ -115,7 +124,7 @@ class RadiographOptions:
     window: str = option("auto", "values to [0, 1]: the file's window (auto: where it has one) or each image's range",
                          choices=("auto", "window", "minmax"))
     defect_paste: float = option(0.0, "with probability P, Poisson-blend a defect patch into a normal image and "
-                                 "relabel it", metavar="P")
+                                 "relabel it", metavar="P", bounds="[0, 1]")
     defect_class: str | None = option(None, "the defect class (name or index; default: 'defect')")
 
 
@@ -128,7 +137,9 @@ class SpeedOptions:
                               "and a short probe shows it faster)")
     channels_last: bool = option(True, "channels-last memory format")
     compile: bool = option(False, "torch.compile the model")
-    nproc_per_node: int = option(1, "start this many processes with torchrun (DDP)", hyper=False)
+    nproc_per_node: int = option(1, "start this many processes with torchrun (DDP)", hyper=False, bounds="[1, inf)")
+    ddp_timeout: float = option(600.0, "seconds a process waits for the others in a collective before the run "
+                                "stops with an error (a rank that died or hangs)", hyper=False, bounds="(0, inf)")
 
 
 @dataclass
@@ -136,10 +147,10 @@ class EvalOptions:
     """evaluation and distillation"""
 
     tta: bool = option(True, "flip test-time augmentation in the final evaluation (--no-tta: off)")
-    eval_batch_size: int = option(1024, "batch size of evaluations", hyper=False)
+    eval_batch_size: int = option(1024, "batch size of evaluations", hyper=False, bounds="[1, inf)")
     teacher: str | None = option(None, "distil from this checkpoint (any registered model)", metavar="CKPT")
-    kd_alpha: float = option(0.5, "weight of the teacher's term")
-    kd_temperature: float = option(4.0, "softmax temperature of distillation")
+    kd_alpha: float = option(0.5, "weight of the teacher's term", bounds="[0, 1]")
+    kd_temperature: float = option(4.0, "softmax temperature of distillation", bounds="(0, inf)")
 
 
 @dataclass
@@ -199,7 +210,9 @@ class TrainConfig:
 
     # -- resolution ------------------------------------------------------------------------------
     def resolved(self) -> "TrainConfig":
-        """Budget or epochs (a 3-hour budget when neither is given), and a default output folder."""
+        """Checked (every number in its bounds, the device named right), with budget or epochs (a
+        3-hour budget when neither is given) and a default output folder."""
+        self.check()
         s = self.schedule
         if s.epochs is not None and s.budget is not None:
             raise FastvisError("give --budget or --epochs, not both")
@@ -211,8 +224,23 @@ class TrainConfig:
             changes["out"] = os.path.join("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
         return self.replace(**changes) if changes else self
 
+    def check(self) -> None:
+        """One line naming the option for the first value out of its bounds, before any work."""
+        for name, (_, f) in OPTIONS.items():
+            value, bounds = self.get(name), f.metadata["bounds"]
+            if bounds and value is not None and not _within(value, bounds):
+                raise InputError(f"{flag_of(name)} {value}: must lie in {bounds}")
+        device = self.speed.device
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+            raise InputError(f"--device {device}: expected auto, cpu, cuda, cuda:N or mps")
+        ra = self.augment.randaugment
+        if ra is not None and not re.fullmatch(r"\d+,\d+", ra):
+            raise InputError(f"--randaugment {ra}: expected N,M (ops per image, magnitude), e.g. 2,9")
+
     def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps(self.as_dict(), indent=1) + "\n")
+        from ..atomic import write_atomic
+
+        write_atomic(path, json.dumps(self.as_dict(), indent=1) + "\n")
 
 
 GROUPS = [f.name for f in dataclasses.fields(TrainConfig)]
@@ -237,6 +265,15 @@ def _suggest(name: str) -> str:
 
     close = difflib.get_close_matches(name.replace("-", "_"), [*OPTIONS, *ALIASES], n=1)
     return f" (did you mean {ALIASES.get(close[0], close[0])!r}?)" if close else ""
+
+
+def _within(value: float, bounds: str) -> bool:
+    """Whether ``value`` lies in an interval written as ``"[lo, hi)"`` (``inf`` for no bound)."""
+    lo_text, hi_text = bounds[1:-1].split(",")
+    lo, hi = float(lo_text), float(hi_text)
+    above = value >= lo if bounds[0] == "[" else value > lo
+    below = value <= hi if bounds[-1] == "]" else value < hi
+    return above and below and math.isfinite(value)
 
 
 def _alias(name: str) -> str:
@@ -365,8 +402,41 @@ def load_file(path: str | os.PathLike) -> dict:
     return {k: coerce(k, v, f"{p}: ") for k, v in flat.items()}
 
 
+#: options a resumed run may change; any other given again must equal the run's own
+MAY_CHANGE = {"budget", "epochs", "out", "resume", "quiet", "wandb", "wandb_mode", "wandb_project",
+              "halt_after_epoch", "eval_batch_size", "device", "nproc_per_node", "ddp_timeout", "cache_dir", "verify"}
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then ``--config``, then the options given; resolved (budget, output folder)."""
+    """Defaults, then ``--config``, then the options given; resolved (budget, output folder).
+
+    ``--resume RUN`` (a run folder or its checkpoint) continues that run with its own
+    configuration (its ``config.json``): options given again must match it, except
+    :data:`MAY_CHANGE`. ``--resume auto`` does so when ``--out`` holds a checkpoint and starts
+    afresh otherwise, so that one command line serves a first start and every restart."""
     given = {k: coerce(k, v) for k, v in vars(args).items() if k in OPTIONS}
     from_file = load_file(args.config) if getattr(args, "config", None) else {}
-    return TrainConfig.from_options(**{**from_file, **given}).resolved()
+    options = {**from_file, **given}
+    resume = options.get("resume")
+    if resume == "auto":
+        if not options.get("out"):
+            raise InputError("--resume auto needs --out (the run folder to continue, or to start)")
+        found = Path(options["out"]) / "checkpoint.pt"
+        options["resume"] = str(found) if found.is_file() else None
+        resume = options["resume"]
+    if resume:
+        folder = Path(resume) if Path(resume).is_dir() else Path(resume).parent
+        saved_file = folder / "config.json"
+        if saved_file.is_file():
+            saved = load_file(saved_file)
+            saved.pop("halt_after_epoch", None)  # a test hook, never carried over
+            for name, value in options.items():
+                if name in saved and name not in MAY_CHANGE and value != saved[name]:
+                    raise InputError(f"{flag_of(name)} {value}: the run in {folder} was started with {saved[name]}; "
+                                     "a resumed run keeps its settings (start a new run to change it)")
+            # the budget or the epochs given now replace the run's own
+            if "budget" in options or "epochs" in options:
+                saved.pop("budget", None)
+                saved.pop("epochs", None)
+            options = {**saved, "out": str(folder), **options}
+    return TrainConfig.from_options(**options).resolved()

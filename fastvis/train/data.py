@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import FastvisError
+from .. import FastvisError, InputError
 from ..beton import BetonReader
 from ..loader import Batch, BatchLoader, ResidentDataset, ResidentLoader, channel_mean_std, loader_class
 from ..loader.jpeg import center_sample
@@ -99,10 +99,12 @@ def build_train_data(cfg: TrainConfig, path: str | Path, world: World, device: t
     """The training set of ``path`` behind the loader ``cfg`` asks for (or the one that suits),
     less the held-out samples of ``--holdout``."""
     reader = BetonReader(path)
+    if len(reader) == 0:
+        raise InputError(f"{path}: the file holds no samples")
     kind = _choose(cfg, reader)
     train_ids = hold_ids = None
     if cfg.data.holdout:
-        train_ids, hold_ids = holdout_split(reader.column("label"), cfg.data.holdout, seed=HOLDOUT_SEED)
+        train_ids, hold_ids = holdout_split(reader.labels(), cfg.data.holdout, seed=HOLDOUT_SEED)
     if kind in ("auto", "resident"):
         try:
             return _resident(cfg, path, device, train_ids, hold_ids)
@@ -128,6 +130,9 @@ def _resident(cfg: TrainConfig, path, device, train_ids, hold_ids) -> TrainData:
     mean, std = ds.mean_std()
     # every rank reads the global batch (augmented identically, then sliced)
     loader = ResidentLoader(ds, cfg.optim.batch_size, seed=cfg.output.seed)
+    if len(loader) == 0:
+        raise FastvisError(f"{path}: {n} training samples make no whole batch of {cfg.optim.batch_size}; lower "
+                           "--batch-size")
     num_classes = max(ds.num_classes, int(ds.labels.max()) + 1, int(holdout.labels.max()) + 1)
     return TrainData(loader, "resident", n, ds.image_shape, num_classes, ds.classes, mean, std,
                      max(1, n // cfg.optim.batch_size), sample, ds, holdout if hold_ids is not None else None)
@@ -175,7 +180,7 @@ def _streamed(cfg: TrainConfig, reader: BetonReader, kind: str, world: World, de
     n = len(reader) if train_ids is None else len(train_ids)
     if len(loader) == 0:
         raise FastvisError(f"{path}: {n} samples make no whole batch of {batch} per process; lower --batch-size")
-    labels = reader.column("label")
+    labels = reader.labels()
     num_classes = max(int(reader.info.get("num_classes") or 0), int(labels.max()) + 1)
     return TrainData(loader, kind, n, (3, *size), num_classes, list(reader.info.get("classes") or []), mean, std,
                      max(1, n // cfg.optim.batch_size), sample)

@@ -3,7 +3,9 @@ group, rank facts, reductions)."""
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -37,24 +39,41 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def setup_device(name: str) -> tuple[torch.device, World]:
+def setup_device(name: str, timeout: float = 600.0) -> tuple[torch.device, World]:
     """The device of this process (its own GPU under torchrun) and its place in the world."""
     device = pick_device(name)
-    world = setup(device.type)
+    world = setup(device.type, timeout)
     if world.distributed and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
     return device, world
 
 
-def setup(device_type: str) -> World:
-    """Join the process group torchrun describes (RANK, WORLD_SIZE); a lone process is world 1."""
+def _exit_with_parent() -> None:
+    """Linux: end this worker (SIGTERM) when the process that started it dies, so that killing
+    torchrun's agent leaves no orphaned workers training on and writing outputs."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before we asked
+            os.kill(os.getpid(), signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def setup(device_type: str, timeout: float = 600.0) -> World:
+    """Join the process group torchrun describes (RANK, WORLD_SIZE); a lone process is world 1.
+    A collective that waits longer than ``timeout`` seconds for a peer (a rank that died or
+    stopped answering) fails instead of blocking forever."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return World()
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", rank))
+    _exit_with_parent()
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=timedelta(seconds=timeout))
     if device_type == "cuda":
         torch.cuda.set_device(local)
     return World(rank, world, local)

@@ -10,6 +10,7 @@ the step count is fitted after timing a few steps and an evaluation, and re-fitt
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import FastvisError
+from ..atomic import write_atomic
 from ..models import list_models
 from . import checkpoint, ddp
 from .augment_plan import build_plan
@@ -41,7 +43,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, clock: Clock | None = None):
         self.cfg = cfg = cfg.resolved()
         self.clock = clock or Clock()
-        self.device, self.world = ddp.setup_device(cfg.speed.device)
+        self.device, self.world = ddp.setup_device(cfg.speed.device, cfg.speed.ddp_timeout)
         if cfg.optim.batch_size % self.world.size:
             raise FastvisError(f"--batch-size {cfg.optim.batch_size} must be a multiple of the {self.world.size} "
                                "processes")
@@ -69,6 +71,11 @@ class Trainer:
             self.eval_sets["holdout"] = data.holdout
         if val_path is not None:
             self.eval_sets["test"] = load_val(val_path, data, cfg, device)
+        for split, ds in self.eval_sets.items():
+            top = int(ds.labels.max()) if len(ds) else -1
+            if top >= data.num_classes:
+                raise FastvisError(f"the {split} set has class id {top}, the training set only {data.num_classes} "
+                                   "classes: they are not the same classes")
         self.watch_split = next(iter(self.eval_sets))
         self.watch = self.eval_sets[self.watch_split]
         self.plan = build_plan(cfg, data, world, self.recorder.log)
@@ -180,7 +187,12 @@ class Trainer:
         start, trained_before, start_step = self.clock(), st.train_seconds, st.step
         if self.budget is not None:
             self._time_evaluation()
-            self.budget.begin(st.progress)
+            b = self.budget
+            if b.deadline() <= self.clock():
+                raise FastvisError(f"--budget {b.budget:g}s leaves no time to train: {self.clock():.0f}s went to "
+                                   f"setting up and {b.reserve():.0f}s are needed for the final evaluation and the "
+                                   "report; give a longer budget, or --epochs")
+            b.begin(st.progress)
         while True:
             stop, epoch_seconds = self._train_epoch(st.step - st.epoch * spe)
             if st.step - st.epoch * spe >= spe:
@@ -308,6 +320,18 @@ class Trainer:
         if saved["model_name"] != self.model_name:
             raise FastvisError(f"{path}: checkpoint is a {saved['model_name']}, this run a {self.model_name}")
         restore(saved, self.state, self.raw_model, self.optimizer, self.ema)
+        st = self.state
+        if self.cfg.schedule.epochs is not None:  # --epochs given again, possibly more than before
+            total = max(1, int(round(self.cfg.schedule.epochs * self.steps_per_epoch)))
+            if total < st.step:
+                raise FastvisError(f"--epochs {self.cfg.schedule.epochs:g}: the run in {path} already trained "
+                                   f"{st.step / self.steps_per_epoch:.2f} epochs")
+            st.total_steps = total
+        elif saved.get("total_steps") is not None:
+            raise FastvisError(f"{path}: the run was started with --epochs; resume it with --epochs")
+        if self.world.main:  # metrics.jsonl holds the checkpoint's history, no row twice
+            text = "".join(json.dumps(row) + "\n" for row in st.history)
+            write_atomic(self.recorder.out / "metrics.jsonl", text)
         self.clock.offset = self.state.train_seconds
         self.recorder.log(f"resumed from {path} at epoch {self.state.epoch}, step {self.state.step} "
                           f"({100 * self.state.progress:.0f}% of the schedule)")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from .. import FastvisError
+from ..atomic import write_atomic
 from .report import write_curve, write_report
 
 __all__ = ["Recorder"]
@@ -77,7 +78,7 @@ class Recorder:
         write_curve(history, self.out / "curve.png")
         write_report(summary, summary["hyper"], history, self.out / "report.pdf")
         summary["total_seconds"] = clock()
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        write_atomic(self.out / "summary.json", json.dumps(summary, indent=1))
         if self.wandb is not None:
             self.wandb.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
             self.wandb.finish()

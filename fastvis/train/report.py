@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..atomic import atomic_path
+
 
 def _pyplot():
     import matplotlib
@@ -39,8 +41,34 @@ def write_curve(history: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     _curve(ax, history)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
+
+
+def _ablation_section(fig, ablation: dict, y: float) -> float:
+    """The table of an ablation and its sentence, from ``y`` down; returns where it ends."""
+    import textwrap
+
+    from ..ablate.analysis import table_rows
+
+    fig.text(0.07, y, "What makes it converge fast", fontsize=12, weight="bold")
+    for line in textwrap.wrap(ablation["sentence"], 105):
+        y -= 0.018
+        fig.text(0.09, y, line, fontsize=9, style="italic")
+    name = "top-1" if ablation.get("metric", "top1") == "top1" else ablation["metric"]
+    header = ["variant", f"{name} % ({ablation.get('split')})", "difference [95% CI]", "seeds"]
+    xs = (0.09, 0.36, 0.58, 0.86)
+    y -= 0.024
+    for x, h in zip(xs, header):
+        fig.text(x, y, h, fontsize=8.5, weight="bold")
+    for row in table_rows(ablation)[:10]:
+        y -= 0.016
+        for x, cell in zip(xs, row):
+            fig.text(x, y, cell[:34], fontsize=8, family="monospace")
+    y -= 0.016
+    fig.text(0.09, y, "* the 95% interval of the paired difference excludes zero", fontsize=7, color="0.4")
+    return y
 
 
 def _fmt(v) -> str:
@@ -49,8 +77,9 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def write_report(summary: dict, hyper: dict, history: list[dict], path: Path) -> None:
-    """One A4 page: results, hyper-parameters and the accuracy curve."""
+def write_report(summary: dict, hyper: dict, history: list[dict], path: Path, ablation: dict | None = None) -> None:
+    """One A4 page: results, hyper-parameters, the measured ablation when there is one ("What
+    makes it converge fast": its table and its sentence) and the accuracy curve."""
     plt = _pyplot()
     fig = plt.figure(figsize=(8.27, 11.69))  # A4 portrait, inches
     fig.text(0.07, 0.955, f"fastvis training report: {summary['model']} on {summary['dataset']}", fontsize=15,
@@ -82,17 +111,19 @@ def write_report(summary: dict, hyper: dict, history: list[dict], path: Path) ->
         y -= 0.022
         fig.text(0.09, y, k, fontsize=9.5)
         fig.text(0.42, y, v, fontsize=9.5, family="monospace")
-    y -= 0.04
+    y -= 0.035
     fig.text(0.07, y, "Hyper-parameters", fontsize=12, weight="bold")
     items = [(k, _fmt(v)) for k, v in hyper.items() if v not in (None, "", False)]
-    col_y = y
+    y -= 0.004
     for i, (k, v) in enumerate(items):
-        col = i % 2
-        if col == 0:
-            col_y -= 0.019
-        fig.text(0.09 + 0.45 * col, col_y, f"{k}: {v}"[:60], fontsize=8.5, family="monospace")
-    ax = fig.add_axes([0.12, 0.07, 0.8, min(0.32, col_y - 0.12)])
+        if i % 3 == 0:
+            y -= 0.016
+        fig.text(0.09 + 0.29 * (i % 3), y, f"{k}: {v}"[:38], fontsize=7.5, family="monospace")
+    if ablation:
+        y = _ablation_section(fig, ablation, y - 0.035)
+    ax = fig.add_axes([0.12, 0.06, 0.8, min(0.3, y - 0.11)])
     if history:
         _curve(ax, history)
-    fig.savefig(path, format="pdf")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="pdf")
     plt.close(fig)

@@ -76,13 +76,17 @@ def test_folder_is_detected_as_dicom(folder):
 def test_lossless_conversion_with_bad_files_reported(folder, tmp_path):
     out = tmp_path / "x.beton"
     proc = cli(folder, out, "-q")
-    assert proc.returncode == 1, proc.stderr  # bad files were left out
+    assert proc.returncode == 1, proc.stderr  # strict: every bad file listed, nothing written
     bad_lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("skipped ")]
     assert len(bad_lines) == len(BAD) + 2
     for rel in [*BAD, "defect/junk.dcm", "normal/cut.dcm"]:
         assert any(rel in ln for ln in bad_lines), rel
     assert "README" not in proc.stderr
-    assert "--skip-bad" in proc.stderr
+    assert "--skip-bad" in proc.stderr and "nothing written" in proc.stderr
+    assert not out.exists() and not list(tmp_path.glob(".*part"))
+    proc = cli(folder, out, "-q", "--skip-bad")  # the rest is written, and the bad files are still listed
+    listed = [ln for ln in proc.stderr.splitlines() if ln.startswith("skipped ")]
+    assert proc.returncode == 0 and len(listed) == len(bad_lines)
     r = BetonReader(out)
     assert list(r.names) == ["image", "label", "meta"]
     assert r.info["classes"] == ["defect", "normal"] and len(r) == len(GOOD)
@@ -152,7 +156,10 @@ def test_resized_training_set_and_masks_from_csv(folder, tmp_path):
         w.writerow(["b/rg3u.dcm", "normal", ""])
         w.writerow(["b/gone.dcm", "normal", ""])
     out = tmp_path / "small.beton"
-    summary = convert(DicomSource(root, labels=labels, size=64), out, progress=False)
+    with pytest.raises(SourceError, match="b/gone.dcm: bad file .listed in the labels file but missing"):
+        convert(DicomSource(root, labels=labels, size=64), out, progress=False)  # strict: nothing written
+    assert not out.exists()
+    summary = convert(DicomSource(root, labels=labels, size=64, skip_bad=True), out, progress=False)
     assert summary.samples == 3 and [s[0] for s in summary.skipped] == ["b/gone.dcm"]
     r = BetonReader(out)
     assert list(r.names) == ["image", "label", "meta", "mask"]

@@ -146,14 +146,18 @@ def test_jpeg_storage_and_grayscale(tmp_path):
 def test_corrupt_image_fails_or_is_skipped(tmp_path, tree):
     files = dict(tree)
     files["train/cat/broken.jpg"] = b"\xff\xd8\xff\xe0 this is not really a jpeg"
+    files["train/dog/broken2.png"] = b"not a png either"
     path = write_zip(tmp_path / "bad.zip", files)
     out = tmp_path / "o.beton"
-    with pytest.raises(SourceError, match="train/cat/broken.jpg: unreadable image"):
-        convert(ImageFolderSource(path), out, progress=False)
+    strict = ImageFolderSource(path)
+    with pytest.raises(SourceError, match="train/cat/broken.jpg: unreadable image .* and 1 more"):
+        convert(strict, out, progress=False)
     assert not out.exists() and list(tmp_path.iterdir()) == [path]
+    assert sorted(n for n, _ in strict.skipped) == ["train/cat/broken.jpg", "train/dog/broken2.png"]  # all listed
     src = ImageFolderSource(path, skip_bad=True)
     summary = convert(src, out, progress=False)
-    assert summary.samples == 12 and [n for n, _ in summary.skipped] == ["train/cat/broken.jpg"]
+    assert summary.samples == 12 and sorted(n for n, _ in summary.skipped) == ["train/cat/broken.jpg",
+                                                                               "train/dog/broken2.png"]
     assert BetonReader(out).info["skipped"][0]["file"] == "train/cat/broken.jpg"
 
 

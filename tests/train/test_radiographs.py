@@ -66,6 +66,7 @@ def test_radiograph_configuration_errors(xray, tmp_path):
 
     cfg = TrainConfig.from_options(data=str(xray / "val.beton"), val=str(xray / "val.beton"), model="tinynet",
                                    epochs=1, defect_paste=0.5, defect_class="nothing", out=str(tmp_path / "r"),
+                                   batch_size=4,
                                    quiet=True)
     with pytest.raises(FastvisError, match="not one of the classes"):
         Trainer(cfg).setup()

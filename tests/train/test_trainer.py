@@ -293,3 +293,25 @@ def test_main_job_path_with_a_cached_cifar100_archive(tmp_path):
         f.unlink()
     proc = cli(*[a for a in args if a != "--no-verify"], "--out", tmp_path / "run2")
     assert proc.returncode == 1 and "md5 mismatch" in proc.stderr
+
+
+class _Exploit:
+    """Unpickling this runs a shell command: a checkpoint must never be loaded that way."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("option", ["--resume", "--teacher"])
+def test_a_checkpoint_that_would_run_code_is_refused(data, tmp_path, option):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": {}, "model_name": "tinynet", "payload": _Exploit(marker)}, evil)
+    proc = cli("--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "1", "--device", "cpu", "-q",
+               "--batch-size", "32", "--out", tmp_path / "run", option, evil)
+    assert proc.returncode == 1 and "refused" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not marker.exists()  # nothing ran

@@ -1,0 +1,340 @@
+"""Bad input, kills and bad options: one clear line naming the file and the problem, nothing
+already written lost or left half-written, no damaged data returned as good."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fastvis.atomic import check_output, remove_stale, write_atomic
+from fastvis.beton import BetonError, BetonReader, BetonWriter, IntField, RGBImageField
+from tests.test_cli import cli
+from tests.train.test_trainer import data  # noqa: F401  (the trainer tests' data fixture)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _folder(root: Path, n: int) -> Path:
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        d = root / f"c{k}"
+        d.mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    return root
+
+
+# -- outputs ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "device"])
+def test_an_output_that_is_not_a_regular_file_is_refused_before_any_work(tmp_path, kind):
+    out = tmp_path / "out.beton"
+    if kind == "fifo":
+        os.mkfifo(out)
+    elif kind == "folder":
+        out.mkdir()
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("making a device node needs root")
+        os.mknod(out, 0o600 | 0o020000, os.makedev(1, 3))  # a character device, as /dev/null
+    before = os.stat(out)
+    proc = cli("convert", _folder(tmp_path / "imgs", 2), out, "-q")
+    assert proc.returncode == 1 and str(out) in proc.stderr and "Traceback" not in proc.stderr
+    after = os.stat(out)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)  # untouched
+
+
+def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    out = tmp_path / "x.beton"
+    dead = tmp_path / f".x.beton.{_dead_pid()}.abc.part"
+    live = tmp_path / f".x.beton.{os.getppid()}.def.part"
+    other = tmp_path / f".y.beton.{_dead_pid()}.abc.part"
+    for p in (dead, live, other):
+        p.write_bytes(b"junk")
+    assert remove_stale(out) == [dead]
+    assert live.exists() and other.exists() and not dead.exists()
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "summary.json"
+    write_atomic(path, '{"old": 1}')
+
+    def broken(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(path, '{"new": 2}')
+    assert json.loads(path.read_text()) == {"old": 1} and list(tmp_path.glob(".*.part")) == []
+    monkeypatch.undo()
+    with pytest.raises(Exception, match="not a regular file"):
+        os.mkfifo(tmp_path / "fifo")
+        check_output(tmp_path / "fifo")
+
+
+@pytest.mark.parametrize("delay", [0.5, 1.0, 1.5, 2.5])
+def test_a_conversion_killed_at_any_moment_leaves_no_output_and_no_temporaries(tmp_path, delay):
+    src = _folder(tmp_path / "imgs", 1500)
+    out = tmp_path / "out.beton"
+    proc = subprocess.Popen([sys.executable, "-m", "fastvis.cli.convert", str(src), str(out), "-q"],
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    leftovers = list(tmp_path.glob(".*part"))
+    assert leftovers == []
+    if proc.returncode == 0:  # it finished first: then the output is whole
+        assert len(BetonReader(out)) == 3000
+    else:
+        assert proc.returncode in (128 + signal.SIGTERM, -signal.SIGTERM) and not out.exists()
+
+
+# -- damaged files and sidecars ---------------------------------------------------------------------
+
+def _small(path: Path, labels=(0, 1, 2, 1)) -> Path:
+    with BetonWriter(path, {"image": RGBImageField(), "label": IntField()}, capacity=len(labels)) as w:
+        for y in labels:
+            w.write((np.full((4, 4, 3), abs(y) % 256, np.uint8), y))
+    return path
+
+
+def test_a_fifo_is_not_opened(tmp_path):
+    fifo = tmp_path / "x.beton"
+    os.mkfifo(fifo)
+    proc = subprocess.run([sys.executable, "-m", "fastvis.cli.inspect", str(fifo)], capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    assert proc.returncode == 1 and "not a regular file" in proc.stderr
+
+
+@pytest.mark.parametrize("sidecar,problem", [
+    ("[1, 2]", "expected a JSON object"),
+    ('{"classes": 5}', "list of names"),
+    ('{"num_classes": "ten"}', "num_classes"),
+    ('{"num_classes": 2, "classes": ["a", "b", "c"]}', "3 class names for 2 classes"),
+    ('{"num_samples": 1000}', "another version"),
+    ("{not json", "unreadable sidecar"),
+])
+def test_a_damaged_sidecar_is_one_line(tmp_path, sidecar, problem):
+    path = _small(tmp_path / "s.beton")
+    (tmp_path / "s.beton.json").write_text(sidecar)
+    proc = cli("inspect", path)
+    assert proc.returncode == 1 and problem in proc.stderr and "s.beton.json" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_sidecar_left_from_an_earlier_conversion_is_recognised(tmp_path):
+    src_a, src_b = _folder(tmp_path / "a", 3), _folder(tmp_path / "b", 6)
+    out = tmp_path / "o.beton"
+    assert cli("convert", src_a, out, "-q").returncode == 0
+    old_sidecar = (tmp_path / "o.beton.json").read_text()
+    assert cli("convert", src_b, out, "-q").returncode == 0
+    (tmp_path / "o.beton.json").write_text(old_sidecar)  # as if killed between the two renames
+    with pytest.raises(BetonError, match="another version"):
+        BetonReader(out)
+
+
+@pytest.mark.parametrize("bad", [268435464, -3, 7])
+def test_a_class_id_out_of_range_is_named_not_counted(tmp_path, bad):
+    path = _small(tmp_path / "l.beton", labels=(0, 1, bad, 1))
+    (tmp_path / "l.beton.json").write_text(json.dumps({"num_classes": 3, "classes": ["a", "b", "c"]}))
+    proc = cli("inspect", path)
+    assert proc.returncode == 1 and "sample 2" in proc.stderr and str(bad) in proc.stderr
+
+
+# -- the trainer's options ---------------------------------------------------------------------------
+
+BAD_OPTIONS = [
+    (["--batch-size", "0"], "--batch-size 0"),
+    (["--batch-size", "-8"], "--batch-size -8"),
+    (["--label-smoothing", "2"], "--label-smoothing"),
+    (["--device", "tpu"], "--device tpu"),
+    (["--epochs", "0"], "--epochs 0"),
+    (["--epochs", "-1"], "--epochs -1"),
+    (["--weight-decay", "-1"], "--weight-decay"),
+    (["--warmup", "2"], "--warmup"),
+    (["--ema", "2"], "--ema"),
+    (["--nproc-per-node", "0"], "--nproc-per-node"),
+    (["--randaugment", "two"], "--randaugment"),
+    (["--batch-size", "4096"], "no whole batch"),
+    (["--holdout", "100000"], "holdout"),
+]
+
+
+@pytest.mark.parametrize("extra,message", BAD_OPTIONS)
+def test_bad_trainer_options_are_one_line(data, tmp_path, capsys, extra, message):  # noqa: F811
+    from fastvis.cli.train import main
+
+    base = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--device", "cpu", "-q", "--out",
+            str(tmp_path / "run")]
+    if "--epochs" not in extra:
+        base += ["--epochs", "1"]
+    assert main(base + extra) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_bad_data_is_one_line(data, tmp_path, capsys):  # noqa: F811
+    from fastvis.cli.train import main
+
+    empty = tmp_path / "empty.beton"
+    with BetonWriter(empty, {"image": RGBImageField(), "label": IntField()}, capacity=0):
+        pass
+    no_image = tmp_path / "noimage.beton"
+    with BetonWriter(no_image, {"label": IntField()}, capacity=4) as w:
+        for y in range(4):
+            w.write((y,))
+    more = _small(tmp_path / "more.beton", labels=(0, 1, 9, 1))  # the validation set has a class id 9
+    base = ["--model", "tinynet", "--device", "cpu", "-q", "--epochs", "1", "--batch-size", "32"]
+    for train, val, message in ((empty, data[1], "no samples"), (no_image, data[1], "no field 'image'"),
+                                (data[0], more, "not the same classes")):
+        assert main(["--data", str(train), "--val", str(val), "--out", str(tmp_path / "r"), *base]) == 1
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_budget_too_small_to_train_is_refused(data, tmp_path, capsys):  # noqa: F811
+    from fastvis.cli.train import main
+
+    code = main(["--data", data[0], "--val", data[1], "--model", "tinynet", "--device", "cpu", "-q", "--budget", "1s",
+                 "--batch-size", "32",
+                 "--out", str(tmp_path / "r")])
+    assert code == 1 and "leaves no time to train" in capsys.readouterr().err
+
+
+# -- resuming -----------------------------------------------------------------------------------------
+
+def test_resume_continues_the_run_with_its_own_settings(data, tmp_path):  # noqa: F811
+    from tests.train.test_trainer import cli as train_cli
+
+    run = tmp_path / "run"
+    args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "3", "--batch-size", "32",
+            "--lr", "0.2", "--device", "cpu", "-q", "--cutmix", "1.0"]
+    killed = train_cli(*args, "--out", run, "--halt-after-epoch", "1")
+    assert killed.returncode == 137
+    stale = run / f".checkpoint.pt.{_dead_pid()}.x.part"
+    stale.write_bytes(b"half a checkpoint")  # as a kill during a save leaves it
+    changed = train_cli("--resume", run, "--lr", "0.5")
+    assert changed.returncode == 1 and "--lr 0.5" in changed.stderr and "keeps its settings" in changed.stderr
+    with open(run / "metrics.jsonl", "a") as fp:  # as if killed after an evaluation, before its checkpoint
+        fp.write(json.dumps({"epoch": 2.0, "step": 16, "split": "test", "top1": 0.999}) + "\n")
+    resumed = train_cli("--resume", run)  # the run folder alone: its data, model and options come from it
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 24 and summary["hyper"]["cutmix"] == 1.0 and not stale.exists()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [round(r["epoch"]) for r in rows] == [1, 2, 3] and 0.999 not in [r["top1"] for r in rows]  # no row twice
+    more = train_cli("--resume", run, "--epochs", "4")  # more epochs: does what it says
+    assert more.returncode == 0 and json.loads((run / "summary.json").read_text())["steps"] == 32
+
+
+def test_resume_auto_starts_or_continues(data, tmp_path):  # noqa: F811
+    from tests.train.test_trainer import cli as train_cli
+
+    run = tmp_path / "auto"
+    args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "2", "--batch-size", "32",
+            "--device", "cpu", "-q", "--out", run, "--resume", "auto"]
+    first = train_cli(*args, "--halt-after-epoch", "1")  # nothing to resume yet: starts
+    assert first.returncode == 137
+    second = train_cli(*args)  # the same command line: continues
+    assert second.returncode == 0, second.stderr
+    assert json.loads((run / "summary.json").read_text())["steps"] == 16
+
+
+# -- integrity sweeps ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("integrity")
+    out = root / "c.beton"
+    assert cli("convert", _folder(root / "imgs", 12), out, "-q", "--raw").returncode == 0
+    reader = BetonReader(out)
+    originals = [reader[i] for i in range(len(reader))]
+    return out, originals
+
+
+def _flipped(src: Path, dst: Path, offset: int, bit: int) -> Path:
+    raw = bytearray(src.read_bytes())
+    raw[offset] ^= 1 << bit
+    dst.write_bytes(bytes(raw))
+    (dst.parent / (dst.name + ".json")).write_text((src.parent / (src.name + ".json")).read_text())
+    return dst
+
+
+def _same(a, b) -> bool:
+    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b))
+
+
+def test_every_flipped_bit_is_caught_or_harmless(converted, tmp_path):
+    """Flip one bit at offsets all over the file (header, descriptors, metadata, pixels, the
+    allocation table): the file is refused when opened, or verification names the changed
+    sample, or nothing a reader returns has changed. Never different data passed off as good."""
+    src, originals = converted
+    size = src.stat().st_size
+    offsets = sorted(set(list(range(0, 2048, 7)) + list(range(2048, size, max(1, size // 400)))))
+    silent = []
+    for k, off in enumerate(offsets):
+        path = _flipped(src, tmp_path / f"f{k % 4}.beton", off, k % 8)
+        try:
+            r = BetonReader(path)
+            changed = r.verify()
+            got = [r[i] for i in range(len(r))]
+        except (BetonError, ValueError):
+            continue  # refused, with the file named
+        if not changed and not all(_same(a, b) for a, b in zip(got, originals)):
+            silent.append(off)
+    assert not silent, f"bit flips at {silent[:5]} returned changed data as good"
+    assert BetonReader(src).verify() == []
+
+
+def test_a_pointer_into_another_sample_is_refused(converted, tmp_path):
+    src, _ = converted
+    r = BetonReader(src)
+    j = r.names.index("image")
+    raw = bytearray(src.read_bytes())
+    ptr3, ptr4 = int(r._ptrs[j][3]), int(r._ptrs[j][4])
+    at = bytes(raw).find(np.array([ptr3], "<u8").tobytes())  # sample 3's pointer in the metadata table
+    assert at > 0
+    raw[at : at + 8] = np.array([ptr4], "<u8").tobytes()  # sample 3 now points at sample 4's pixels
+    bad = tmp_path / "p.beton"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(BetonError, match="sample 3 points into the data of sample 4"):
+        BetonReader(bad)
+
+
+def test_int_labels_turned_float_are_not_class_ids(converted, tmp_path):
+    from fastvis.beton.format import FIELD_DESC_DTYPE, HEADER_DTYPE, TYPE_FLOAT
+
+    src, _ = converted
+    r = BetonReader(src)
+    j = r.names.index("label")
+    raw = bytearray(src.read_bytes())
+    raw[HEADER_DTYPE.itemsize + j * FIELD_DESC_DTYPE.itemsize] = TYPE_FLOAT  # the type id of field j
+    bad = tmp_path / "t.beton"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(BetonError, match="not class ids"):
+        BetonReader(bad).labels()
+
+
+def test_inspect_verify_names_the_changed_sample(converted, tmp_path):
+    src, _ = converted
+    r = BetonReader(src)
+    j = r.names.index("image")
+    bad = _flipped(src, tmp_path / "v.beton", int(r._ptrs[j][5]) + 10, 3)
+    ok = cli("inspect", src, "--verify")
+    assert ok.returncode == 0 and "verified: all 24 samples" in ok.stdout
+    proc = cli("inspect", bad, "--verify")
+    assert proc.returncode == 1 and "1 sample(s) changed" in proc.stderr and ": 5" in proc.stderr
