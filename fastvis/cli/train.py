@@ -22,6 +22,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = config_parser("fastvis-train", "Train an image classifier inside a time budget; writes summary.json, "
                       "metrics.jsonl, curve.png, report.pdf, config.json and checkpoint.pt into --out.")
     p.add_argument("--list-models", action="store_true", default=False, help="print the model names and exit")
+    g = p.add_argument_group("ablation after the run (see fastvis-ablate)")
+    g.add_argument("--ablate", metavar="VARIANTS", default=None,
+                   help="then measure variants of this run over seeds: -tta,-label-smoothing removes a component, "
+                   "cutmix=1.0 sets an option; results in OUT/ablation/ and on the report")
+    g.add_argument("--ablate-seeds", type=int, default=3, metavar="S", help="seeds of the ablation (default 3)")
+    g.add_argument("--ablate-within-budget", action="store_true", default=False,
+                   help="share --budget between the run and the ablation's runs (default: each run of the "
+                   "ablation gets the whole budget, so the ablation takes (variants + 1) x seeds - 1 budgets more)")
     return p
 
 
@@ -43,6 +51,36 @@ def _relaunch(argv: list[str], n: int) -> int:
     return subprocess.call(cmd)
 
 
+def _variant_items(spec: str) -> list[str]:
+    return [v.strip() for v in spec.split(",") if v.strip()]
+
+
+def _ablate_after(cfg, args) -> int:
+    """The ablation of the run just finished, in OUT/ablation: the run itself is its base for
+    its seed (copied in, not repeated)."""
+    import shutil
+    from pathlib import Path
+
+    from .ablate import ablate
+    from .ablate import build_parser as ablate_parser
+
+    out = Path(cfg.output.out)
+    folder = out / "ablation" / "base" / f"seed{cfg.output.seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("summary.json", "metrics.jsonl", "config.json"):
+        shutil.copyfile(out / name, folder / name)
+    items = _variant_items(args.ablate)
+    without = ",".join(v[1:] for v in items if v.startswith("-"))
+    changes = ",".join(v for v in items if not v.startswith("-"))
+    ablate_args = ablate_parser().parse_args(["--from", str(out), "--out", str(out / "ablation"), "--without", without,
+                                              "--with", changes, "--seeds", str(args.ablate_seeds)])
+    if cfg.schedule.budget:
+        ablate_args.budget = str(cfg.schedule.budget)
+    code = ablate(ablate_args)
+    shutil.copyfile(out / "ablation" / "report.pdf", out / "report.pdf")  # the run's page, with its argument
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
@@ -57,13 +95,20 @@ def main(argv: list[str] | None = None) -> int:
         from ..train.config import config_from_args
 
         cfg = config_from_args(args)
+        if args.ablate and args.ablate_within_budget and cfg.schedule.budget:
+            runs = (1 + len(_variant_items(args.ablate))) * args.ablate_seeds
+            cfg = cfg.replace(budget=cfg.schedule.budget / runs)  # every run of the ablation gets this share
         n = cfg.speed.nproc_per_node
         if n > 1 and "WORLD_SIZE" not in os.environ:  # every process gets the same output folder
-            return _relaunch([*argv, "--out", cfg.output.out] if "out" not in args else argv, n)
-        from ..train.loop import train
+            code = _relaunch([*argv, "--out", cfg.output.out] if "out" not in args else argv, n)
+        else:
+            from ..train.loop import train
 
-        train(cfg, Clock(STARTED))
-        return 0
+            train(cfg, Clock(STARTED))
+            if "WORLD_SIZE" in os.environ:  # a process of a DDP run: the launching process ablates
+                return 0
+            code = 0
+        return _ablate_after(cfg, args) if args.ablate and code == 0 else code
 
     return run("fastvis-train", body)
 

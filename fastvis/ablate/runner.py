@@ -1,0 +1,183 @@
+"""Variants of a base configuration, their runs over seeds, and what the runs measured.
+
+A variant is one change to the base: ``-tta`` (a component removed: a flag off, a number zero,
+an option unset), or ``cutmix=1.0`` (an option set). Every (variant, seed) pair is one
+``fastvis-train`` run in its own folder, ``OUT/<variant>/seed<k>``, started in its own process
+with ``--resume auto``: a finished run (its ``summary.json`` is there) is not repeated, a
+killed one continues from its checkpoint. With several CUDA devices the runs go one per device.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import InputError
+from ..train.config import _TYPES, OPTIONS, TrainConfig, _alias, _base_type, coerce
+
+__all__ = ["Run", "Variant", "cumulative_variants", "metric_of", "parse_variants", "plan_runs", "run_all"]
+
+
+@dataclass
+class Variant:
+    name: str
+    changes: dict = field(default_factory=dict)
+
+
+@dataclass
+class Run:
+    variant: Variant
+    seed: int
+    folder: Path
+    config: TrainConfig
+
+    @property
+    def done(self) -> bool:
+        return (self.folder / "summary.json").is_file()
+
+    def summary(self) -> dict | None:
+        return json.loads((self.folder / "summary.json").read_text()) if self.done else None
+
+
+def _option(name: str) -> str:
+    key = _alias(name)
+    if key not in OPTIONS:
+        raise InputError(f"unknown option {name!r} in a variant (options are those of fastvis-train)")
+    return key
+
+
+def off_value(name: str):
+    """What "without" sets an option to: flags off, numbers 0, other options unset."""
+    if name == "flip":
+        return "none"
+    kind = _base_type(_TYPES[name])
+    if kind is bool:
+        return False
+    if kind in (int, float):
+        return 0
+    return None
+
+
+def parse_variants(base: TrainConfig, without: list[str], changes: list[str]) -> list[Variant]:
+    """The variants of ``--without a,b`` and ``--with k=v,...``, checked against the base."""
+    out: list[Variant] = []
+    for name in without:
+        key = _option(name)
+        off = off_value(key)
+        if base.get(key) == off or (key == "amp" and base.get(key) is False):
+            raise InputError(f"--without {name}: the base run has no {name} to remove ({key} is {base.get(key)!r})")
+        out.append(Variant(f"-{name}", {key: off}))
+    for item in changes:
+        if "=" not in item:
+            raise InputError(f"--with {item}: expected OPTION=VALUE, e.g. cutmix=1.0")
+        name, value = item.split("=", 1)
+        key = _option(name.strip())
+        parsed = coerce(key, value.strip(), "--with ")
+        if base.get(key) == parsed:
+            raise InputError(f"--with {item}: the base run already has {key}={parsed!r}")
+        out.append(Variant(f"{name.strip()}={value.strip()}", {key: parsed}))
+    names = [v.name for v in out]
+    if len(set(names)) != len(names):
+        raise InputError(f"a variant is given twice: {names}")
+    return out
+
+
+def cumulative_variants(variants: list[Variant]) -> list[Variant]:
+    """The changes added in turn (a speed-run ablation table): the first two together, then the
+    first three, ... (the base and the first change alone are runs of the ablation already)."""
+    out = []
+    for k in range(2, len(variants) + 1):
+        changes = {}
+        for v in variants[:k]:
+            changes.update(v.changes)
+        out.append(Variant(" + ".join(v.name for v in variants[:k]), changes))
+    return out
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "_", name) or "base"
+
+
+def plan_runs(base: TrainConfig, variants: list[Variant], seeds: int, out: Path) -> list[Run]:
+    """Every (variant, seed) run, ordered seed by seed (so that partial results are paired)."""
+    runs = []
+    first = base.output.seed
+    for k in range(seeds):
+        for v in [Variant("base"), *variants]:
+            folder = Path(out) / _slug(v.name) / f"seed{first + k}"
+            cfg = base.replace(**v.changes, seed=first + k, out=str(folder), resume=None, quiet=True)
+            runs.append(Run(v, first + k, folder, cfg))
+    return runs
+
+
+def _devices() -> list[str | None]:
+    try:
+        import torch
+
+        n = torch.cuda.device_count()
+    except Exception:  # no torch CUDA: one run at a time
+        n = 0
+    return [str(i) for i in range(n)] or [None]
+
+
+def _command(run: Run) -> list[str]:
+    run.folder.mkdir(parents=True, exist_ok=True)
+    spec = run.folder / "ablation-config.json"
+    spec.write_text(json.dumps(run.config.as_dict(), indent=1))
+    return [sys.executable, "-m", "fastvis.cli.train", "--config", str(spec), "--out", str(run.folder),
+            "--resume", "auto", "-q"]
+
+
+def run_all(runs: list[Run], log=print, jobs: int | None = None) -> list[Run]:
+    """Run every run that has no summary yet: in sequence, or one per CUDA device. Returns the
+    runs that failed (the last line of each one's error is logged)."""
+    todo = [r for r in runs if not r.done]
+    if len(todo) < len(runs):
+        log(f"ablation: {len(runs) - len(todo)} of {len(runs)} runs already finished")
+    devices = _devices()[: jobs or None]
+    running: dict[subprocess.Popen, tuple[Run, str | None]] = {}
+    failed = []
+    try:
+        _loop(todo, running, devices, failed, log)
+    finally:  # stopped (Ctrl-C, SIGTERM): the runs in flight stop too, and resume next time
+        for proc in running:
+            proc.terminate()
+        for proc in running:
+            proc.wait()
+    return failed
+
+
+def _loop(todo, running, devices, failed, log) -> None:
+    while todo or running:
+        free = [d for d in devices if d not in {dev for _, dev in running.values()}]
+        while todo and free:
+            run, device = todo.pop(0), free.pop(0)
+            env = dict(os.environ)
+            if device is not None:
+                env["CUDA_VISIBLE_DEVICES"] = device
+            log(f"ablation: {run.variant.name}, seed {run.seed} -> {run.folder}")
+            cmd = _command(run)
+            with open(run.folder / "stderr.log", "w") as err:  # a file: a pipe could fill up and block
+                proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+            running[proc] = (run, device)
+        for proc in [p for p in running if p.poll() is not None]:
+            run, _ = running.pop(proc)
+            err = (run.folder / "stderr.log").read_text().strip().splitlines()
+            if proc.returncode != 0 or not run.done:
+                failed.append(run)
+                log(f"ablation: {run.variant.name}, seed {run.seed} failed: {err[-1] if err else proc.returncode}")
+        if running:
+            time.sleep(0.5)
+
+
+def metric_of(summary: dict, metric: str = "top1") -> tuple[float, str]:
+    """The metric of a run on the split its choices are made on: the holdout when there is one."""
+    final = summary.get("final") or {}
+    split = "holdout" if "holdout" in final else summary.get("split", "test")
+    value = final[split][metric] if split in final else summary[metric]
+    return float(value), split

@@ -1,0 +1,120 @@
+"""fastvis-ablate: statistics on fixed numbers, the variants, and a tiny ablation end to end
+(outputs, no repeated runs, resuming after a kill)."""
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fastvis.ablate.analysis import sentence
+from fastvis.ablate.runner import parse_variants
+from fastvis.ablate.stats import compare, mean_std, t_quantile
+from fastvis.train.config import TrainConfig
+from tests.train.test_trainer import data  # noqa: F401  (the trainer tests' data fixture)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_statistics_on_fixed_numbers():
+    assert t_quantile(2) == pytest.approx(4.303) and t_quantile(40) == pytest.approx(2.021, abs=0.002)
+    m, sd = mean_std([0.50, 0.52, 0.51])
+    assert m == pytest.approx(0.51) and sd == pytest.approx(0.01)
+    base = {0: 0.50, 1: 0.52, 2: 0.51}
+    small = compare(base, {0: 0.48, 1: 0.49, 2: 0.50}, "-tta")  # differences -2, -3, -1 points
+    half = 4.303 * 0.01 / math.sqrt(3)
+    assert small.diff == pytest.approx(-0.02) and small.low == pytest.approx(-0.02 - half)
+    assert small.high == pytest.approx(-0.02 + half) and not small.significant  # the interval holds zero
+    large = compare(base, {0: 0.45, 1: 0.46, 2: 0.47}, "-label_smoothing")  # -5, -6, -4 points
+    assert large.significant and large.high < 0 and large.seeds == 3
+    unpaired = compare(base, {1: 0.40, 7: 0.3}, "x")  # only seed 1 is shared
+    assert unpaired.seeds == 1 and unpaired.low is None and not unpaired.significant
+
+
+def test_the_sentence_states_the_strongest_effect_with_its_interval():
+    cfg = TrainConfig.from_options(budget=600.0, out="x")
+    rows = [
+        {"variant": "-tta", "changes": {"tta": False}, "seeds": 3, "diff": -0.004, "low": -0.011, "high": 0.003,
+         "significant": False},
+        {"variant": "-label-smoothing", "changes": {"label_smoothing": 0}, "seeds": 3, "diff": -0.019,
+         "low": -0.026, "high": -0.012, "significant": True},
+        {"variant": "cutmix=1.0", "changes": {"cutmix": 1.0}, "seeds": 3, "diff": 0.03, "low": -0.02,
+         "high": 0.08, "significant": False},  # larger, but within the spread: not the one stated
+    ]
+    text = sentence({"metric": "top1", "variants": rows}, cfg)
+    assert text == ("Under a 10-minute budget, removing label smoothing costs 1.9 points of top-1 "
+                    "(95% CI 1.2-2.6, 3 seeds).")
+    none = sentence({"metric": "top1", "variants": [rows[0]]}, cfg)
+    assert "within the seed-to-seed spread" in none and "-0.4 points" in none
+
+
+def test_variants_are_checked_against_the_base():
+    base = TrainConfig.from_options(budget=60.0, out="x", label_smoothing=0.1)
+    vs = parse_variants(base, ["tta", "label-smoothing"], ["amp=off", "cutmix=1.0"])
+    assert [(v.name, v.changes) for v in vs] == [("-tta", {"tta": False}), ("-label-smoothing", {"label_smoothing": 0}),
+                                                  ("amp=off", {"amp": False}), ("cutmix=1.0", {"cutmix": 1.0})]
+    for without, with_, message in ((["ema"], [], "no ema"), ([], ["cutmix"], "OPTION=VALUE"),
+                                    (["nonsense"], [], "unknown option"), ([], ["tta=on"], "already has")):
+        with pytest.raises(Exception, match=message):
+            parse_variants(base, without, with_)
+
+
+def _ablate(*args):
+    return [sys.executable, "-m", "fastvis.cli.ablate", *map(str, args)]
+
+
+def test_a_tiny_ablation_end_to_end(data, tmp_path):  # noqa: F811
+    from pypdf import PdfReader
+
+    out = tmp_path / "ablate"
+    args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "1", "--batch-size", "32",
+            "--device", "cpu", "--without", "tta", "--with", "label_smoothing=0.3", "--seeds", "2",
+            "--cumulative", "--out", out]
+    # killed once the first run has finished: the next invocation resumes
+    proc = subprocess.Popen(_ablate(*args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = out / "base" / "seed0" / "summary.json"
+    while not first.exists() and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    stamp = first.stat().st_mtime_ns
+    done = subprocess.run(_ablate(*args), cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert first.stat().st_mtime_ns == stamp  # not run again
+    result = json.loads((out / "ablation.json").read_text())
+    assert [v["variant"] for v in result["variants"]] == ["-tta", "label_smoothing=0.3"]
+    assert all(v["seeds"] == 2 and v["low"] is not None for v in result["variants"])
+    assert len(result["base"]["runs"]) == 2 and result["split"] == "test"
+    assert [c["variant"] for c in result["cumulative"]][0] == "base" and len(result["cumulative"]) == 3
+    assert (out / "ablation.csv").read_text().splitlines()[0].startswith("variant,changes,seeds,mean")
+    assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG"
+    report = PdfReader(out / "report.pdf")
+    assert len(report.pages) == 1
+    page = " ".join(report.pages[0].extract_text().split())
+    assert "What makes it converge fast" in page and " ".join(result["sentence"].split()) in page
+    slides = PdfReader(out / "slides.pdf")
+    assert 3 <= len(slides.pages) <= 5 and slides.pages[0].mediabox.width > slides.pages[0].mediabox.height
+    again = subprocess.run(_ablate(*args), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "8 of 8 runs already finished" in again.stdout
+
+
+def test_train_then_ablate_reuses_the_run_as_its_base(data, tmp_path):  # noqa: F811
+    from pypdf import PdfReader
+
+    from tests.train.test_trainer import cli as train_cli
+
+    out = tmp_path / "run"
+    proc = train_cli("--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "1", "--batch-size", "32",
+                     "--device", "cpu", "-q", "--out", out, "--ablate=-tta", "--ablate-seeds", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "ablation" / "ablation.json").read_text())
+    assert [v["variant"] for v in result["variants"]] == ["-tta"] and result["variants"][0]["seeds"] == 1
+    assert (out / "ablation" / "base" / "seed0" / "summary.json").read_text() == (out / "summary.json").read_text()
+    assert "one seed: no interval" in result["sentence"]
+    page = " ".join(PdfReader(out / "report.pdf").pages[0].extract_text().split())
+    assert "What makes it converge fast" in page
