@@ -12,7 +12,7 @@ import numpy as np
 from .atomic import check_output, write_atomic
 from .beton import BetonWriter, sidecar_path
 from .beton.format import DEFAULT_PAGE_SIZE
-from .sources import Source
+from .sources import Source, SourceError
 
 
 @dataclass
@@ -55,7 +55,11 @@ def convert(source: Source, out: str | os.PathLike, page_size: int = DEFAULT_PAG
         bar = tqdm(total=len(source), unit="img", desc=f"convert {out.name}", disable=not progress, leave=False)
         with bar:
             for sample in source:
-                writer.write(sample)
+                try:
+                    writer.write(sample)
+                except ValueError as exc:  # name the input the sample came from, where the source knows it
+                    where = getattr(source, "current", None)
+                    raise SourceError(f"{where}: {exc}" if where else str(exc)) from None
                 if label_pos is not None:
                     labels.append(sample[label_pos])
                 bar.update(1)

@@ -338,3 +338,43 @@ def test_inspect_verify_names_the_changed_sample(converted, tmp_path):
     assert ok.returncode == 0 and "verified: all 24 samples" in ok.stdout
     proc = cli("inspect", bad, "--verify")
     assert proc.returncode == 1 and "1 sample(s) changed" in proc.stderr and ": 5" in proc.stderr
+
+
+# -- image folders ------------------------------------------------------------------------------------
+
+def test_sixteen_bit_greys_are_scaled_not_clipped(tmp_path):
+    root = tmp_path / "g"
+    (root / "a").mkdir(parents=True)
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
+    Image.fromarray(ramp).save(root / "a" / "ramp.png")
+    assert Image.open(root / "a" / "ramp.png").mode.startswith("I;16")
+    out = tmp_path / "g.beton"
+    proc = cli("convert", root, out, "--raw", "-q")
+    assert proc.returncode == 0 and "scaled to 8 bits" in proc.stderr
+    img = BetonReader(out)[0][0][..., 0].astype(int)
+    expect = np.round(ramp * (255 / 65535)).astype(int)
+    assert np.abs(img - expect).max() <= 1 and (img == 255).mean() < 0.01  # not squashed to white
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dangling link"])
+def test_an_irregular_file_in_an_image_folder_is_listed_not_opened(tmp_path, kind):
+    root = _folder(tmp_path / "imgs", 3)
+    odd = root / "c0" / "odd.png"
+    if kind == "fifo":
+        os.mkfifo(odd)
+    else:
+        odd.symlink_to(tmp_path / "nowhere.png")
+    out = tmp_path / "o.beton"
+    proc = subprocess.run([sys.executable, "-m", "fastvis.cli.convert", str(root), str(out), "-q"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 1 and "c0/odd.png" in proc.stderr and not out.exists()
+    ok = subprocess.run([sys.executable, "-m", "fastvis.cli.convert", str(root), str(out), "-q", "--skip-bad"],
+                        capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert ok.returncode == 0 and len(BetonReader(out)) == 6
+
+
+def test_an_image_too_large_for_the_format_is_named(tmp_path):
+    root = _folder(tmp_path / "imgs", 1)
+    Image.fromarray(np.zeros((1, 70000, 3), np.uint8)).save(root / "c1" / "wide.png")
+    proc = cli("convert", root, tmp_path / "o.beton", "--raw", "-q")
+    assert proc.returncode == 1 and "c1/wide.png" in proc.stderr and "70000x1" in proc.stderr

@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:  # every bad input is listed, whether the conversion then stops or writes the rest
             for name, problem in source.skipped:
                 print(f"skipped {name}: {problem}", file=sys.stderr)
+        for note in source.info.get("notes", []):
+            print(f"note: {note}", file=sys.stderr)
         print(summary.line())
         return 0
 

@@ -45,6 +45,7 @@ class _Tree:
         self.kind = "folder" if path.is_dir() else ("zip" if zipfile.is_zipfile(path) else "tar")
         self.entries: list[tuple[str, ...]] = []
         self.unsafe: list[str] = []
+        self.irregular: list[tuple[str, str]] = []  # (name, why) of image names that are not regular files
         try:
             if self.kind == "folder":
                 for dirpath, dirnames, filenames in os.walk(path):
@@ -52,7 +53,13 @@ class _Tree:
                     rel = Path(dirpath).relative_to(path).parts
                     for f in sorted(filenames):
                         if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS:
-                            self.entries.append((*rel, f))
+                            full = Path(dirpath) / f
+                            if full.is_file():  # follows a link; a FIFO would block reading
+                                self.entries.append((*rel, f))
+                            else:
+                                why = "a dangling or looping link" if full.is_symlink() else \
+                                    "not a regular file (a FIFO, a device or a socket)"
+                                self.irregular.append(("/".join((*rel, f)), why))
             elif self.kind == "zip":
                 with zipfile.ZipFile(path) as zf:
                     for info in zf.infolist():
@@ -133,6 +140,8 @@ class ImageFolderSource(Source):
         if size is not None and size <= 0 or max_side is not None and max_side <= 0:
             raise SourceError("--size and --max-side must be positive")
         self.size, self.max_side, self.skip_bad = size, max_side, skip_bad
+        self.scaled: list[int] = []  # images of more than 8 bits, scaled to 8
+        self.current: str | None = None  # the file of the sample last yielded (for error messages)
         self.workers = workers or min(8, os.cpu_count() or 1)
         tree = _Tree(self.root)
         wrapper = _wrapper(tree.entries) if tree.kind != "folder" else ()
@@ -212,6 +221,11 @@ class ImageFolderSource(Source):
         with Image.open(io.BytesIO(data)) as img:
             if self.size and img.format == "JPEG":
                 img.draft("RGB", (self.size, self.size))  # DCT-domain downscale: much faster
+            if img.mode.startswith("I"):  # 16-bit (or 32-bit) grey: Pillow would clip it to 255
+                values = np.asarray(img).astype(np.float64)
+                top = 65535.0 if img.mode.startswith("I;16") else max(float(values.max()), 1.0)
+                img = Image.fromarray(np.clip(np.round(values * (255.0 / top)), 0, 255).astype(np.uint8), "L")
+                self.scaled.append(1)  # said in the sidecar and by fastvis-convert
             img = img.convert("RGB")
             w, h = img.size
             if self.size:
@@ -238,14 +252,18 @@ class ImageFolderSource(Source):
 
     def __iter__(self):
         stream = self._tree.read(self._labels, in_order=self.shuffle is not None)
-        bad = []
+        bad = list(self._tree.irregular)  # FIFOs, devices, dangling links: never opened
+        self.skipped.extend(bad)
         with ThreadPoolExecutor(self.workers) as pool:
             for parts, image, problem in _ordered_map(pool, self._decode_one, stream, 4 * self.workers):
                 if problem is not None:
                     bad.append(("/".join(parts), problem))
                     self.skipped.append(bad[-1])
                     continue
+                self.current = "/".join(parts)
                 yield image, self._labels[parts]
+        if self.scaled:
+            self.info["notes"] = [f"{len(self.scaled)} image(s) of more than 8 bits per channel scaled to 8 bits"]
         self.check_bad(bad, "unreadable image")
 
 
