@@ -49,15 +49,17 @@ def setup_device(name: str, timeout: float = 600.0) -> tuple[torch.device, World
 
 
 def _exit_with_parent() -> None:
-    """Linux: end this worker (SIGTERM) when the process that started it dies, so that killing
-    torchrun's agent leaves no orphaned workers training on and writing outputs."""
+    """Linux: end this worker when the process that started it dies, so that killing torchrun's
+    agent leaves no orphaned workers training on and writing outputs. SIGKILL, not SIGTERM: a
+    worker waiting in a collective for a peer runs no Python signal handler until the collective
+    times out (minutes); what it was writing is a temporary that the next start removes."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         if os.getppid() == 1:  # the parent died before we asked
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGKILL)
     except (OSError, AttributeError):
         pass
 

@@ -1,0 +1,70 @@
+"""DDP runs whose launcher dies: the workers end with it instead of training on as orphans."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .test_trainer import REPO, data  # noqa: F401  (the module's small dataset)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _wait(condition, limit: float = 300.0, every: float = 0.5) -> bool:
+    """Poll ``condition`` until it holds or ``limit`` seconds pass (a bound against hanging, not
+    a speed requirement)."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(every)
+    return condition()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_workers_end_when_the_torchrun_agent_is_killed(data, tmp_path):  # noqa: F811
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    out = tmp_path / "run"
+    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                              "-m", "fastvis.cli.train", "--data", data[0], "--val", data[1], "--model", "tinynet",
+                              "--epochs", "500", "--batch-size", "32", "--device", "cpu", "-q", "--out", str(out)],
+                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        assert _wait(lambda: (out / "checkpoint.pt").exists()), "the run never wrote its first checkpoint"
+        workers = _children(agent.pid)
+        assert len(workers) == 2
+        agent.send_signal(signal.SIGKILL)
+        agent.wait()
+        assert _wait(lambda: not any(_alive(w) for w in workers), limit=60), "workers outlived their agent"
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        for w in workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
