@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+from .. import InputError
 from . import run
 
 STARTED = time.perf_counter()
@@ -98,6 +99,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.ablate and args.ablate_within_budget and cfg.schedule.budget:
             runs = (1 + len(_variant_items(args.ablate))) * args.ablate_seeds
             cfg = cfg.replace(budget=cfg.schedule.budget / runs)  # every run of the ablation gets this share
+        if cfg.incremental.incremental:
+            if args.ablate:
+                raise InputError("--ablate measures ordinary runs; for class-incremental ones use "
+                                 "--class-order-runs and --seeds-per-order")
+            from ..incremental.runner import train_incremental
+            from ..incremental.study import run_order_study
+
+            inc = cfg.incremental
+            if inc.class_order_runs > 1 or inc.seeds_per_order > 1:
+                run_order_study(cfg, print if not cfg.output.quiet else (lambda *_: None))
+            else:
+                train_incremental(cfg, Clock(STARTED))
+            return 0
         n = cfg.speed.nproc_per_node
         if n > 1 and "WORLD_SIZE" not in os.environ:  # every process gets the same output folder
             code = _relaunch([*argv, "--out", cfg.output.out] if "out" not in args else argv, n)

@@ -30,6 +30,9 @@ for _att in (None, "se", "cbam"):
     register(f"{_prefix}resnet34")(_resnet(BasicBlock, [3, 4, 6, 3], attention=_att))
     register(f"{_prefix}resnet50")(_resnet(Bottleneck, [3, 4, 6, 3], attention=_att))
 register("preact_resnet18")(_resnet(PreActBlock, [2, 2, 2, 2], preact=True))
+# the CIFAR ResNet of He et al. (2016) with n = 5 (6n + 2 = 32 layers, 0.47 M parameters): the
+# backbone of the class-incremental literature (iCaRL, LwF, WA on CIFAR-100)
+register("resnet32")(_resnet(BasicBlock, [5, 5, 5], widths=(16, 32, 64), stem_out=16))
 register("resnext29_8x64d")(_resnet(Bottleneck, [3, 3, 3], widths=(64, 128, 256), groups=8, base_width=64))
 register("resnext29_4x32d")(_resnet(Bottleneck, [3, 3, 3], widths=(64, 128, 256), groups=4, base_width=32))
 

@@ -136,9 +136,8 @@ class ResNet(nn.Module):
     """CIFAR ResNet: 3x3 stem, stages of ``widths`` with strides 1, 2, 2, 2 (or 1, 2, 2)."""
 
     def __init__(self, block, layers, num_classes=100, widths=(64, 128, 256, 512), attention=None,
-                 drop_path_rate=0.0, groups=1, base_width=64, in_channels=3, preact=False):
+                 drop_path_rate=0.0, groups=1, base_width=64, in_channels=3, preact=False, stem_out=64):
         super().__init__()
-        stem_out = 64
         self.stem = nn.Conv2d(in_channels, stem_out, 3, 1, 1, bias=False)
         self.stem_bn = nn.Identity() if preact else nn.BatchNorm2d(stem_out)
         total = sum(layers)

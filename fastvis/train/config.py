@@ -154,6 +154,30 @@ class EvalOptions:
 
 
 @dataclass
+class IncrementalOptions:
+    """class-incremental learning (see fastvis.incremental)"""
+
+    incremental: str | None = option(None, "learn the classes in tasks: B0-T (T equal tasks) or B<k>-<n> (k classes, "
+                                     "then tasks of n)", metavar="PROTOCOL", hyper=False)
+    cl_method: str = option("icarl", "how old classes are kept: finetune (lower bound), joint (all data so far: upper "
+                            "bound), replay (exemplar memory), icarl (memory, distillation, nearest-mean classifier), "
+                            "lwf (distillation, no memory), wa (memory, distillation, weight aligning)",
+                            choices=("finetune", "joint", "replay", "icarl", "lwf", "wa"), hyper=False)
+    memory: int = option(2000, "exemplars kept in all (herding, class-balanced)", bounds="[0, inf)", hyper=False)
+    class_order: str = option("seed:1993", "seed:S (numpy's permutation, as PyCIL/FACIL), sorted, coarse "
+                              "(by superclass) or a list of class ids", hyper=False)
+    epochs_per_task: float | None = option(None, "epochs of each task (instead of sharing --budget)", metavar="E",
+                                           bounds="(0, inf)", hyper=False)
+    cl_temperature: float = option(2.0, "softmax temperature of the old model's outputs (icarl, lwf, wa)",
+                                   bounds="(0, inf)", hyper=False)
+    class_order_runs: int = option(1, "the data-order study: run the protocol over K class orders (seed:1993, then "
+                                   "seed:1, seed:2, ...) into OUT/order-*/ and summarise", metavar="K",
+                                   bounds="[1, inf)", hyper=False)
+    seeds_per_order: int = option(1, "seeds per class order in the order study", metavar="S", bounds="[1, inf)",
+                                  hyper=False)
+
+
+@dataclass
 class OutputOptions:
     """output"""
 
@@ -177,6 +201,7 @@ class TrainConfig:
     radiograph: RadiographOptions = field(default_factory=RadiographOptions)
     speed: SpeedOptions = field(default_factory=SpeedOptions)
     eval: EvalOptions = field(default_factory=EvalOptions)
+    incremental: IncrementalOptions = field(default_factory=IncrementalOptions)
     output: OutputOptions = field(default_factory=OutputOptions)
 
     # -- addressing options by name ----------------------------------------------------------------
@@ -402,6 +427,9 @@ def load_file(path: str | os.PathLike) -> dict:
     return {k: coerce(k, v, f"{p}: ") for k, v in flat.items()}
 
 
+#: defaults of class-incremental runs (--incremental) where they differ: small tasks need more steps
+INCREMENTAL_DEFAULTS = {"batch_size": 128, "lr": 0.1}
+
 #: options a resumed run may change; any other given again must equal the run's own
 MAY_CHANGE = {"budget", "epochs", "out", "resume", "quiet", "wandb", "wandb_mode", "wandb_project",
               "halt_after_epoch", "eval_batch_size", "device", "nproc_per_node", "ddp_timeout", "cache_dir", "verify"}
@@ -439,4 +467,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                 saved.pop("budget", None)
                 saved.pop("epochs", None)
             options = {**saved, "out": str(folder), **options}
+    if options.get("incremental"):  # the class-incremental literature's batch and learning rate
+        options = {**INCREMENTAL_DEFAULTS, **options}
     return TrainConfig.from_options(**options).resolved()

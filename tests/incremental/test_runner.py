@@ -1,0 +1,192 @@
+"""Class-incremental runs end to end on 8 small classes (CPU): every method, the memory, resume
+at a task boundary and inside a task, the budget shared over tasks on a simulated clock, the
+order study and the command line."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastvis.incremental.runner import IncrementalTrainer, train_incremental
+from fastvis.train import checkpoint as ckpt
+from fastvis.train.budget import Clock
+from fastvis.train.config import TrainConfig
+
+from .data import write_classes
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cl")
+    return str(write_classes(root / "train.beton", 40, 0)), str(write_classes(root / "val.beton", 16, 1))
+
+
+def config(data, out, **kw):
+    base = dict(data=data[0], val=data[1], model="tinynet", incremental="B0-4", cl_method="icarl", memory=16,
+                epochs_per_task=4, batch_size=32, lr=0.2, out=str(out), quiet=True, device="cpu")
+    base.update(kw)
+    return TrainConfig.from_options(**base)
+
+
+def cli(*args):
+    env = dict(os.environ)
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    return subprocess.run([sys.executable, "-m", "fastvis.cli.train", *map(str, args)], capture_output=True,
+                          text=True, timeout=600, cwd=REPO, env=env)
+
+
+@pytest.mark.parametrize("method", ["finetune", "joint", "replay", "icarl", "lwf", "wa"])
+def test_each_method_runs_the_protocol_and_reports_it(data, tmp_path, method):
+    out = tmp_path / method
+    summary = train_incremental(config(data, out, cl_method=method))
+    block = summary["incremental"]
+    assert block["method"] == method and block["protocol"] == "B0-4" and len(block["tasks"]) == 4
+    assert sorted(c for t in block["tasks"] for c in t) == list(range(8))
+    matrix = block["matrix"]
+    assert [len(row) for row in matrix] == [1, 2, 3, 4]
+    assert all(0 <= v <= 1 for row in matrix for v in row)
+    assert block["last"] == block["seen"][-1] and len(block["seen"]) == 4
+    assert block["average_incremental"] == pytest.approx(sum(block["seen"]) / 4)
+    assert ("nme" in block) == (method == "icarl")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["task"] for r in rows] == [1, 2, 3, 4] and [r["classes"] for r in rows] == [2, 4, 6, 8]
+    for name in ("summary.json", "report.pdf", "incremental.png", "checkpoint.pt", "config.json"):
+        assert (out / name).is_file(), name
+    import pypdf
+
+    assert len(pypdf.PdfReader(out / "report.pdf").pages) == 1
+    saved = ckpt.load(out / "checkpoint.pt")
+    kept = saved["memory"]["by_class"]
+    if method in ("replay", "icarl", "wa"):
+        assert sum(len(v) for v in kept.values()) <= 16  # the memory's size is never exceeded
+        assert {len(v) for v in kept.values()} == {2} and sorted(kept) == list(range(8))  # 16 // 8 each
+    else:
+        assert not kept
+
+
+def test_what_each_task_trains_on(data, tmp_path):
+    def indices(method):
+        trainer = IncrementalTrainer(config(data, tmp_path / method, cl_method=method))
+        trainer.setup()
+        return trainer, {int(p) for p in trainer.train_pos[trainer.task_indices(2)].tolist()}
+
+    trainer, finetune = indices("finetune")
+    assert finetune == {4, 5}  # the third task's two classes (positions in the class order)
+    assert indices("joint")[1] == set(range(6))
+    trainer, replay = indices("replay")
+    assert replay == {4, 5}  # no memory yet: nothing trained
+    labels = trainer.data.dataset.labels
+    assert [trainer.order[p] for p in range(2)] == [int(c) for c in trainer.tasks[0]]
+    assert all(trainer.position[labels[i]] == trainer.train_pos[i] for i in range(0, len(labels), 37))
+
+
+def test_joint_training_bounds_finetuning_from_above(data, tmp_path):
+    fine = train_incremental(config(data, tmp_path / "f", cl_method="finetune", epochs_per_task=8))["incremental"]
+    joint = train_incremental(config(data, tmp_path / "j", cl_method="joint", epochs_per_task=8))["incremental"]
+    assert fine["last"] < 0.45  # the old classes are forgotten: mostly the last task's are predicted
+    assert joint["last"] > fine["last"] + 0.2
+    assert fine["forgetting"] > joint["forgetting"]
+
+
+@pytest.mark.parametrize("halt", [2, 4])  # inside the first task's epochs; right after the first task
+def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(data, tmp_path, halt):
+    args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--incremental", "B0-4", "--cl-method", "icarl",
+            "--memory", "16", "--epochs-per-task", "4", "--batch-size", "32", "--lr", "0.2", "--device", "cpu", "-q"]
+    whole = cli(*args, "--out", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    killed = cli(*args, "--out", tmp_path / "part", "--halt-after-epoch", halt)
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    assert not (tmp_path / "part" / "summary.json").exists()
+    resumed = cli(*args, "--out", tmp_path / "part", "--resume", tmp_path / "part")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = ckpt.load(tmp_path / "whole" / "checkpoint.pt"), ckpt.load(tmp_path / "part" / "checkpoint.pt")
+    assert a["step"] == b["step"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["memory"]["by_class"].keys() == b["memory"]["by_class"].keys()
+    for c in a["memory"]["by_class"]:
+        assert torch.equal(a["memory"]["by_class"][c], b["memory"]["by_class"][c])
+    sa = json.loads((tmp_path / "whole" / "summary.json").read_text())["incremental"]
+    sb = json.loads((tmp_path / "part" / "summary.json").read_text())["incremental"]
+    assert sa["matrix"] == sb["matrix"] and sa["nme"] == sb["nme"]
+    rows = [json.loads(line) for line in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["task"] for r in rows] == [1, 2, 3, 4]  # no row twice
+
+
+class SimulatedClock(Clock):
+    """Time that moves only when read: a fixed tick per reading, so that the budget's
+    arithmetic is tested without depending on the machine's speed."""
+
+    def __init__(self, tick: float):
+        super().__init__(0.0)
+        self.t, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.t += self.tick
+        return self.t + self.offset
+
+
+def test_the_budget_is_shared_over_the_tasks_in_proportion_to_their_data(data, tmp_path):
+    clock = SimulatedClock(0.01)
+    budget = 40.0
+    summary = IncrementalTrainer(config(data, tmp_path / "b", epochs_per_task=None, budget=budget,
+                                        cl_method="replay", incremental="B0-2"), clock).fit()
+    rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    first, second = rows
+    assert first["share_seconds"] > 0 and second["share_seconds"] > 0
+    # each task trained to its share, overshooting by less than an epoch's bookkeeping
+    for r in rows:
+        assert r["share_seconds"] <= r["task_seconds"] < r["share_seconds"] + 1.0
+    # task 1 trains on 4 classes x 40 samples, task 2 on 4 x 40 plus the 16 exemplars: the first
+    # share is its part of the time left then
+    assert first["share_seconds"] / (first["share_seconds"] + second["share_seconds"]) == pytest.approx(
+        160 / 336, abs=0.05)
+    assert summary["train_seconds"] < budget and clock.t < budget
+
+
+def test_the_order_study_runs_orders_times_seeds_and_does_not_repeat_a_finished_run(data, tmp_path):
+    out = tmp_path / "study"
+    args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--incremental", "B0-2", "--cl-method",
+            "finetune", "--epochs-per-task", "1", "--batch-size", "32", "--device", "cpu", "-q",
+            "--class-order-runs", "2", "--seeds-per-order", "2", "--out", out]
+    proc = cli(*args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    study = json.loads((out / "order_study.json").read_text())
+    assert [(r["order"], r["seed"]) for r in study["runs"]] == [("seed:1993", 0), ("seed:1993", 1),
+                                                                ("seed:1", 0), ("seed:1", 1)]
+    for metric in ("average_incremental", "last"):
+        s = study[metric]
+        assert s["runs"] == 4 and s["orders"] == 2 and s["seed_sd"] is not None and s["order_sd"] is not None
+    orders = {json.loads((out / "order-seed1" / "seed0" / "summary.json").read_text())["incremental"]
+              ["class_order_spec"], json.loads((out / "order-seed1993" / "seed1" / "summary.json").read_text())
+              ["incremental"]["class_order_spec"]}
+    assert orders == {"seed:1", "seed:1993"}
+    assert len((out / "order_study.csv").read_text().splitlines()) == 5
+    stamp = (out / "order-seed1" / "seed1" / "summary.json").stat().st_mtime_ns
+    again = cli(*args)
+    assert again.returncode == 0 and (out / "order-seed1" / "seed1" / "summary.json").stat().st_mtime_ns == stamp
+
+
+def test_the_coarse_order_makes_tasks_of_superclasses(data, tmp_path):
+    trainer = IncrementalTrainer(config(data, tmp_path / "c", class_order="coarse"))
+    trainer.setup()
+    assert trainer.tasks == [[0, 1], [2, 3], [4, 5], [6, 7]]  # the file's superclass of class c is c // 2
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--incremental", "B0-3"], "do not split into 3 equal tasks"),
+    (["--incremental", "B0-4", "--memory", "4"], "at least one exemplar of each of the 8 classes"),
+    (["--incremental", "B0-4", "--class-order", "1,2,3"], "each of the 8 class ids once"),
+    (["--incremental", "B0-4", "--ema"], "not used by class-incremental runs"),
+])
+def test_bad_incremental_options_get_one_line(data, tmp_path, extra, message):
+    proc = cli("--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs-per-task", "1", "--device", "cpu",
+               "-q", "--out", tmp_path / "x", *extra)
+    assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
