@@ -40,7 +40,7 @@ from ..train import checkpoint, ddp
 from ..train.augment_plan import build_plan
 from ..train.budget import Clock, lr_at
 from ..train.config import TrainConfig
-from ..train.data import build_train_data, load_val
+from ..train.data import build_train_data, eval_sets
 from ..train.datasets import resolve
 from ..train.model import build_model, choose_amp, make_optimizer, peak_lr
 from ..train.recorder import Recorder
@@ -88,15 +88,7 @@ class IncrementalTrainer:
         self.position[torch.tensor(self.order, device=device)] = torch.arange(k, device=device)
         self.train_pos = self.position[ds.labels]
         self.class_idx = [(self.train_pos == p).nonzero().flatten() for p in range(k)]
-        self.eval_sets = {}
-        if data.holdout is not None:
-            self.eval_sets["holdout"] = data.holdout
-        if val_path is not None:
-            self.eval_sets["test"] = load_val(val_path, data, cfg, device)
-        for split, es in self.eval_sets.items():
-            if len(es) and int(es.labels.max()) >= k:
-                raise FastvisError(f"the {split} set has class id {int(es.labels.max())}, the training set only "
-                                   f"{k} classes")
+        self.eval_sets = eval_sets(data, val_path, cfg, device)
         self.plan = build_plan(cfg, data, self.world, self.recorder.log)
         self.model_name = cfg.data.model or "resnet32"
         torch.manual_seed(cfg.output.seed)
@@ -221,23 +213,21 @@ class IncrementalTrainer:
             order = idx[torch.randperm(len(idx), generator=g).to(idx.device)]
             first = st["task_step"] - st["epoch"] * spe
             self.recorder.open_bar(st["epoch"], spe - first)
-            previous, done, loss_sum = self.clock(), 0, 0.0
+            previous, n, loss_sum = self.clock(), 0, 0.0  # n steps since the last report
             for k in range(first, spe):
                 if self._progress(spe) >= 1:
                     break
                 pick = order[k * batch:(k + 1) * batch]
-                x, y = self.data.dataset.batch(pick)
+                x, _ = self.data.dataset.batch(pick)
                 loss = self._step(Batch(x, self.train_pos[pick], pick), t, before, seen, spe)
                 now = self.clock()
                 st["task_seconds"] += now - previous
                 previous = now
-                done += 1
-                loss_sum += loss
-                if done % 20 == 0 or k == spe - 1:
-                    self._check(loss_sum / (done % 20 or 20), t)
-                    self.recorder.update_bar(done % 20 or 20, batch, loss_sum / (done % 20 or 20),
-                                             self.lr, spe - k - 1)
-                    loss_sum = 0.0
+                n, loss_sum = n + 1, loss_sum + loss
+                if n == 20 or k == spe - 1:
+                    self._check(loss_sum / n, t)
+                    self.recorder.update_bar(n, batch, loss_sum / n, self.lr, spe - k - 1)
+                    n, loss_sum = 0, 0.0
             self.recorder.close_bar()
             if st["task_step"] - st["epoch"] * spe >= spe:
                 st["epoch"] += 1

@@ -24,7 +24,7 @@ from ..loader.order import holdout_split
 from .config import LOADER_CHOICES, TrainConfig
 from .ddp import World
 
-__all__ = ["TrainData", "build_train_data", "crop_size", "load_val"]
+__all__ = ["TrainData", "build_train_data", "crop_size", "eval_sets", "load_val"]
 
 SAMPLE = 5000  # images kept for statistics and FastNet's whitening
 HOLDOUT_SEED = 0  # the held-out part does not change with --seed: runs of different seeds compare on it
@@ -192,3 +192,20 @@ def load_val(path: str | Path, data: TrainData, cfg: TrainConfig, device, sample
     c, h, w = data.image_shape
     return ResidentDataset.load(path, device, window=cfg.radiograph.window, size=h if h == w and c == 3 else None,
                                 samples=samples)
+
+
+def eval_sets(data: TrainData, val_path, cfg: TrainConfig, device) -> dict[str, ResidentDataset]:
+    """The sets evaluated, by split: the holdout first when there is one (it is watched during
+    training), then the test set of ``val_path``; refused when one has class ids the training
+    set does not."""
+    sets = {}
+    if data.holdout is not None:
+        sets["holdout"] = data.holdout
+    if val_path is not None:
+        sets["test"] = load_val(val_path, data, cfg, device)
+    for split, ds in sets.items():
+        top = int(ds.labels.max()) if len(ds) else -1
+        if top >= data.num_classes:
+            raise FastvisError(f"the {split} set has class id {top}, the training set only {data.num_classes} "
+                               "classes: they are not the same classes")
+    return sets

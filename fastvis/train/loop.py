@@ -24,7 +24,7 @@ from . import checkpoint, ddp
 from .augment_plan import build_plan
 from .budget import BudgetController, Clock, lr_at
 from .config import TrainConfig
-from .data import build_train_data, load_val
+from .data import build_train_data, eval_sets
 from .datasets import resolve
 from .ema import EMA
 from .loss import Criterion, load_teacher
@@ -66,16 +66,7 @@ class Trainer:
                 train_path, val_path, self.dataset_name = resolve(*args, False, cfg.data.verify, need_val)
         self.data = data = build_train_data(cfg, train_path, world, device)
         # evaluated during training (the curve, the best model, the budget): the holdout when there is one
-        self.eval_sets = {}
-        if data.holdout is not None:
-            self.eval_sets["holdout"] = data.holdout
-        if val_path is not None:
-            self.eval_sets["test"] = load_val(val_path, data, cfg, device)
-        for split, ds in self.eval_sets.items():
-            top = int(ds.labels.max()) if len(ds) else -1
-            if top >= data.num_classes:
-                raise FastvisError(f"the {split} set has class id {top}, the training set only {data.num_classes} "
-                                   "classes: they are not the same classes")
+        self.eval_sets = eval_sets(data, val_path, cfg, device)
         self.watch_split = next(iter(self.eval_sets))
         self.watch = self.eval_sets[self.watch_split]
         self.plan = build_plan(cfg, data, world, self.recorder.log)
