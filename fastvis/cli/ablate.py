@@ -36,7 +36,6 @@ def build_parser():
     g.add_argument("--cumulative", action="store_true", default=False,
                    help="also run the changes added in turn (base, +1st, +1st+2nd, ...): a speed-run style table")
     g.add_argument("--jobs", type=int, default=None, help="runs at once (default: one per CUDA device, else one)")
-    g.add_argument("--metric", default="top1", choices=["top1", "top5", "val_loss"])
     return p
 
 
@@ -87,8 +86,8 @@ def ablate(args, log=print) -> int:
     log(f"ablation: {len(variants)} variant(s) x {args.seeds} seed(s) = {len(runs)} runs"
         + (f", {len(cum_runs)} cumulative" if cum_runs else "") + f" in {out}")
     failed = run_all(runs + cum_runs, log, args.jobs)
-    result = analyse(runs, args.metric)
-    cumulative = cumulative_table(steps + cum_runs, args.metric) if args.cumulative else None
+    result = analyse(runs, base.eval.metric)
+    cumulative = cumulative_table(steps + cum_runs, base.eval.metric) if args.cumulative else None
     result = write_outputs(out, result, base, cumulative)
     first = next(r for r in runs if r.variant.name == "base" and r.done)
     summary = first.summary()

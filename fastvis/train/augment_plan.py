@@ -96,7 +96,9 @@ def _defect_stage(cfg: TrainConfig, data: TrainData, stats: dict, log) -> Stage:
     if len(pick) == 0:
         raise FastvisError(f"--defect-paste: no training sample of class {classes[defect]!r} has a mask")
     bank = aug_ops.DefectBank.from_samples(ds.batch(pick)[0], ds.masks[pick.to(ds.masks.device)])
-    log(f"defect bank: {len(bank)} patches from {len(pick)} masked {classes[defect]!r} samples")
+    boxes = f" ({bank.from_boxes} box labels narrowed to what stands out in them)" if bank.from_boxes else ""
+    log(f"defect bank: {len(bank)} patches from {len(pick)} masked {classes[defect]!r} samples{boxes}; pasting "
+        f"brings each batch to {100 * cfg.radiograph.defect_paste:g}% {classes[defect]!r} samples")
     stats["defect_pastes"] = 0
     p = cfg.radiograph.defect_paste
 

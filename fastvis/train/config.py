@@ -31,6 +31,7 @@ from typing import Any
 from .. import FastvisError, InputError
 from ..loader import LOADERS
 from .budget import parse_duration
+from .metrics import METRICS
 
 
 def option(default: Any, help: str, *, flag: str | None = None, short: str | None = None, metavar: str | None = None,
@@ -123,8 +124,9 @@ class RadiographOptions:
 
     window: str = option("auto", "values to [0, 1]: the file's window (auto: where it has one) or each image's range",
                          choices=("auto", "window", "minmax"))
-    defect_paste: float = option(0.0, "with probability P, Poisson-blend a defect patch into a normal image and "
-                                 "relabel it", metavar="P", bounds="[0, 1]")
+    defect_paste: float = option(0.0, "synthesise defects: Poisson-blend real defect patches into normal images "
+                                 "(relabelled as defects) until a share P of each batch is defect-labelled; a batch "
+                                 "that already holds that share gets none", metavar="P", bounds="[0, 1]")
     defect_class: str | None = option(None, "the defect class (name or index; default: 'defect')")
 
 
@@ -147,6 +149,9 @@ class EvalOptions:
     """evaluation and distillation"""
 
     tta: bool = option(True, "flip test-time augmentation in the final evaluation (--no-tta: off)")
+    metric: str = option("top1", "what the best result tracks on the watched split: top1, balanced_accuracy (the "
+                         "mean recall over classes) or auc (two classes: ROC AUC of the defect class)",
+                         choices=METRICS)
     eval_batch_size: int = option(1024, "batch size of evaluations", hyper=False, bounds="[1, inf)")
     teacher: str | None = option(None, "distil from this checkpoint (any registered model)", metavar="CKPT")
     kd_alpha: float = option(0.5, "weight of the teacher's term", bounds="[0, 1]")

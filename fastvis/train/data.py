@@ -24,7 +24,7 @@ from ..loader.order import holdout_split
 from .config import LOADER_CHOICES, TrainConfig
 from .ddp import World
 
-__all__ = ["TrainData", "build_train_data", "crop_size", "eval_sets", "load_val"]
+__all__ = ["TrainData", "align_classes", "build_train_data", "crop_size", "eval_sets", "load_val"]
 
 SAMPLE = 5000  # images kept for statistics and FastNet's whitening
 HOLDOUT_SEED = 0  # the held-out part does not change with --seed: runs of different seeds compare on it
@@ -202,10 +202,36 @@ def eval_sets(data: TrainData, val_path, cfg: TrainConfig, device) -> dict[str, 
     if data.holdout is not None:
         sets["holdout"] = data.holdout
     if val_path is not None:
-        sets["test"] = load_val(val_path, data, cfg, device)
+        test = sets["test"] = load_val(val_path, data, cfg, device)
+        if test.image_shape != tuple(data.image_shape):
+            shape = "x".join(map(str, test.image_shape))
+            raise FastvisError(f"{val_path}: its images are {shape}, the training images "
+                               f"{'x'.join(map(str, data.image_shape))}: convert both at the same size (--size)")
+        align_classes(test, data.classes, val_path)
     for split, ds in sets.items():
         top = int(ds.labels.max()) if len(ds) else -1
         if top >= data.num_classes:
             raise FastvisError(f"the {split} set has class id {top}, the training set only {data.num_classes} "
                                "classes: they are not the same classes")
     return sets
+
+
+def align_classes(ds: ResidentDataset, classes: list[str], path) -> None:
+    """Give the samples of ``ds`` the training set's ids of their class names (a file may hold
+    fewer classes, or list them in another order). Refused when a sample's class is not one of
+    the training classes. Files without class names keep their ids."""
+    if not classes or not ds.classes:
+        return
+    used = sorted(set(ds.labels.unique().tolist()))
+    if used and used[-1] >= len(ds.classes):
+        raise FastvisError(f"{path}: label {used[-1]} but only {len(ds.classes)} class names ({ds.classes})")
+    unknown = [ds.classes[i] for i in used if ds.classes[i] not in classes]
+    if unknown:
+        near = {c: t for c in unknown for t in classes if c.strip().casefold() == t.strip().casefold()}
+        hint = "; spelled differently: " + ", ".join(f"{c!r} vs {t!r}" for c, t in near.items()) if near else ""
+        raise FastvisError(f"{path}: classes {unknown} are not among the training classes {classes}{hint}")
+    if ds.classes == classes[: len(ds.classes)]:
+        return
+    mapping = torch.tensor([classes.index(c) if c in classes else -1 for c in ds.classes], device=ds.labels.device)
+    ds.labels = mapping[ds.labels]
+    ds.classes, ds.num_classes = list(classes), len(classes)

@@ -111,3 +111,14 @@ def broadcast_int(w: World, value: int, device) -> int:
     t = torch.tensor([value], dtype=torch.int64, device=device)
     dist.broadcast(t, 0)
     return int(t.item())
+
+
+def all_cat(w: World, values):
+    """A 1-D numpy array concatenated over the processes, in rank order."""
+    if not w.distributed:
+        return values
+    import numpy as np
+
+    parts = [None] * w.size
+    dist.all_gather_object(parts, values)
+    return np.concatenate(parts)

@@ -28,6 +28,7 @@ from .data import build_train_data, eval_sets
 from .datasets import resolve
 from .ema import EMA
 from .loss import Criterion, load_teacher
+from .metrics import DETAIL_CLASSES, FALSE_ALARM_RATE, Tally, positive_class
 from .model import build_model, choose_amp, make_optimizer, peak_lr, pick_model
 from .recorder import Recorder
 from .state import TrainState, restore, snapshot
@@ -69,6 +70,9 @@ class Trainer:
         self.eval_sets = eval_sets(data, val_path, cfg, device)
         self.watch_split = next(iter(self.eval_sets))
         self.watch = self.eval_sets[self.watch_split]
+        self.positive = positive_class(data.classes, data.num_classes, cfg.radiograph.defect_class)
+        if cfg.eval.metric == "auc" and self.positive is None:
+            raise FastvisError(f"--metric auc needs two classes; this data has {data.num_classes}")
         self.plan = build_plan(cfg, data, world, self.recorder.log)
         # the training time the budget leaves (less a tenth for evaluations and the end)
         seconds = 0.9 * cfg.schedule.budget - self.clock() if cfg.schedule.budget else None
@@ -157,6 +161,7 @@ class Trainer:
         n = len(dataset) if limit is None else min(limit, len(dataset))
         idx = torch.arange(self.world.rank, n, self.world.size)
         c1 = c5 = loss_sum = 0.0
+        tally = Tally(self.data.num_classes, self.device, self.positive)
         for s in range(0, len(idx), self.cfg.eval.eval_batch_size):
             x, y = dataset.batch(idx[s : s + self.cfg.eval.eval_batch_size])
             x = self.normalize(x)
@@ -168,8 +173,10 @@ class Trainer:
             top5 = logits.topk(min(5, logits.shape[1]), 1).indices
             c1 += float((top5[:, 0] == y).sum())
             c5 += float((top5 == y[:, None]).any(1).sum())
+            tally.add(logits, y)
         c1, c5, loss_sum, count = ddp.all_sum(self.world, [c1, c5, loss_sum, float(len(idx))], self.device)
-        return {"top1": c1 / count, "top5": c5 / count, "val_loss": loss_sum / count}
+        more = tally.result(lambda v: ddp.all_sum(self.world, v, self.device), lambda a: ddp.all_cat(self.world, a))
+        return {"top1": c1 / count, "top5": c5 / count, "val_loss": loss_sum / count, **more}
 
     # -- the run --------------------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -292,10 +299,16 @@ class Trainer:
                else None, **metrics}
         if final:
             row["final"] = True
+        elif self.data.num_classes > DETAIL_CLASSES:  # per-class numbers of many classes: the final rows only
+            row.pop("per_class", None)
+            row.pop("confusion", None)
         st.history.append(row)
+        value = metrics.get(self.cfg.eval.metric)
         if split == self.watch_split:
             st.best_top1 = max(st.best_top1, metrics["top1"])
-        self.recorder.record(row)
+            if value is not None and (st.best is None or value > st.best):
+                st.best, st.best_epoch = value, row["epoch"]
+        self.recorder.record(row, self.data.num_classes)
 
     # -- persistence and outputs ---------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -359,9 +372,20 @@ class Trainer:
             "split": split, "splits": {k: len(v) for k, v in self.eval_sets.items()},
             "num_classes": data.num_classes, "train_samples": data.n, "val_samples": len(self.eval_sets[split]),
             "loader": data.kind, "first_step_loss": self.first_loss,
-            "defect_pastes": self.plan.stats.get("defect_pastes"), "hyper": self.hyper(),
-            "final": {r["split"]: {k: r[k] for k in ("top1", "top5", "val_loss")} for r in finals},
+            "defect_pastes": self.plan.stats.get("defect_pastes"),
+            "synthetic_share": self.plan.stats.get("defect_pastes", 0) / max(1, st.step * self.cfg.optim.batch_size)
+            if self.plan.stats.get("defect_pastes") is not None else None,
+            "hyper": self.hyper(), "classes": data.classes,
+            "balanced_accuracy": final["balanced_accuracy"], "auc": final.get("auc"),
+            "recall_at_fpr": final.get("recall_at_fpr"),
+            "false_alarm_rate": FALSE_ALARM_RATE if self.positive is not None else None,
+            "positive_class": self.positive, "metric": self.cfg.eval.metric, "best": st.best,
+            "best_epoch": st.best_epoch,
+            "final": {r["split"]: {k: r[k] for k in FINAL_KEYS if k in r} for r in finals},
         }
+
+
+FINAL_KEYS = ("top1", "top5", "val_loss", "balanced_accuracy", "auc", "recall_at_fpr", "per_class", "confusion")
 
 
 def train(cfg: TrainConfig, clock: Clock | None = None) -> dict:

@@ -13,6 +13,13 @@ from .report import write_curve, write_report
 __all__ = ["Recorder"]
 
 
+def _more(row: dict, num_classes: int) -> str:
+    if num_classes > 5:
+        return f"top-5 {100 * row['top5']:.2f}%  "
+    text = f"balanced {100 * row['balanced_accuracy']:.2f}%  " if row.get("balanced_accuracy") is not None else ""
+    return text + (f"AUC {row['auc']:.3f}  " if row.get("auc") is not None else "")
+
+
 class Recorder:
     def __init__(self, out: Path, main: bool, progress: bool):
         self.out, self.main, self.progress = Path(out), main, progress
@@ -59,16 +66,17 @@ class Recorder:
             self.bar = None
 
     # -- evaluations -----------------------------------------------------------------------------
-    def record(self, row: dict) -> None:
-        """One evaluation: a line of metrics.jsonl, a wandb step, a line on the terminal."""
+    def record(self, row: dict, num_classes: int = 0) -> None:
+        """One evaluation: a line of metrics.jsonl, a wandb step, a line on the terminal (top-5
+        only for more than 5 classes; balanced accuracy and AUC for few)."""
         if not self.main:
             return
         with open(self.out / "metrics.jsonl", "a") as fp:
             fp.write(json.dumps(row) + "\n")
         if self.wandb is not None:
             self.wandb.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=row["step"])
-        self.log(f"epoch {row['epoch']:.2f}: top-1 {100 * row['top1']:.2f}%  top-5 {100 * row['top5']:.2f}%"
-                 f"  val loss {row['val_loss']:.3f}  ({row['time']:.0f}s)")
+        self.log(f"epoch {row['epoch']:.2f}: top-1 {100 * row['top1']:.2f}%  {_more(row, num_classes)}"
+                 f"val loss {row['val_loss']:.3f}  ({row['time']:.0f}s)")
 
     # -- the end -----------------------------------------------------------------------------------
     def finish(self, summary: dict, history: list[dict], clock) -> None:
@@ -82,6 +90,6 @@ class Recorder:
         if self.wandb is not None:
             self.wandb.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
             self.wandb.finish()
-        self.log(f"done: top-1 {100 * summary['top1']:.2f}% (best {100 * summary['best_top1']:.2f}%), top-5 "
-                 f"{100 * summary['top5']:.2f}%, {summary['train_seconds']:.0f}s training, "
+        self.log(f"done: top-1 {100 * summary['top1']:.2f}% (best {100 * summary['best_top1']:.2f}%), "
+                 f"{_more(summary, summary.get('num_classes', 0))}{summary['train_seconds']:.0f}s training, "
                  f"{summary['total_seconds']:.0f}s in all -> {self.out}")

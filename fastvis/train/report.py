@@ -26,7 +26,12 @@ def _curve(ax, history: list[dict]) -> None:
     epochs = [h["epoch"] for h in rows]
     name = SPLIT_NAMES.get(watched, watched)
     ax.plot(epochs, [100 * h["top1"] for h in rows], "o-", label=f"top-1 ({name})")
-    ax.plot(epochs, [100 * h["top5"] for h in rows], "s--", alpha=0.6, label=f"top-5 ({name})")
+    few = bool(rows) and 0 < len((rows[0].get("per_class") or {}).get("recall", [])) <= 5
+    if few and all(h.get("balanced_accuracy") is not None for h in rows):  # top-5 of few classes says nothing
+        ax.plot(epochs, [100 * h["balanced_accuracy"] for h in rows], "s--", alpha=0.6,
+                label=f"balanced accuracy ({name})")
+    elif not few:
+        ax.plot(epochs, [100 * h["top5"] for h in rows], "s--", alpha=0.6, label=f"top-5 ({name})")
     for h in history:
         if h.get("split", "test") != watched:
             ax.plot([h["epoch"]], [100 * h["top1"]], "k*", ms=10, label=f"final top-1 ({SPLIT_NAMES.get(h['split'])})")
@@ -71,6 +76,55 @@ def _ablation_section(fig, ablation: dict, y: float) -> float:
     return y
 
 
+METRIC_NAMES = {"top1": "top-1", "top5": "top-5", "balanced_accuracy": "balanced accuracy", "auc": "ROC AUC"}
+PER_CLASS_ROWS = 10  # classes listed on the page
+
+
+def _pct(v, metric: str = "top1") -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if metric == "auc" else f"{100 * v:.2f} %"
+
+
+def _scores(m: dict, split: str, summary: dict) -> list[tuple[str, str]]:
+    """The final numbers of one split: top-1 (and top-5 for more than 5 classes), balanced
+    accuracy, and for two classes the AUC and the recall at the false-alarm rate."""
+    k = summary.get("num_classes") or 0
+    if k > 5:
+        rows = [(f"final top-1 / top-5 ({split})", f"{100 * m['top1']:.2f} % / {100 * m['top5']:.2f} %")]
+    else:
+        rows = [(f"final top-1 ({split})", f"{100 * m['top1']:.2f} %")]
+    if m.get("balanced_accuracy") is not None:
+        rows.append((f"balanced accuracy ({split})", _pct(m["balanced_accuracy"])))
+    if m.get("auc") is not None or m.get("recall_at_fpr") is not None:
+        classes = summary.get("classes") or []
+        pos = summary.get("positive_class")
+        name = classes[pos] if pos is not None and pos < len(classes) else f"class {pos}"
+        rate = summary.get("false_alarm_rate") or 0.05
+        rows.append((f"AUC / {name} recall at {100 * rate:g} % FPR",
+                     f"{_pct(m.get('auc'), 'auc')} / {_pct(m.get('recall_at_fpr'))}"))
+    return rows
+
+
+def _per_class_section(fig, per_class: dict, confusion, classes: list[str], y: float) -> float:
+    """Precision, recall and support of each class, and its row of the confusion matrix."""
+    fig.text(0.07, y, "Per class (final evaluation)", fontsize=12, weight="bold")
+    n = len(per_class["recall"])
+    names = [classes[i] if i < len(classes) else str(i) for i in range(n)]
+    header = ["class", "precision", "recall", "samples", "predicted as: " + " / ".join(n_[:8] for n_ in names)]
+    xs = (0.09, 0.3, 0.42, 0.52, 0.63)
+    y -= 0.02
+    for x, h in zip(xs, header):
+        fig.text(x, y, h[:48], fontsize=8.5, weight="bold")
+    for i in range(n):
+        y -= 0.016
+        row = [names[i][:22], _pct(per_class["precision"][i]), _pct(per_class["recall"][i]),
+               str(per_class["support"][i]), " / ".join(str(v) for v in confusion[i]) if confusion else ""]
+        for x, cell in zip(xs, row):
+            fig.text(x, y, cell[:48], fontsize=8, family="monospace")
+    return y
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -85,15 +139,17 @@ def write_report(summary: dict, hyper: dict, history: list[dict], path: Path, ab
     fig.text(0.07, 0.955, f"fastvis training report: {summary['model']} on {summary['dataset']}", fontsize=15,
              weight="bold")
     split = summary.get("split", "test")
-    results = [
-        (f"final top-1 / top-5 ({SPLIT_NAMES.get(split, split)})",
-         f"{100 * summary['top1']:.2f} % / {100 * summary['top5']:.2f} %"),
-    ]
-    for other, m in summary.get("final", {}).items():
-        if other != split:
-            results.append((f"final top-1 / top-5 ({SPLIT_NAMES.get(other, other)})",
-                            f"{100 * m['top1']:.2f} % / {100 * m['top5']:.2f} %"))
-    watched = SPLIT_NAMES.get(next(iter(summary.get("final", {"test": 0}))), "test")
+    finals = summary.get("final") or {split: summary}
+    results = []
+    for name in [split, *[k for k in finals if k != split]]:
+        results += _scores(finals.get(name, summary), SPLIT_NAMES.get(name, name), summary)
+    watched = SPLIT_NAMES.get(next(iter(finals)), "test")
+    metric = summary.get("metric", "top1")
+    if metric != "top1" and summary.get("best") is not None:
+        results.append((f"best {METRIC_NAMES.get(metric, metric)} ({watched})", _pct(summary["best"], metric)))
+    if summary.get("defect_pastes") is not None:
+        results.append(("synthetic samples (defect pastes)", f"{summary['defect_pastes']:,} "
+                        f"({100 * (summary.get('synthetic_share') or 0):.1f} % of the training samples seen)"))
     results += [
         (f"best top-1 ({watched})", f"{100 * summary['best_top1']:.2f} %"),
         ("training time", f"{summary['train_seconds']:.1f} s (budget {summary.get('budget_seconds') or '-'} s)"),
@@ -119,6 +175,9 @@ def write_report(summary: dict, hyper: dict, history: list[dict], path: Path, ab
         if i % 3 == 0:
             y -= 0.016
         fig.text(0.09 + 0.29 * (i % 3), y, f"{k}: {v}"[:38], fontsize=7.5, family="monospace")
+    per_class = (finals.get(split) or {}).get("per_class")
+    if per_class and len(per_class["recall"]) <= PER_CLASS_ROWS:
+        y = _per_class_section(fig, per_class, finals[split].get("confusion"), summary.get("classes") or [], y - 0.035)
     if ablation:
         y = _ablation_section(fig, ablation, y - 0.035)
     ax = fig.add_axes([0.12, 0.06, 0.8, min(0.3, y - 0.11)])

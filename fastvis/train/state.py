@@ -19,6 +19,8 @@ class TrainState:
     eval_every: int = 1  # epochs between evaluations
     train_seconds: float = 0.0
     best_top1: float = 0.0
+    best: float | None = None  # of --metric on the watched split
+    best_epoch: float | None = None
     history: list[dict] = field(default_factory=list)  # one row per evaluation (metrics.jsonl)
 
 

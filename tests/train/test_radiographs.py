@@ -24,9 +24,14 @@ def xray(tmp_path_factory):
         val, val_csv = build_xray_folder(root / "val", 12, tile=96, seed=1)
     except FileNotFoundError as exc:
         _missing(str(exc))
-    for name, folder, csv_path in (("train", train, train_csv), ("val", val, val_csv)):
+    normal_csv = root / "normal-only.csv"  # the validation folder's normal rows alone: a one-class file
+    rows = val_csv.read_text().splitlines()
+    normal_csv.write_text("\n".join([rows[0], *[r for r in rows[1:] if r.split(",")[1] == "normal"]]) + "\n")
+    for name, folder, csv_path, size in (("train", train, train_csv, "48"), ("val", val, val_csv, "48"),
+                                         ("normal", val, normal_csv, "48"), ("val32", val, val_csv, "32")):
         proc = subprocess.run([sys.executable, "-m", "fastvis.cli.convert", folder, root / f"{name}.beton",
-                               "--size", "48", "--labels", csv_path, "-q"], capture_output=True, text=True, timeout=300)
+                               "--size", size, "--labels", csv_path, "-q"], capture_output=True, text=True,
+                              timeout=300)
         assert proc.returncode == 0, proc.stderr
     return root
 
@@ -73,3 +78,48 @@ def test_radiograph_configuration_errors(xray, tmp_path):
     cfg = cfg.replace(defect_class=None, randaugment="2,9")
     with pytest.raises(FastvisError, match="RGB"):
         Trainer(cfg).setup()
+
+
+def _fit(xray, tmp_path, **options):
+    from fastvis.train.config import TrainConfig
+    from fastvis.train.loop import train
+
+    opts = dict(data=str(xray / "train.beton"), val=str(xray / "val.beton"), model="tinynet", epochs=2, batch_size=8,
+                out=str(tmp_path / "r"), quiet=True)
+    return train(TrainConfig.from_options(**{**opts, **options}))
+
+
+def test_defect_metrics_in_the_summary_and_the_report(xray, tmp_path):
+    from pypdf import PdfReader
+
+    s = _fit(xray, tmp_path, metric="auc")
+    final = s["final"]["test"]
+    assert s["classes"] == ["defect", "normal"] and s["positive_class"] == 0
+    assert final["per_class"]["support"] == [6, 6] and sum(map(sum, final["confusion"])) == 12
+    recalls = final["per_class"]["recall"]
+    assert s["balanced_accuracy"] == pytest.approx(sum(recalls) / 2)
+    assert 0 <= s["auc"] <= 1 and s["recall_at_fpr"] is not None and s["false_alarm_rate"] == 0.05
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert all("balanced_accuracy" in r and "auc" in r and "confusion" in r for r in rows)
+    # --metric auc: the best result is the best AUC of the watched split
+    assert s["metric"] == "auc" and s["best"] == pytest.approx(max(r["auc"] for r in rows))
+    text = PdfReader(tmp_path / "r" / "report.pdf").pages[0].extract_text()
+    assert "balanced accuracy" in text and "AUC" in text and "Per class" in text
+    assert "top-5" not in text  # two classes: top-5 is always 100% and says nothing
+
+
+def test_a_normal_only_validation_file_is_scored_against_the_training_classes(xray, tmp_path):
+    s = _fit(xray, tmp_path, val=str(xray / "normal.beton"), epochs=1)
+    final = s["final"]["test"]
+    assert final["per_class"]["support"] == [0, 6]  # its 'normal' (id 0 in that file) is the training set's 1
+    assert s["top1"] == pytest.approx(final["per_class"]["recall"][1])
+    assert s["auc"] is None  # no defects to rank
+
+
+def test_a_validation_file_of_another_size_is_refused(xray, tmp_path):
+    from fastvis import FastvisError
+
+    with pytest.raises(FastvisError, match=r"val32.beton: its images are 1x32x32, the training images 1x48x48"):
+        _fit(xray, tmp_path, val=str(xray / "val32.beton"))
+    with pytest.raises(FastvisError, match="--metric auc needs two classes"):
+        _fit(xray, tmp_path, data=str(xray / "normal.beton"), val=None, holdout=2, metric="auc", batch_size=2)
