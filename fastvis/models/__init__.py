@@ -6,6 +6,7 @@ from collections.abc import Callable
 import torch.nn as nn
 
 from .. import InputError
+from .densenet import DenseNet
 from .fastnet import FastNet
 from .resnet import BasicBlock, Bottleneck, PreActBlock, ResNet, WideResNet
 
@@ -45,6 +46,23 @@ def _wrn16_8(num_classes, in_channels=3, drop_path_rate=0.0):
 @register("wrn28_10")
 def _wrn28_10(num_classes, in_channels=3, drop_path_rate=0.0):
     return WideResNet(28, 10, num_classes, in_channels=in_channels, drop_path_rate=drop_path_rate)
+
+
+# DenseNet-BC (growth 12) for CIFAR-size images and crops: depth 3 x 2n + 4
+@register("densenet_bc40")
+def _densenet_bc40(num_classes, in_channels=3, drop_path_rate=0.0):
+    return DenseNet(num_classes, (6, 6, 6), 12, in_channels=in_channels)
+
+
+@register("densenet_bc100")
+def _densenet_bc100(num_classes, in_channels=3, drop_path_rate=0.0):
+    return DenseNet(num_classes, (16, 16, 16), 12, in_channels=in_channels)
+
+
+# DenseNet-121 (growth 32) with the 7x7/2 stem, for larger images
+@register("densenet121")
+def _densenet121(num_classes, in_channels=3, drop_path_rate=0.0):
+    return DenseNet(num_classes, (6, 12, 24, 16), 32, in_channels=in_channels, stem="imagenet", init_features=64)
 
 
 @register("fastnet")
@@ -101,4 +119,4 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, drop_path_ra
     return _REGISTRY[name](num_classes, in_channels=in_channels, drop_path_rate=drop_path_rate)
 
 
-__all__ = ["FastNet", "ResNet", "WideResNet", "create_model", "list_models", "register"]
+__all__ = ["DenseNet", "FastNet", "ResNet", "WideResNet", "create_model", "list_models", "register"]

@@ -211,6 +211,19 @@ def test_every_registered_model_builds_and_runs():
             assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10), name
 
 
+def test_densenets_have_their_published_sizes_and_take_one_channel():
+    def params(m):
+        return sum(p.numel() for p in m.parameters())
+
+    # DenseNet-BC-100 (k = 12): 0.8 M parameters on CIFAR; DenseNet-121: 8.0 M with 1000 classes
+    assert 0.75e6 < params(create_model("densenet_bc100", 100)) < 0.82e6
+    assert 7.9e6 < params(create_model("densenet121", 1000)) < 8.1e6
+    for name, size in (("densenet_bc40", 48), ("densenet121", 96)):
+        model = create_model(name, 2, in_channels=1).eval()
+        with torch.no_grad():
+            assert model(torch.randn(2, 1, size, size)).shape == (2, 2)
+
+
 def test_cli_errors_and_help(tmp_path):
     proc = cli("--budget", "ten minutes", "--data", "cifar10")
     assert proc.returncode == 1 and "cannot read 'ten minutes'" in proc.stderr and "Traceback" not in proc.stderr

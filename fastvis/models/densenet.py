@@ -1,0 +1,60 @@
+"""DenseNet (Huang et al., 2017): each layer sees the feature maps of all layers before it in its
+block. The BC form: 1x1 bottleneck convolutions (4k channels) before each 3x3 one, and
+transitions that halve the channels and the resolution between blocks.
+
+Two stems: ``cifar`` (one 3x3 convolution at full resolution, for 32-64 px images and crops)
+and ``imagenet`` (7x7 stride 2 and a max-pool, for larger images such as whole radiographs).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+__all__ = ["DenseNet"]
+
+
+class _Layer(nn.Module):
+    def __init__(self, c_in: int, growth: int, bottleneck: int = 4):
+        super().__init__()
+        mid = bottleneck * growth
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(c_in), nn.ReLU(inplace=True), nn.Conv2d(c_in, mid, 1, bias=False),
+            nn.BatchNorm2d(mid), nn.ReLU(inplace=True), nn.Conv2d(mid, growth, 3, padding=1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.body(x)], 1)
+
+
+class DenseNet(nn.Module):
+    def __init__(self, num_classes: int, blocks: tuple[int, ...] = (16, 16, 16), growth: int = 12,
+                 compression: float = 0.5, in_channels: int = 3, stem: str = "cifar", init_features: int | None = None):
+        super().__init__()
+        c = init_features or 2 * growth
+        if stem == "cifar":
+            layers: list[nn.Module] = [nn.Conv2d(in_channels, c, 3, padding=1, bias=False)]
+        else:
+            layers = [nn.Conv2d(in_channels, c, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(c),
+                      nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1)]
+        for b, n in enumerate(blocks):
+            for _ in range(n):
+                layers.append(_Layer(c, growth))
+                c += growth
+            if b < len(blocks) - 1:
+                out = int(c * compression)
+                layers += [nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.Conv2d(c, out, 1, bias=False),
+                           nn.AvgPool2d(2)]
+                c = out
+        layers += [nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(c, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
