@@ -39,6 +39,27 @@ class Source:
             raise SourceError(f"{getattr(self, 'root', '')}: {name}: {what} ({problem}){more}; nothing written: "
                               "pass --skip-bad to write the rest")
 
+    def check_classes(self, counts: dict[int, int]) -> None:
+        """End of the samples: every class got samples. A class whose every file was bad would
+        otherwise stay in the class list with no sample (or, left out, shift the ids of the
+        others), so it is an error, ``skip_bad`` or not."""
+        classes = self.info.get("classes") or []
+        empty = [c for i, c in enumerate(classes) if not counts.get(i)]
+        if empty:
+            raise SourceError(f"{getattr(self, 'root', '')}: class(es) {empty} have no readable sample (every file of "
+                              "theirs was bad); nothing written: fix those files, or leave the class out")
+
+    def note_spellings(self, classes: list[str]) -> None:
+        """A note for class names that differ only in case or spaces ('Defect' and 'defect'): most
+        likely one class spelt two ways in a labels file."""
+        seen: dict[str, str] = {}
+        for c in classes:
+            key = str(c).strip().casefold()
+            if key in seen:
+                self.info.setdefault("notes", []).append(
+                    f"classes {seen[key]!r} and {c!r} differ only in case or spaces: two classes, as written")
+            seen.setdefault(key, c)
+
     def __len__(self) -> int:
         raise NotImplementedError
 

@@ -121,11 +121,19 @@ class DicomSource(Source):
                 raise SourceError(f"--keep-tags: {tag!r} is not a DICOM keyword (e.g. BodyPartExamined)")
         self.workers = workers or min(8, os.cpu_count() or 1)
         self.ignored = 0
+        self._bad_labels: set[str] = set()  # the classes of files left out while listing
         entries = self._from_csv(Path(labels)) if labels else self._from_folders()
+        if not entries and labels and self.skipped:
+            raise SourceError(f"{labels}: none of its {len(self.skipped)} paths is a DICOM file under {self.root} "
+                              f"(paths are relative to DIR, the folder given; first: {self.skipped[0][0]}: "
+                              f"{self.skipped[0][1]})")
         if not entries:
             raise SourceError(f"{self.root}: no DICOM files found")
         self.has_masks = any(e[2] is not None for e in entries)
-        names = sorted({e[1] for e in entries}, key=lambda c: (0, int(c)) if c.lstrip("-").isdigit() else (1, c))
+        # every class listed, also one whose files were all left out: the conversion then stops
+        # at its end (check_classes) instead of writing a class list without it
+        names = sorted({e[1] for e in entries} | self._bad_labels,
+                       key=lambda c: (0, int(c)) if c.lstrip("-").isdigit() else (1, c))
         self.classes = names
         index = {c: i for i, c in enumerate(names)}
         headers = self._headers([e[0] for e in entries])
@@ -168,6 +176,7 @@ class DicomSource(Source):
             "masks": self.has_masks,
             "shuffled": shuffle,
         }
+        self.note_spellings(self.classes)
 
     # -- what to convert ---------------------------------------------------------------------
     def _rel(self, path: Path) -> str:
@@ -188,6 +197,8 @@ class DicomSource(Source):
                 if not is_dicom(path):
                     if path.suffix.lower() in DICOM_SUFFIXES:
                         self.skipped.append((rel.as_posix(), "not a DICOM file (no DICM marker at byte 128)"))
+                        if len(rel.parts) >= 2:
+                            self._bad_labels.add(rel.parts[0])
                     else:
                         self.ignored += 1
                     continue
@@ -209,12 +220,16 @@ class DicomSource(Source):
             if len(row) < 2 or not row[0].strip() or not row[1].strip():
                 raise SourceError(f"{csv_path}: row {n}: expected path,label[,mask], got {row}")
             path = self.root / row[0].strip()
+            if len(row) == 6 and all(c.strip().lstrip("-").isdigit() for c in row[2:]):
+                row = [row[0], row[1], " ".join(c.strip() for c in row[2:])]  # an unquoted box y0,x0,y1,x1
             mask = row[2].strip() if len(row) > 2 and row[2].strip() else None
             if not path.is_file():
                 self.skipped.append((row[0].strip(), "listed in the labels file but missing"))
+                self._bad_labels.add(row[1].strip())
                 continue
             if not is_dicom(path):
                 self.skipped.append((row[0].strip(), "not a DICOM file (no DICM marker at byte 128)"))
+                self._bad_labels.add(row[1].strip())
                 continue
             entries.append((path, row[1].strip(), mask))
         return entries
@@ -243,13 +258,20 @@ class DicomSource(Source):
         return len(self._items)
 
     def __iter__(self):
-        with ThreadPoolExecutor(self.workers) as pool:
+        from threadpoolctl import threadpool_limits
+
+        # one BLAS thread in each decoding thread (the resize is two matrix products): BLAS threads
+        # inside the pool's threads oversubscribe the cores and made conversion 10x slower
+        counts: dict[int, int] = {}
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(self.workers) as pool:
             for item, result in _ordered_map(pool, self._load, self._items, 2 * self.workers):
                 if isinstance(result, str):
                     self.skipped.append((self._rel(item[0]), result))
                     continue
+                counts[item[1]] = counts.get(item[1], 0) + 1
                 yield result
         self.check_bad(self.skipped, "bad file")  # found when listing the folder or reading the files
+        self.check_classes(counts)
 
     def _load(self, item):
         path, label, mask_spec = item

@@ -190,6 +190,7 @@ class ImageFolderSource(Source):
             "image_mode": self.mode,
             "shuffled": shuffle,
         }
+        self.note_spellings(self.classes)
 
     # -- layout ---------------------------------------------------------------------------
     def _select_split(self, entries, split):
@@ -254,6 +255,7 @@ class ImageFolderSource(Source):
         stream = self._tree.read(self._labels, in_order=self.shuffle is not None)
         bad = list(self._tree.irregular)  # FIFOs, devices, dangling links: never opened
         self.skipped.extend(bad)
+        counts: dict[int, int] = {}
         with ThreadPoolExecutor(self.workers) as pool:
             for parts, image, problem in _ordered_map(pool, self._decode_one, stream, 4 * self.workers):
                 if problem is not None:
@@ -261,10 +263,14 @@ class ImageFolderSource(Source):
                     self.skipped.append(bad[-1])
                     continue
                 self.current = "/".join(parts)
-                yield image, self._labels[parts]
+                label = self._labels[parts]
+                counts[label] = counts.get(label, 0) + 1
+                yield image, label
         if self.scaled:
-            self.info["notes"] = [f"{len(self.scaled)} image(s) of more than 8 bits per channel scaled to 8 bits"]
+            self.info.setdefault("notes", []).append(
+                f"{len(self.scaled)} image(s) of more than 8 bits per channel scaled to 8 bits")
         self.check_bad(bad, "unreadable image")
+        self.check_classes(counts)
 
 
 def _wrapper(entries: list[tuple[str, ...]]) -> tuple[str, ...]:

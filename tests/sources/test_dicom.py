@@ -225,3 +225,83 @@ def test_shuffled_writing_order(folder):
     assert [str(p) for p, _, _ in mixed._items] == [str(p) for p, _, _ in DicomSource(folder, shuffle=2)._items]
     assert [p for p, _, _ in mixed._items] != [p for p, _, _ in plain._items]
     assert mixed.info["shuffled"] == 2 and plain.info["shuffled"] is None
+
+
+def test_decoding_threads_run_one_blas_thread_each(tmp_path, monkeypatch):
+    """The --size resize is two matrix products: BLAS threads inside the decoding threads made
+    conversion ten times slower, so the source limits BLAS to one thread while it reads."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+
+    if not blas_threads():
+        pytest.skip("numpy has no BLAS that threadpoolctl can control here")
+    seen = []
+    original = DicomSource._sample
+
+    def spy(self, *args):
+        seen.extend(blas_threads())
+        return original(self, *args)
+
+    from tests.radiographs import build_xray_folder
+
+    try:
+        root, labels = build_xray_folder(tmp_path / "x", 4, tile=64)
+    except FileNotFoundError as exc:
+        _missing(str(exc))
+    monkeypatch.setattr(DicomSource, "_sample", spy)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        samples = list(DicomSource(root, labels, size=32))
+        after = blas_threads()
+    assert samples and seen and set(seen) == {1}
+    assert after == before  # restored when the reading is done
+
+
+def test_dicom_classes_all_bad_or_spelt_twice(tmp_path):
+    from tests.radiographs import build_xray_folder
+
+    try:
+        root, labels = build_xray_folder(tmp_path / "x", 6, tile=64)
+    except FileNotFoundError as exc:
+        _missing(str(exc))
+    rows = labels.read_text().splitlines()
+    (root / "crack").mkdir()
+    (root / "crack" / "c.dcm").write_bytes(b"\0" * 300)  # the one file of class 'crack' is not DICOM
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join([*rows, "crack/c.dcm,crack,"]) + "\n")
+    out = tmp_path / "o.beton"
+    proc = cli(root, out, "--labels", bad, "--size", "32", "--skip-bad")
+    assert proc.returncode == 1 and "class(es) ['crack'] have no readable sample" in proc.stderr
+    assert not out.exists()
+    # 'Defect' and 'defect': converted as written, with a note that names both
+    spelt = tmp_path / "spelt.csv"
+    spelt.write_text("\n".join([rows[0], *[r.replace(",defect,", ",Defect,", 1) if k == 1 else r
+                                         for k, r in enumerate(rows[1:])]]) + "\n")
+    proc = cli(root, out, "--labels", spelt, "--size", "32")
+    assert proc.returncode == 0, proc.stderr
+    assert "note: classes 'Defect' and 'defect' differ only in case or spaces" in proc.stderr
+    assert BetonReader(out).info["classes"] == ["Defect", "defect", "normal"]
+
+
+def test_labels_file_messages_name_what_went_wrong(tmp_path):
+    from tests.radiographs import build_xray_folder
+
+    try:
+        root, labels = build_xray_folder(tmp_path / "x", 4, tile=64)
+    except FileNotFoundError as exc:
+        _missing(str(exc))
+    rows = labels.read_text().splitlines()
+    elsewhere = tmp_path / "elsewhere.csv"  # paths relative to the working folder, not to DIR
+    elsewhere.write_text("\n".join(f"x/{r}" for r in rows[1:]) + "\n")
+    proc = cli(root, tmp_path / "o.beton", "--labels", elsewhere)
+    assert proc.returncode == 1 and "none of its 4 paths is a DICOM file under" in proc.stderr
+    assert "relative to DIR" in proc.stderr and "x/normal/0000.dcm" in proc.stderr
+    unquoted = tmp_path / "unquoted.csv"  # a box written without quotes: four more columns
+    unquoted.write_text("\n".join([rows[0], *[r.split(",")[0] + "," + r.split(",")[1] + ",2,3,20,30"
+                                              for r in rows[1:]]]) + "\n")
+    out = tmp_path / "o.beton"
+    proc = cli(root, out, "--labels", unquoted, "--size", "16")
+    assert proc.returncode == 0, proc.stderr
+    assert BetonReader(out).info["masks"]

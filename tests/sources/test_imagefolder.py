@@ -146,18 +146,18 @@ def test_jpeg_storage_and_grayscale(tmp_path):
 def test_corrupt_image_fails_or_is_skipped(tmp_path, tree):
     files = dict(tree)
     files["train/cat/broken.jpg"] = b"\xff\xd8\xff\xe0 this is not really a jpeg"
-    files["train/dog/broken2.png"] = b"not a png either"
+    files["train/ant/broken2.png"] = b"not a png either"
     path = write_zip(tmp_path / "bad.zip", files)
     out = tmp_path / "o.beton"
     strict = ImageFolderSource(path)
     with pytest.raises(SourceError, match="train/cat/broken.jpg: unreadable image .* and 1 more"):
         convert(strict, out, progress=False)
     assert not out.exists() and list(tmp_path.iterdir()) == [path]
-    assert sorted(n for n, _ in strict.skipped) == ["train/cat/broken.jpg", "train/dog/broken2.png"]  # all listed
+    assert sorted(n for n, _ in strict.skipped) == ["train/ant/broken2.png", "train/cat/broken.jpg"]  # all listed
     src = ImageFolderSource(path, skip_bad=True)
     summary = convert(src, out, progress=False)
-    assert summary.samples == 12 and sorted(n for n, _ in summary.skipped) == ["train/cat/broken.jpg",
-                                                                               "train/dog/broken2.png"]
+    assert summary.samples == 12 and sorted(n for n, _ in summary.skipped) == ["train/ant/broken2.png",
+                                                                               "train/cat/broken.jpg"]
     assert BetonReader(out).info["skipped"][0]["file"] == "train/cat/broken.jpg"
 
 
@@ -206,3 +206,20 @@ def test_shuffled_conversion_mixes_classes_and_keeps_every_sample(tmp_path, tree
     out = convert(src, tmp_path / "s.beton", progress=False)
     r = BetonReader(out.path)
     assert r.info["shuffled"] == 3 and r.column("label").tolist() == labels
+
+
+def test_a_class_whose_every_image_is_bad_is_an_error_even_with_skip_bad(tmp_path, tree):
+    files = {k: v for k, v in tree.items() if not k.startswith("train/ant/")}
+    files["train/ant/only.png"] = b"not a png"  # the class folder is there, none of its images reads
+    path = write_folder(tmp_path / "src", files)
+    out = tmp_path / "o.beton"
+    with pytest.raises(SourceError, match=r"class\(es\) \['ant'\] have no readable sample.*nothing written"):
+        convert(ImageFolderSource(path, skip_bad=True), out, progress=False)
+    assert not out.exists()
+
+
+def test_class_names_that_differ_only_in_case_get_a_note(tmp_path, tree):
+    files = {k.replace("train/zebra/", "train/Cat/"): v for k, v in tree.items()}
+    src = ImageFolderSource(write_folder(tmp_path / "src", files))
+    assert any("'Cat' and 'cat' differ only in case" in n for n in src.info["notes"])
+    assert "notes" not in ImageFolderSource(write_folder(tmp_path / "ok", tree)).info
