@@ -7,4 +7,5 @@ COMMANDS = {
     "poisson": ("fastvis.bench.poisson", "Poisson blending against OpenCV's seamlessClone"),
     "train": ("fastvis.bench.train", "time to accuracy: fastvis-train against the plain PyTorch baseline"),
     "baseline": ("fastvis.bench.baseline", "plain PyTorch training baseline inside a time budget"),
+    "defects": ("fastvis.bench.defects", "defect synthesis on radiograph crops: many/few real defects, without/with"),
 }

@@ -123,3 +123,30 @@ def test_a_validation_file_of_another_size_is_refused(xray, tmp_path):
         _fit(xray, tmp_path, val=str(xray / "val32.beton"))
     with pytest.raises(FastvisError, match="--metric auc needs two classes"):
         _fit(xray, tmp_path, data=str(xray / "normal.beton"), val=None, holdout=2, metric="auc", batch_size=2)
+
+
+def test_defect_benchmark_writes_its_paired_table(tmp_path):
+    """fastvis-bench defects on a toy scale: both settings, without and with synthesis, paired seeds."""
+    pytest.importorskip("pydicom")
+    from tests.radiographs import build_xray_folder
+
+    try:
+        build_xray_folder(tmp_path / "probe", 2, tile=32)
+    except FileNotFoundError as exc:
+        _missing(str(exc))
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    args = ["--out", tmp_path / "d", "--normal", "6", "--many", "6", "--few", "2", "--val", "4", "--tile", "48",
+            "--size", "24", "--epochs", "1", "--seeds", "2", "--model", "tinynet", "--batch-size", "4"]
+    proc = subprocess.run([sys.executable, "-m", "fastvis.cli.bench", "defects", *args], capture_output=True, text=True,
+                          timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "d" / "defects.json").read_text())
+    assert set(result["results"]) == {"few: 2 of 8", "many: 6 of 12"}
+    for r in result["results"].values():
+        for metric in ("balanced_accuracy", "auc"):
+            assert set(r[metric]["base"]["runs"]) == {0, 1} or set(r[metric]["base"]["runs"]) == {"0", "1"}
+            (v,) = r[metric]["variants"]
+            assert v["variant"] == "defect-paste=0.5" and v["seeds"] == 2 and v["low"] <= v["diff"] <= v["high"]
+    assert "| few: 2 of 8 | off |" in proc.stdout and "| many: 6 of 12 | defect-paste=0.5 |" in proc.stdout
+    run = tmp_path / "d" / "few" / "runs" / "defect-paste=0.5" / "seed0"
+    assert json.loads((run / "summary.json").read_text())["defect_pastes"] > 0
