@@ -206,14 +206,31 @@ class ImageFolderSource(Source):
             )
         return chosen, want
 
-    def _guess_mode(self) -> str:
-        first = next(iter(self._labels))
-        data = next(self._tree.read({first: 0}))[1]
+    def _guess_mode(self, sample: int = 64) -> str:
+        """Raw when every image looked at is at most RAW_MAX_SIDE on its longer side, else JPEG:
+        the sizes (headers only) of up to ``sample`` images spread over the folder or zip, or the
+        first ones of a tar (read in one pass). An unreadable one is left to the conversion."""
+        from PIL import Image
+
+        names = list(self._labels)
+        if self._tree.kind in ("folder", "zip"):
+            step = max(1, len(names) // sample)
+            names = names[::step][:sample]
+        wanted = dict.fromkeys(names, 0)
+        largest = 0
+        stream = self._tree.read(wanted)
         try:
-            img = self._decode(data)
-        except Exception:
-            return "jpeg"
-        return "raw" if max(img.shape[:2]) <= RAW_MAX_SIDE else "jpeg"
+            for k, (_, data) in enumerate(stream):
+                try:
+                    with Image.open(io.BytesIO(data)) as img:
+                        largest = max(largest, *img.size)
+                except Exception:
+                    pass
+                if k + 1 >= sample or largest > RAW_MAX_SIDE:
+                    break
+        finally:
+            stream.close()  # a tar being streamed is closed here, not when collected
+        return "raw" if 0 < largest <= RAW_MAX_SIDE else "jpeg"
 
     # -- decoding -------------------------------------------------------------------------
     def _decode(self, data: bytes) -> np.ndarray:

@@ -223,3 +223,18 @@ def test_class_names_that_differ_only_in_case_get_a_note(tmp_path, tree):
     src = ImageFolderSource(write_folder(tmp_path / "src", files))
     assert any("'Cat' and 'cat' differ only in case" in n for n in src.info["notes"])
     assert "notes" not in ImageFolderSource(write_folder(tmp_path / "ok", tree)).info
+
+
+@pytest.mark.parametrize("container", ["folder", "zip"])
+def test_raw_or_jpeg_is_decided_from_the_whole_folder_not_its_first_image(tmp_path, rng, container):
+    files = {f"a/{i:03d}.png": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(20)}
+    files["b/big.png"] = rng.integers(0, 256, (100, 120, 3), dtype=np.uint8)  # listed last
+    small = {k: v for k, v in files.items() if k != "b/big.png"}
+    small["b/000.png"] = files["a/000.png"]
+
+    def make(name, content):
+        return write_folder(tmp_path / name, content) if container == "folder" else write_zip(
+            tmp_path / f"{name}.zip", content)
+
+    assert ImageFolderSource(make("mixed", files)).mode == "jpeg"
+    assert ImageFolderSource(make("small", small)).mode == "raw"
