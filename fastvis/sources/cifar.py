@@ -140,12 +140,16 @@ class _Members:
             self._read_archive()
 
     def _read_archive(self) -> None:
+        self.unsafe: list[str] = []
         wanted = {m for members in self.spec.splits.values() for m, _ in members} | {self.spec.meta[0]}
         try:
             with tarfile.open(self.path, "r:*") as tar:
                 for info in tar:
                     parts = PurePosixPath(info.name).parts
-                    if not parts or info.name.startswith("/") or ".." in parts or not info.isfile():
+                    if info.name.startswith("/") or ".." in parts:
+                        self.unsafe.append(info.name)  # never read, and reported
+                        continue
+                    if not parts or not info.isfile():
                         continue
                     if parts[-1] in wanted and (len(parts) == 1 or parts[-2] == self.spec.folder):
                         fp = tar.extractfile(info)
@@ -209,6 +213,7 @@ class CifarSource(Source):
         self.spec = spec
         self.path = resolve(spec, source, Path(cache) if cache else None, progress)
         members = _Members(spec, self.path, verify)
+        self.skipped.extend((n, "unsafe path in archive, ignored") for n in getattr(members, "unsafe", []))
 
         meta_name, meta_md5 = spec.meta
         meta = load_pickle(members.read(meta_name, meta_md5), f"{self.path}: {meta_name}")

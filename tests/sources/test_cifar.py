@@ -107,6 +107,25 @@ def test_missing_member_is_named_and_nothing_written(cifar_archives, tmp_path):
         CifarSource("cifar100", bad, split="test", verify=False)
 
 
+def test_unsafe_archive_members_are_never_read_and_are_reported(cifar_archives, tmp_path):
+    arc = cifar_archives["cifar100"]
+    with tarfile.open(arc.path) as tar:
+        train = tar.extractfile("cifar-100-python/train").read()
+    with tarfile.open(tmp_path / "u.tar.gz", "w:gz") as tout, tarfile.open(arc.path) as tin:
+        for info in tin:
+            tout.addfile(info, tin.extractfile(info))
+        for name in ("../cifar-100-python/train", "/etc/cifar-100-python/meta"):  # would escape: a decoy
+            info = tarfile.TarInfo(name)
+            info.size = len(train)
+            tout.addfile(info, io.BytesIO(train))
+    src = CifarSource("cifar100", tmp_path / "u.tar.gz", verify=False)
+    assert sorted(src.skipped) == [("../cifar-100-python/train", "unsafe path in archive, ignored"),
+                                   ("/etc/cifar-100-python/meta", "unsafe path in archive, ignored")]
+    out = tmp_path / "o.beton"
+    convert(src, out, progress=False)
+    assert len(BetonReader(out)) == len(arc.train["labels"])  # the real members only
+
+
 def test_corrupt_pickle_is_named(cifar_archives, tmp_path):
     arc = cifar_archives["cifar100"]
     with tarfile.open(arc.path) as tar:
