@@ -254,6 +254,61 @@ def test_resume_auto_starts_or_continues(data, tmp_path):  # noqa: F811
     assert json.loads((run / "summary.json").read_text())["steps"] == 16
 
 
+def _whole_outputs(run: Path) -> list[str]:
+    """The run's outputs that are there, each checked to be whole (a kill may leave temporaries
+    of the writer it stopped, removed at the next start, but never a half-written output)."""
+    import torch
+
+    there = []
+    for name in ("summary.json", "config.json"):
+        if (run / name).exists():
+            json.loads((run / name).read_text())
+            there.append(name)
+    if (run / "metrics.jsonl").exists():
+        for line in (run / "metrics.jsonl").read_text().splitlines():
+            json.loads(line)
+        there.append("metrics.jsonl")
+    if (run / "report.pdf").exists():
+        pdf = (run / "report.pdf").read_bytes()
+        assert pdf.startswith(b"%PDF") and pdf.rstrip().endswith(b"%%EOF")
+        there.append("report.pdf")
+    if (run / "curve.png").exists():
+        with Image.open(run / "curve.png") as img:
+            img.verify()
+        there.append("curve.png")
+    if (run / "checkpoint.pt").exists():
+        torch.load(run / "checkpoint.pt", weights_only=True)
+        there.append("checkpoint.pt")
+    return there
+
+
+def test_a_run_killed_at_many_moments_leaves_whole_outputs_and_resumes(data, tmp_path):  # noqa: F811
+    """SIGKILL a training run at moments spread over its whole life (start-up, epochs, the final
+    evaluation, the curve, the report, the summary): whatever it wrote is whole, and the same
+    command line with --resume auto then finishes the run and leaves no temporaries."""
+    args = [sys.executable, "-m", "fastvis.cli.train", "--data", data[0], "--val", data[1], "--model", "tinynet",
+            "--epochs", "3", "--batch-size", "32", "--device", "cpu", "-q", "--resume", "auto"]
+    ref = tmp_path / "ref"
+    t = time.perf_counter()
+    assert subprocess.run([*args, "--out", ref], capture_output=True, timeout=600).returncode == 0
+    life = time.perf_counter() - t  # how long a whole run lives here: the kills are spread over it
+    seen = set()
+    for k, share in enumerate((0.35, 0.55, 0.7, 0.8, 0.88, 0.94, 0.98)):
+        run = tmp_path / f"k{k}"
+        proc = subprocess.Popen([*args, "--out", run], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(share * life)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        seen.update(_whole_outputs(run))
+        again = subprocess.run([*args, "--out", run], capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert set(_whole_outputs(run)) >= {"summary.json", "report.pdf", "curve.png", "metrics.jsonl"}
+        assert not [p.name for p in run.iterdir() if p.name.startswith(".") or p.name.endswith(".part")]
+        assert json.loads((run / "summary.json").read_text())["steps"] == \
+            json.loads((ref / "summary.json").read_text())["steps"]
+    assert {"checkpoint.pt", "metrics.jsonl"} <= seen  # some kills came after the first epoch
+
+
 # -- integrity sweeps ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -247,7 +247,7 @@ class DicomSource(Source):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ds = pydicom.dcmread(path, stop_before_pixels=True)
-            return _check_header(ds)
+            return _check_header(ds, path)
         except BadFile as exc:
             return str(exc)
         except (InvalidDicomError, OSError, ValueError, TypeError, KeyError, AttributeError, EOFError) as exc:
@@ -289,9 +289,9 @@ class DicomSource(Source):
                 ds = pydicom.dcmread(path)
         except Exception as exc:  # pydicom raises many kinds on damaged files
             raise BadFile(f"unreadable ({type(exc).__name__}: {exc})") from None
-        _check_header(ds)
+        _check_header(ds, path)
         if "PixelData" not in ds:
-            raise BadFile("no pixel data (not an image)")
+            raise BadFile(_no_pixels(path))
         _check_decoder(ds, path)
         try:
             with warnings.catch_warnings():
@@ -363,10 +363,19 @@ class DicomSource(Source):
         return (arr != 0).astype(np.uint8)
 
 
-def _check_header(ds) -> np.dtype:
+def _no_pixels(path: Path | None) -> str:
+    """No pixel data: a DICOM file that is not an image, or one cut short (its length says which
+    is likelier; a header alone is a few hundred bytes to a few kB)."""
+    size = path.stat().st_size if path is not None and path.exists() else None
+    if size is not None and size < 4096:
+        return f"no pixel data: the file ends after {size} bytes, inside its header (cut short?)"
+    return "no pixel data (not an image)"
+
+
+def _check_header(ds, path: Path | None = None) -> np.dtype:
     """The pixel dtype of a grayscale single-frame image, or BadFile."""
     if "PixelData" not in ds and "Rows" not in ds:
-        raise BadFile("no pixel data (not an image)")
+        raise BadFile(_no_pixels(path))
     photometric = str(ds.get("PhotometricInterpretation", ""))
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if samples != 1 or (photometric and photometric not in GRAYSCALE):

@@ -305,3 +305,14 @@ def test_labels_file_messages_name_what_went_wrong(tmp_path):
     proc = cli(root, out, "--labels", unquoted, "--size", "16")
     assert proc.returncode == 0, proc.stderr
     assert BetonReader(out).info["masks"]
+
+
+def test_a_file_cut_inside_its_header_is_called_cut_short(tmp_path):
+    root = tmp_path / "xr"
+    (root / "a").mkdir(parents=True)
+    data = open(dicom_file("RG3_UNCR.dcm"), "rb").read()
+    shutil.copy(dicom_file("RG3_UNCR.dcm"), root / "a" / "good.dcm")
+    (root / "a" / "short.dcm").write_bytes(data[:300])  # the DICM marker, then the header ends
+    src = DicomSource(root, skip_bad=True)
+    problems = dict(src.skipped)
+    assert "ends after 300 bytes, inside its header" in problems["a/short.dcm"], problems
