@@ -37,13 +37,56 @@ class ConvertSummary:
         return text
 
 
-def convert(source: Source, out: str | os.PathLike, page_size: int = DEFAULT_PAGE_SIZE,
+SMALL_PAGE = 1 << 18  # the smallest page chosen from the data (256 KiB)
+
+
+class _PageTooSmall(Exception):
+    pass
+
+
+def page_size_for(source: Source) -> int:
+    """A page size from the data: FFCV's 8 MiB, or for a small dataset the power of two that
+    holds twice its estimated bytes (the first sample's times the count) and at least 64 times
+    the first sample, so that a dataset of a few samples is not a file of 16 MB."""
+    skipped = len(source.skipped)
+    samples = iter(source)
+    try:
+        first = next(samples, None)
+    finally:
+        if hasattr(samples, "close"):
+            samples.close()
+        del source.skipped[skipped:]  # what the peek found is found again by the conversion
+    if first is None:
+        return DEFAULT_PAGE_SIZE
+    size = 0
+    for f, value in zip(source.fields.values(), first):
+        payload, _ = f.encode(value)
+        size += len(payload) if payload is not None else 0
+    want = max(2 * size * max(len(source), 1), 64 * size, SMALL_PAGE)
+    return min(DEFAULT_PAGE_SIZE, 1 << (int(want) - 1).bit_length())
+
+
+def convert(source: Source, out: str | os.PathLike, page_size: int | None = None,
             progress: bool = True) -> ConvertSummary:
     """Write every sample of ``source`` into ``out`` and the source's ``info`` into ``out.json``.
 
     Atomic: ``out`` appears only when the whole conversion succeeded; on any error (or a kill)
     an existing ``out`` is left untouched and no partial file is left under that name.
+    ``page_size``: default from the data (:func:`page_size_for`); should a later sample not fit
+    such a page, the conversion starts again with FFCV's 8 MiB pages.
     """
+    if page_size is not None:
+        return _convert(source, out, page_size, progress, auto=False)
+    chosen = page_size_for(source)
+    skipped = list(source.skipped)  # found before the samples (listing the folder)
+    try:
+        return _convert(source, out, chosen, progress, auto=chosen < DEFAULT_PAGE_SIZE)
+    except _PageTooSmall:
+        source.skipped[:] = skipped
+        return _convert(source, out, DEFAULT_PAGE_SIZE, progress, auto=False)
+
+
+def _convert(source: Source, out, page_size: int, progress: bool, auto: bool) -> ConvertSummary:
     from tqdm.auto import tqdm
 
     out = check_output(out)
@@ -58,6 +101,8 @@ def convert(source: Source, out: str | os.PathLike, page_size: int = DEFAULT_PAG
                 try:
                     writer.write(sample)
                 except ValueError as exc:  # name the input the sample came from, where the source knows it
+                    if auto and "more than a page" in str(exc):
+                        raise _PageTooSmall from None
                     where = getattr(source, "current", None)
                     raise SourceError(f"{where}: {exc}" if where else str(exc)) from None
                 if label_pos is not None:

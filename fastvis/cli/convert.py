@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image and DICOM folders: write the samples in a random order (seed 0, or SEED) instead of "
                    "class by class, so that streamed training can read page by page (quasi-random order) and still "
                    "mix classes; a tar archive is read into memory for it")
-    p.add_argument("--page-size", type=int, default=DEFAULT_PAGE_SIZE, help="data page size in bytes (power of two)")
+    p.add_argument("--page-size", type=int, default=None,
+                   help=f"data page size in bytes, a power of two (default: {DEFAULT_PAGE_SIZE >> 20} MiB as FFCV, "
+                   "less for a small dataset)")
     p.add_argument("--workers", type=int, help="decoding threads (default: cores, at most 8)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p

@@ -229,3 +229,36 @@ def test_reader_pickles(written):
     path, samples = written
     r = pickle.loads(pickle.dumps(BetonReader(path)))
     assert np.array_equal(r[3][0], samples[3][0])
+
+
+def test_the_page_size_follows_the_data_and_a_later_large_sample_still_fits(tmp_path):
+    """A few small samples make a small file (not 16 MB of 8 MiB pages); a sample larger than the
+    chosen page later on restarts the conversion with FFCV's pages instead of failing."""
+    from fastvis.beton.format import DEFAULT_PAGE_SIZE
+    from fastvis.convert import convert, page_size_for
+    from fastvis.sources import Source
+
+    class Listed(Source):
+        def __init__(self, blobs):
+            super().__init__()
+            self.blobs = blobs
+            self.fields = {"data": BytesField(), "label": IntField()}
+            self.info = {"classes": ["a"], "num_classes": 1}
+
+        def __len__(self):
+            return len(self.blobs)
+
+        def __iter__(self):
+            for b in self.blobs:
+                yield np.frombuffer(b, np.uint8), 0
+
+    small = Listed([bytes([k]) * 3000 for k in range(23)])
+    assert page_size_for(small) == 1 << 18
+    summary = convert(small, tmp_path / "small.beton", progress=False)
+    assert summary.bytes < 1 << 20
+    grown = Listed([b"x" * 3000] * 5 + [b"y" * 500_000])  # the sixth is larger than a 256 KiB page
+    assert page_size_for(grown) < 500_000
+    summary = convert(grown, tmp_path / "grown.beton", progress=False)
+    r = BetonReader(tmp_path / "grown.beton")
+    assert r.page_size == DEFAULT_PAGE_SIZE and bytes(r[5][0]) == b"y" * 500_000
+    assert len(r) == 6 and summary.samples == 6
