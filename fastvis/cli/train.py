@@ -116,9 +116,17 @@ def main(argv: list[str] | None = None) -> int:
         if n > 1 and "WORLD_SIZE" not in os.environ:  # every process gets the same output folder
             code = _relaunch([*argv, "--out", cfg.output.out] if "out" not in args else argv, n)
         else:
+            from ..train.ddp import peer_failure
             from ..train.loop import train
 
-            train(cfg, Clock(STARTED))
+            try:
+                train(cfg, Clock(STARTED))
+            except RuntimeError as exc:  # a rank that died or hangs: one line, not a backend traceback
+                failure = peer_failure(exc, int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                                       cfg.speed.ddp_timeout) if "WORLD_SIZE" in os.environ else None
+                if failure is None:
+                    raise
+                raise failure from None
             if "WORLD_SIZE" in os.environ:  # a process of a DDP run: the launching process ablates
                 return 0
             code = 0

@@ -122,3 +122,17 @@ def all_cat(w: World, values):
     parts = [None] * w.size
     dist.all_gather_object(parts, values)
     return np.concatenate(parts)
+
+
+PEER_FAILURES = ("timed out", "timeout", "connection closed", "connection reset", "broken pipe", "connectfullmesh")
+
+
+def peer_failure(exc: BaseException, rank: int, size: int, timeout: float) -> FastvisError | None:
+    """One line for a collective that failed because another process died or stopped answering
+    (gloo/NCCL raise a RuntimeError with a long backend message); None for any other error."""
+    text = str(exc)
+    if not isinstance(exc, RuntimeError) or not any(k in text.lower() for k in PEER_FAILURES):
+        return None
+    first = text.strip().splitlines()[0][:160] if text.strip() else type(exc).__name__
+    return FastvisError(f"process {rank} of {size}: another process stopped answering or died (waited up to "
+                        f"{timeout:g} s, --ddp-timeout): {first}")

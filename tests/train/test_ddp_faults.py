@@ -68,3 +68,33 @@ def test_workers_end_when_the_torchrun_agent_is_killed(data, tmp_path):  # noqa:
         for w in workers:
             if _alive(w):
                 os.kill(w, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and SIGSTOP")
+def test_a_rank_that_stops_answering_ends_the_run_with_one_line(data, tmp_path):  # noqa: F811
+    """SIGSTOP one of two workers: the other gives up after --ddp-timeout with a line that says so,
+    and the run ends (non-zero) instead of blocking for ever."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    out = tmp_path / "run"
+    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                              "-m", "fastvis.cli.train", "--data", data[0], "--val", data[1], "--model", "tinynet",
+                              "--epochs", "500", "--batch-size", "32", "--device", "cpu", "-q", "--out", str(out),
+                              "--ddp-timeout", "10"],
+                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        assert _wait(lambda: (out / "checkpoint.pt").exists()), "the run never wrote its first checkpoint"
+        workers = _children(agent.pid)
+        assert len(workers) == 2
+        os.kill(workers[1], signal.SIGSTOP)
+        assert _wait(lambda: agent.poll() is not None, limit=300), "the run kept waiting for the stopped rank"
+        err = agent.stderr.read()
+        assert agent.returncode != 0
+        assert "another process stopped answering or died (waited up to 10 s, --ddp-timeout)" in err, err[-3000:]
+    finally:
+        for w in workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+        if agent.poll() is None:
+            agent.kill()
