@@ -9,7 +9,7 @@ The crops come from the real CR radiographs of pydicom-data with synthetic voids
 seeds. Every run trains ``--epochs`` epochs (not a time budget: the numbers do not depend on
 how busy the machine is).
 
-Usage: fastvis-bench defects [--seeds 3] [--epochs 12] [--model fastnet_s] [--paste 0.5] [--boxes]
+Usage: fastvis-bench defects [--seeds 3] [--epochs 40] [--model fastnet_s] [--paste 0.5] [--boxes]
 """
 from __future__ import annotations
 
@@ -66,13 +66,17 @@ def main(argv: list[str] | None = None, prog: str | None = None):
     ap.add_argument("--many", type=int, default=300, help="real defect crops in the 'many' training set")
     ap.add_argument("--few", type=int, default=12, help="real defect crops in the 'few' training set")
     ap.add_argument("--val", type=int, default=150, help="normal and defect crops each in the validation set")
-    ap.add_argument("--tile", type=int, default=96, help="crop side in the radiograph's pixels")
-    ap.add_argument("--size", type=int, default=64, help="side the crops are converted to (--size)")
-    ap.add_argument("--depth", type=float, default=0.12, help="darkness of a void, a share of the crop's range")
+    ap.add_argument("--tile", type=int, default=64, help="crop side in the radiograph's pixels")
+    ap.add_argument("--size", type=int, default=32, help="side the crops are converted to (--size)")
+    ap.add_argument("--depth", type=float, default=1.5,
+                    help="darkness of a void's centre, in standard deviations of the crop's values")
     ap.add_argument("--boxes", action="store_true", help="label the defects with boxes instead of pixel masks")
+    ap.add_argument("--window", default="minmax", choices=("auto", "window", "minmax"),
+                    help="--window of the runs (default minmax: each crop's own range; the radiographs' window "
+                    "spans the whole film, in which a crop's voids are a few grey levels)")
     ap.add_argument("--model", default="fastnet_s")
-    ap.add_argument("--epochs", type=float, default=12)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--epochs", type=float, default=40)
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--paste", type=float, default=0.5, help="--defect-paste of the runs with synthesis")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--json", default=None, help="default: OUT/defects.json")
@@ -85,6 +89,7 @@ def main(argv: list[str] | None = None, prog: str | None = None):
     for setting in ("few", "many"):
         base = TrainConfig.from_options(data=str(files[setting]), val=str(files["val"]), model=args.model,
                                         epochs=args.epochs, batch_size=args.batch_size, metric="balanced_accuracy",
+                                        window=args.window,
                                         out=str(out / setting / "runs"), quiet=True).resolved()
         variants = parse_variants(base, [], [f"defect-paste={args.paste:g}"])
         runs = plan_runs(base, variants, args.seeds, out / setting / "runs")
@@ -95,7 +100,8 @@ def main(argv: list[str] | None = None, prog: str | None = None):
         label = f"{setting}: {real} of {args.normal + real}"
         results[label] = {m: analyse(runs, m) for m in ("balanced_accuracy", "auc")}
     lines = _table(results)
-    print(f"# defect synthesis: {args.model}, {args.epochs:g} epochs, crops {args.tile} px -> {args.size} px, "
+    print(f"# defect synthesis: {args.model}, {args.epochs:g} epochs, crops {args.tile} px -> {args.size} px "
+          f"(--window {args.window}), "
           f"validation {args.val} + {args.val}, {args.seeds} seeds, {os.cpu_count()} cores, "
           f"{time.perf_counter() - start:.0f} s in all")
     print("\n".join(lines))

@@ -3,7 +3,7 @@ pydicom-data (RG1_UNCR: 15-bit 1955x1841, RG3_UNCR), for tests and the defect be
 
 Each crop comes from a random place in the middle of a randomly chosen radiograph (so that the
 radiograph says nothing about the label); a defect crop gets a dark elongated void with soft
-edges (``depth``: its darkness as a share of the crop's range) and its pixel mask, or with
+edges (``depth``: its darkness in standard deviations of the crop's values) and its pixel mask, or with
 ``boxes`` the void's bounding box, as a box label would give it.
 """
 from __future__ import annotations
@@ -42,11 +42,11 @@ def _void(rng, tile: int, img: np.ndarray, depth: float):
     u = ((xx - cx) * np.cos(t) + (yy - cy) * np.sin(t)) / a
     v = (-(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)) / b
     r = u**2 + v**2
-    dark = depth * (img.max() - img.min() + 1)
+    dark = depth * (img.std() + 1)  # in units of the crop's own spread: as visible on a busy crop as on a flat one
     return img + dark * np.exp(-r * 2) * (r < 2), r < 1.5  # MONOCHROME1: larger is darker
 
 
-def write_xray_folder(root: Path, normal: int, defect: int, tile: int = 96, depth: float = 0.25, seed: int = 0,
+def write_xray_folder(root: Path, normal: int, defect: int, tile: int = 96, depth: float = 2.0, seed: int = 0,
                       boxes: bool = False) -> tuple[Path, Path]:
     """Write ``normal`` + ``defect`` crops as DICOM files (``root/normal``, ``root/defect``,
     interleaved while both last) and ``root/labels.csv`` (path,label,mask: a PNG mask file, or

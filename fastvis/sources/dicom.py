@@ -37,6 +37,9 @@ import numpy as np
 from ..beton import BytesField, IntField, JSONField, NDArrayField
 from .base import Source, SourceError
 from .imagefolder import _ordered_map
+from .resize import area_resize
+
+__all__ = ["BadFile", "DicomSource", "area_resize", "decode_image", "is_dicom"]
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ""}
 GRAYSCALE = ("MONOCHROME1", "MONOCHROME2")
@@ -59,26 +62,6 @@ def decode_image(payload: np.ndarray, meta: dict) -> np.ndarray:
     """A stored bytes ``image`` (and its ``meta``) back to the ``rows x columns`` array."""
     dtype = np.dtype(meta["dtype"]).newbyteorder("<")
     return np.frombuffer(payload.tobytes(), dtype).reshape(meta["rows"], meta["columns"])
-
-
-def area_resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize to ``size x size`` by area interpolation (each output pixel the mean of the input
-    area it covers), rounded and clipped to the input's dtype; float64 in between."""
-    h, w = image.shape
-    out = _area_matrix(h, size) @ image.astype(np.float64) @ _area_matrix(w, size).T
-    if np.issubdtype(image.dtype, np.integer):
-        info = np.iinfo(image.dtype)
-        out = np.clip(np.rint(out), info.min, info.max)
-    return out.astype(image.dtype)
-
-
-def _area_matrix(n: int, m: int) -> np.ndarray:
-    """(m, n) weights: row i averages the input interval [i n/m, (i+1) n/m)."""
-    edges = np.arange(m + 1) * (n / m)
-    lo, hi = edges[:-1, None], edges[1:, None]
-    cells = np.arange(n)[None, :]
-    overlap = np.clip(np.minimum(hi, cells + 1) - np.maximum(lo, cells), 0, None)
-    return overlap / (n / m)
 
 
 def _number(value, first: bool = True):
