@@ -128,7 +128,12 @@ def main(argv: list[str] | None = None) -> int:
                     raise
                 raise failure from None
             if "WORLD_SIZE" in os.environ:  # a process of a DDP run: the launching process ablates
-                return 0
+                # its outputs are written and the group is torn down: leave without the interpreter's
+                # finalisation, in which a backend thread still being destroyed aborted the process
+                # now and then ("terminate called without an active exception")
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(0)
             code = 0
         return _ablate_after(cfg, args) if args.ablate and code == 0 else code
 
