@@ -75,7 +75,19 @@ def setup(device_type: str, timeout: float = 600.0) -> World:
     local = int(os.environ.get("LOCAL_RANK", rank))
     _exit_with_parent()
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=timedelta(seconds=timeout))
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+        if restart and "MASTER_ADDR" in os.environ:
+            # a restart by torchrun (--max-restarts): the agent's store still holds the addresses
+            # the dead attempt's processes published, and a worker that read one of them failed
+            # to connect ("connectFullMesh ... Connection refused"); each attempt keys its own
+            agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
+            store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                                  is_master=not agent and rank == 0, timeout=timedelta(seconds=timeout))
+            dist.init_process_group(backend, store=dist.PrefixStore(f"fastvis/attempt{restart}", store), rank=rank,
+                                    world_size=world, timeout=timedelta(seconds=timeout))
+        else:
+            dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
     if device_type == "cuda":
         torch.cuda.set_device(local)
     return World(rank, world, local)
