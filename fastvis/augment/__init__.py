@@ -4,55 +4,55 @@ comes as a function and as a module (:func:`fastvis.augment.base.module_form`). 
 registry :data:`TRANSFORMS` lists them all."""
 from .base import BatchTransform, module_form
 from .defects import (
-                      DefectBank,
-                      DefectPaste,
-                      DefectPasteParams,
-                      defect_paste,
-                      defect_paste_params,
-                      placed_patch,
-                      tight_mask,
-                      valid_map,
+    DefectBank,
+    DefectPaste,
+    DefectPasteParams,
+    defect_paste,
+    defect_paste_params,
+    placed_patch,
+    tight_mask,
+    valid_map,
 )
 from .erasing import Cutout, RandomErasing, cutout, erase, random_erasing, random_erasing_params
 from .generators import GeneratorLike, as_generator, rng
 from .geometric import (
-                      AlternatingFlip,
-                      RandomCrop,
-                      RandomCropFlip,
-                      RandomFlip,
-                      RandomTranslate,
-                      alternating_flip,
-                      hflip,
-                      random_crop,
-                      random_crop_flip,
-                      random_translate,
+    AlternatingFlip,
+    RandomCrop,
+    RandomCropFlip,
+    RandomFlip,
+    RandomTranslate,
+    alternating_flip,
+    hflip,
+    random_crop,
+    random_crop_flip,
+    random_translate,
 )
 from .intensity import ToUnit, to_unit, window_params
 from .mix import (
-                      CutMix,
-                      MixParams,
-                      Mixup,
-                      RandomMix,
-                      apply_cutmix,
-                      apply_mixup,
-                      cutmix,
-                      cutmix_params,
-                      mix,
-                      mixup,
-                      mixup_params,
-                      soft_targets,
+    CutMix,
+    MixParams,
+    Mixup,
+    RandomMix,
+    apply_cutmix,
+    apply_mixup,
+    cutmix,
+    cutmix_params,
+    mix,
+    mixup,
+    mixup_params,
+    soft_targets,
 )
 from .normalize import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, Normalize, normalize
 from .poisson import BlendStats, poisson_blend, poisson_blend_batch, poisson_blend_reference
 from .policies import AutoAugment, RandAugment, TrivialAugment, apply_ops, autoaugment, randaugment, trivialaugment
 from .registry import TRANSFORMS, TransformSpec
 from .resized_crop import (
-                      RandomResizedCrop,
-                      center_boxes,
-                      center_crop_resize,
-                      random_resized_crop,
-                      resized_crops,
-                      rrc_boxes,
+    RandomResizedCrop,
+    center_boxes,
+    center_crop_resize,
+    random_resized_crop,
+    resized_crops,
+    rrc_boxes,
 )
 
 __all__ = [

@@ -227,6 +227,16 @@ def test_shuffled_writing_order(folder):
     assert mixed.info["shuffled"] == 2 and plain.info["shuffled"] is None
 
 
+def _xray(tmp_path, n: int):
+    """(root, labels.csv) of ``n`` 64-px crops of the pydicom-data radiographs, half defects."""
+    from tests.radiographs import build_xray_folder
+
+    try:
+        return build_xray_folder(tmp_path / "x", n, tile=64)
+    except FileNotFoundError as exc:
+        _missing(str(exc))
+
+
 def test_decoding_threads_run_one_blas_thread_each(tmp_path, monkeypatch):
     """The --size resize is two matrix products: BLAS threads inside the decoding threads made
     conversion ten times slower, so the source limits BLAS to one thread while it reads."""
@@ -244,12 +254,7 @@ def test_decoding_threads_run_one_blas_thread_each(tmp_path, monkeypatch):
         seen.extend(blas_threads())
         return original(self, *args)
 
-    from tests.radiographs import build_xray_folder
-
-    try:
-        root, labels = build_xray_folder(tmp_path / "x", 4, tile=64)
-    except FileNotFoundError as exc:
-        _missing(str(exc))
+    root, labels = _xray(tmp_path, 4)
     monkeypatch.setattr(DicomSource, "_sample", spy)
     with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
         before = blas_threads()
@@ -260,12 +265,7 @@ def test_decoding_threads_run_one_blas_thread_each(tmp_path, monkeypatch):
 
 
 def test_dicom_classes_all_bad_or_spelt_twice(tmp_path):
-    from tests.radiographs import build_xray_folder
-
-    try:
-        root, labels = build_xray_folder(tmp_path / "x", 6, tile=64)
-    except FileNotFoundError as exc:
-        _missing(str(exc))
+    root, labels = _xray(tmp_path, 6)
     rows = labels.read_text().splitlines()
     (root / "crack").mkdir()
     (root / "crack" / "c.dcm").write_bytes(b"\0" * 300)  # the one file of class 'crack' is not DICOM
@@ -286,12 +286,7 @@ def test_dicom_classes_all_bad_or_spelt_twice(tmp_path):
 
 
 def test_labels_file_messages_name_what_went_wrong(tmp_path):
-    from tests.radiographs import build_xray_folder
-
-    try:
-        root, labels = build_xray_folder(tmp_path / "x", 4, tile=64)
-    except FileNotFoundError as exc:
-        _missing(str(exc))
+    root, labels = _xray(tmp_path, 4)
     rows = labels.read_text().splitlines()
     elsewhere = tmp_path / "elsewhere.csv"  # paths relative to the working folder, not to DIR
     elsewhere.write_text("\n".join(f"x/{r}" for r in rows[1:]) + "\n")
