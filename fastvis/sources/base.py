@@ -11,6 +11,17 @@ class SourceError(FastvisError):
     """A source (archive, folder, download) is missing, corrupt or not what it claims to be."""
 
 
+MAX_FILE_BYTES = 256 << 20  # one image file or archive member; larger ones are bad inputs, never read
+
+
+class Oversized(ValueError):
+    """A file or archive member larger than the bound on what is read into memory at once."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"{size / 2**20:,.1f} MiB, more than the {limit / 2**20:,.0f} MiB read for one file")
+        self.size, self.limit = size, limit
+
+
 class Source:
     """A dataset to convert: a fixed field layout and an iterator of samples in field order.
 

@@ -122,6 +122,9 @@ def _names(values, what: str) -> list[str]:
 
 # -- locating the files ---------------------------------------------------------------------------
 
+MAX_MEMBER_BYTES = 512 << 20  # CIFAR-100's train member holds 154 MB of pixels (223 MB in a re-pickled copy)
+
+
 class _Members:
     """Reads named members from an archive or a folder; ``verify`` checks the official md5s."""
 
@@ -152,16 +155,25 @@ class _Members:
                     if not parts or not info.isfile():
                         continue
                     if parts[-1] in wanted and (len(parts) == 1 or parts[-2] == self.spec.folder):
+                        self._check_size(info.name, info.size)
                         fp = tar.extractfile(info)
                         self._cache[parts[-1]] = fp.read() if fp else b""
         except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
             raise SourceError(f"{self.path}: corrupt or unreadable archive ({exc})") from None
+
+    def _check_size(self, name: str, size: int) -> None:
+        """No member of an official archive is larger than MAX_MEMBER_BYTES: a larger one is not
+        read (a small compressed archive can declare a member of gigabytes)."""
+        if size > MAX_MEMBER_BYTES:
+            raise SourceError(f"{self.path}: {name} is {size / 2**20:,.1f} MiB, larger than any member of the "
+                              f"{self.spec.name} archive can be ({MAX_MEMBER_BYTES >> 20} MiB): not read")
 
     def read(self, member: str, md5: str) -> bytes:
         if self.folder is not None:
             file = self.folder / member
             if not file.is_file():
                 raise SourceError(f"{self.path}: missing {member} (expected at {file})")
+            self._check_size(str(file), file.stat().st_size)
             data = file.read_bytes()
             if self.verify and hashlib.md5(data).hexdigest() != md5:
                 raise SourceError(f"{file}: md5 mismatch, the file is corrupt or not the official one{NO_VERIFY_HINT}")

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..beton import IntField, RGBImageField
-from .base import Source, SourceError
+from .base import MAX_FILE_BYTES, Oversized, Source, SourceError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".zip")
@@ -40,8 +40,9 @@ def _safe_parts(name: str) -> tuple[str, ...] | None:
 class _Tree:
     """The image files of a folder or archive, as relative path components, and a way to read them."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, max_bytes: int = MAX_FILE_BYTES):
         self.path = path
+        self.max_bytes = max_bytes
         self.kind = "folder" if path.is_dir() else ("zip" if zipfile.is_zipfile(path) else "tar")
         self.entries: list[tuple[str, ...]] = []
         self.unsafe: list[str] = []
@@ -82,18 +83,21 @@ class _Tree:
             self.entries.append(parts)
 
     def read(self, wanted: dict[tuple[str, ...], int],
-             in_order: bool = False) -> Iterator[tuple[tuple[str, ...], bytes]]:
+             in_order: bool = False) -> Iterator[tuple[tuple[str, ...], bytes | Oversized]]:
         """Yield ``(parts, data)`` for the wanted entries: in ``wanted``'s order for folders and
         zips; in the container's order for tars, unless ``in_order`` (then the tar's wanted
-        members are read into memory first)."""
+        members are read into memory first). A file larger than ``max_bytes`` is never read:
+        its data is an :class:`Oversized` (a small archive can hold a member of gigabytes)."""
         if self.kind == "folder":
             for parts in wanted:
-                yield parts, (self.path.joinpath(*parts)).read_bytes()
+                file = self.path.joinpath(*parts)
+                yield parts, self._bounded(file.stat().st_size, file.read_bytes)
         elif self.kind == "zip":
             with zipfile.ZipFile(self.path) as zf:
                 infos = {_safe_parts(info.filename): info for info in zf.infolist()}
                 for parts in wanted:
-                    yield parts, zf.read(infos[parts])
+                    info = infos[parts]  # zipfile reads no more than the declared size
+                    yield parts, self._bounded(info.file_size, lambda: zf.read(info))
         elif in_order:
             data = dict(self.read(wanted))
             for parts in wanted:
@@ -105,7 +109,10 @@ class _Tree:
                     parts = _safe_parts(info.name) if info.isfile() else None
                     if parts in wanted:
                         fp = tar.extractfile(info)
-                        yield parts, fp.read() if fp else b""
+                        yield parts, self._bounded(info.size, lambda: fp.read() if fp else b"")
+
+    def _bounded(self, size: int, read) -> bytes | Oversized:
+        return Oversized(size, self.max_bytes) if size > self.max_bytes else read()
 
 
 class ImageFolderSource(Source):
@@ -118,6 +125,8 @@ class ImageFolderSource(Source):
     64 px, else JPEG at quality 90; ``0`` forces raw. ``skip_bad``: leave out unreadable images
     (listed in ``skipped``) instead of failing. ``shuffle``: a seed; samples come in a random
     order fixed by it instead of class by class (a tar archive is then read into memory).
+    ``max_file_bytes``: an image file or archive member larger than this is a bad input, never
+    read (a small compressed archive can hold a member of gigabytes).
     """
 
     kind = "imagefolder"
@@ -132,6 +141,7 @@ class ImageFolderSource(Source):
         skip_bad: bool = False,
         workers: int | None = None,
         shuffle: int | None = None,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ):
         super().__init__()
         self.root = Path(root)
@@ -143,7 +153,7 @@ class ImageFolderSource(Source):
         self.scaled: list[int] = []  # images of more than 8 bits, scaled to 8
         self.current: str | None = None  # the file of the sample last yielded (for error messages)
         self.workers = workers or min(8, os.cpu_count() or 1)
-        tree = _Tree(self.root)
+        tree = _Tree(self.root, max_file_bytes)
         wrapper = _wrapper(tree.entries) if tree.kind != "folder" else ()
         entries = [p[len(wrapper):] for p in tree.entries]
         entries, self.split = self._select_split(entries, split)
@@ -221,6 +231,8 @@ class ImageFolderSource(Source):
         stream = self._tree.read(wanted)
         try:
             for k, (_, data) in enumerate(stream):
+                if isinstance(data, Oversized):
+                    continue
                 try:
                     with Image.open(io.BytesIO(data)) as img:
                         largest = max(largest, *img.size)
@@ -236,6 +248,8 @@ class ImageFolderSource(Source):
     def _decode(self, data: bytes) -> np.ndarray:
         from PIL import Image
 
+        if isinstance(data, Oversized):
+            raise data
         with Image.open(io.BytesIO(data)) as img:
             if self.size and img.format == "JPEG":
                 img.draft("RGB", (self.size, self.size))  # DCT-domain downscale: much faster
@@ -262,6 +276,8 @@ class ImageFolderSource(Source):
         parts, data = item
         try:
             return parts, self._decode(data), None
+        except Oversized as exc:
+            return parts, None, f"too large to read: {exc}"
         except Exception as exc:  # Pillow raises many kinds on corrupt files
             return parts, None, f"{type(exc).__name__}: {exc}"
 

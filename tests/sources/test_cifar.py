@@ -268,3 +268,13 @@ def test_a_renamed_cifar_archive_is_recognised_by_its_content(cifar_archives, tm
     with tarfile.open(plain, "w") as tar:
         tar.add(renamed, arcname="photos/a/x.bin")
     assert detect_kind(plain) == "imagefolder"
+
+
+def test_a_member_larger_than_any_cifar_member_is_not_read(cifar_archives, tmp_path, monkeypatch):
+    from fastvis.sources import cifar
+
+    arc = cifar_archives["cifar100"]
+    monkeypatch.setattr(cifar, "MAX_MEMBER_BYTES", 1000)  # the test archive's train member is larger
+    with pytest.raises(SourceError, match=r"cifar-100-python/train is .* MiB, larger than any member of the "
+                                          r"cifar100 archive can be \(0 MiB\): not read"):
+        CifarSource("cifar100", arc.path, verify=False)

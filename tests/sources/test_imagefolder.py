@@ -238,3 +238,51 @@ def test_raw_or_jpeg_is_decided_from_the_whole_folder_not_its_first_image(tmp_pa
 
     assert ImageFolderSource(make("mixed", files)).mode == "jpeg"
     assert ImageFolderSource(make("small", small)).mode == "raw"
+
+
+@pytest.mark.parametrize("container", ["folder", "tar.gz", "zip"])
+def test_an_image_file_over_the_size_bound_is_a_bad_input_never_read(tmp_path, tree, container):
+    files = dict(tree)
+    files["train/cat/huge.png"] = b"\0" * 6000  # the PNGs of the tree are well under 1,000 bytes
+    path = {"folder": lambda: write_folder(tmp_path / "data", files),
+            "tar.gz": lambda: write_tar(tmp_path / "d.tar.gz", files),
+            "zip": lambda: write_zip(tmp_path / "d.zip", files)}[container]()
+    out = tmp_path / "o.beton"
+    with pytest.raises(SourceError, match=r"train/cat/huge.png: unreadable image \(too large to read: 0.0 MiB, "
+                                          "more than the 0 MiB read for one file"):
+        convert(ImageFolderSource(path, max_file_bytes=5000), out, progress=False)
+    assert not out.exists()
+    src = ImageFolderSource(path, max_file_bytes=5000, skip_bad=True)
+    check_rest = convert(src, out, progress=False)
+    assert check_rest.samples == 12 and [n for n, _ in src.skipped] == ["train/cat/huge.png"]
+
+
+def test_a_gigabyte_member_of_a_small_archive_is_not_read_into_memory(tmp_path, tree):
+    """The default bound: a tar whose member declares 1 GiB (a hole on disk) is converted without
+    holding the member: Python's allocations stay far below its size."""
+    import tracemalloc
+
+    path = tmp_path / "d.tar"
+    info = tarfile.TarInfo("train/cat/huge.png")
+    info.size = 1 << 30
+    with open(path, "wb") as f:
+        f.write(info.tobuf())
+        f.seek(info.size, io.SEEK_CUR)  # a hole: no disk used
+        f.write(bytes(2 * tarfile.BLOCKSIZE))  # the end-of-archive marker, where members are added
+    with tarfile.open(path, "a") as tar:
+        for rel, img in tree.items():
+            data = png_bytes(img)
+            member = tarfile.TarInfo(rel)
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    src = ImageFolderSource(path, skip_bad=True)
+    tracemalloc.start()
+    try:
+        summary = convert(src, tmp_path / "o.beton", progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert summary.samples == 12
+    assert src.skipped == [("train/cat/huge.png", "too large to read: 1,024.0 MiB, more than the 256 MiB read "
+                                                  "for one file")]
+    assert peak < 64 << 20
