@@ -371,7 +371,7 @@ def test_a_pointer_into_another_sample_is_refused(converted, tmp_path):
 
 
 def test_int_labels_turned_float_are_not_class_ids(converted, tmp_path):
-    from fastvis.beton.format import FIELD_DESC_DTYPE, HEADER_DTYPE, TYPE_FLOAT
+    from fastvis.beton.format import FIELD_DESC_DTYPE, GUARD_MAGIC, HEADER_DTYPE, TYPE_FLOAT
 
     src, _ = converted
     r = BetonReader(src)
@@ -379,6 +379,11 @@ def test_int_labels_turned_float_are_not_class_ids(converted, tmp_path):
     raw = bytearray(src.read_bytes())
     raw[HEADER_DTYPE.itemsize + j * FIELD_DESC_DTYPE.itemsize] = TYPE_FLOAT  # the type id of field j
     bad = tmp_path / "t.beton"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(BetonError, match="damaged header or field descriptors"):  # fastvis's file: its header CRC
+        BetonReader(bad)
+    at = bytes(raw).index(GUARD_MAGIC)
+    raw[at : at + len(GUARD_MAGIC)] = bytes(len(GUARD_MAGIC))  # as a file from another writer, with no record
     bad.write_bytes(bytes(raw))
     with pytest.raises(BetonError, match="not class ids"):
         BetonReader(bad).labels()

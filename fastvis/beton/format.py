@@ -5,7 +5,9 @@ A file is, in order::
     header               HEADER_DTYPE, 24 bytes
     field descriptors    FIELD_DESC_DTYPE x num_fields (type id, 16-byte name, 1024-byte arguments)
     metadata table       one fixed-size record per sample, the fields' records side by side (aligned)
-    (zero padding up to the next page boundary)
+    (zero padding up to the next page boundary; fastvis ends it with its integrity record,
+    which FFCV's readers never look at: a CRC-32 per sample, then GUARD_DTYPE, ending where
+    the data pages begin)
     data pages           page_size bytes each, page_size a power of two; a sample's
                          variable-size payloads never straddle two pages
     allocation table     ALLOC_DTYPE x n: (sample_id, ptr, size) of every payload, to the end of the file
@@ -42,6 +44,12 @@ FIELD_DESC_DTYPE = np.dtype(
 )
 
 ALLOC_DTYPE = np.dtype([("sample_id", "<u8"), ("ptr", "<u8"), ("size", "<u8")])
+
+# fastvis's integrity record, in the padding before the data pages (see integrity.py): the
+# counts the file was written with and a CRC-32 of its header and field descriptors.
+GUARD_MAGIC = b"fvguard1"
+GUARD_DTYPE = np.dtype([("magic", "S8"), ("num_samples", "<u8"), ("header_crc", "<u4"), ("num_fields", "<u2"),
+                        ("reserved", "<u2")])
 
 # Type ids, as FFCV numbers them. 6 (a torch tensor) is stored exactly like an NDArray.
 TYPE_FLOAT = 0

@@ -1,6 +1,10 @@
 """Integrity of .beton files written by fastvis: a CRC-32 per sample (its metadata record's
-values and its payloads) recorded in the sidecar at writing time, checked by :func:`verify`;
-the checks a sidecar itself must pass; and the bound on class ids."""
+values and its payloads) and a CRC-32 of the header and field descriptors, with the sample and
+field counts, written into the file itself at writing time (in the padding before the data
+pages, which FFCV's readers skip: the file stays an FFCV file); the header check runs on every
+open, the per-sample check in :func:`verify`. Also: the checks a sidecar must pass, and the
+bound on class ids. Files written before the in-file record carry the per-sample CRCs in their
+sidecar; :func:`verify` reads them there."""
 from __future__ import annotations
 
 import base64
@@ -9,9 +13,10 @@ import zlib
 
 import numpy as np
 
-from .format import BetonError
+from .format import ALLOC_DTYPE, GUARD_DTYPE, GUARD_MAGIC, HEADER_DTYPE, BetonError
 
-__all__ = ["MAX_CLASSES", "checksum_record", "record_bytes", "sidecar_problem", "verify"]
+__all__ = ["MAX_CLASSES", "find_guard", "guard_bytes", "record_bytes", "sidecar_problem",
+           "verify"]
 
 
 @functools.lru_cache(maxsize=32)
@@ -27,24 +32,51 @@ def record_bytes(records: np.ndarray) -> bytes:
     return records.astype(_packed(records.dtype)).tobytes()
 
 
-def checksum_record(crc: np.ndarray) -> dict:
-    """``{"algorithm": "crc32", "per_sample": base64 of little-endian uint32}``."""
-    return {"algorithm": "crc32", "per_sample": base64.b64encode(crc.astype("<u4").tobytes()).decode("ascii")}
+def guard_bytes(crc: np.ndarray, header_and_descriptors: bytes, num_samples: int, num_fields: int) -> bytes:
+    """The in-file integrity record: the per-sample CRC-32s, then GUARD_DTYPE (written so that
+    it ends where the data pages begin)."""
+    guard = np.zeros(1, GUARD_DTYPE)
+    guard["magic"] = GUARD_MAGIC
+    guard["num_samples"] = num_samples
+    guard["num_fields"] = num_fields
+    guard["header_crc"] = zlib.crc32(header_and_descriptors)
+    return crc.astype("<u4").tobytes() + guard.tobytes()
+
+
+def find_guard(buf: np.ndarray, size: int, alloc_ptr: int, page_size: int):
+    """``(guard record, its offset)`` when the file carries fastvis's integrity record, else None
+    (a file from another writer, or one damaged where the record would be found). The record ends
+    where the data pages begin: at the page of the lowest payload, or, with no payloads, at the
+    allocation table."""
+    if not HEADER_DTYPE.itemsize < alloc_ptr <= size or (size - alloc_ptr) % ALLOC_DTYPE.itemsize:
+        return None
+    end = alloc_ptr
+    if size > alloc_ptr:
+        low = int(buf[alloc_ptr:size].view(ALLOC_DTYPE)["ptr"].min())
+        end = low - low % page_size
+    at = end - GUARD_DTYPE.itemsize
+    if not HEADER_DTYPE.itemsize <= at < end <= size:
+        return None
+    guard = buf[at:end].view(GUARD_DTYPE)[0]
+    return (guard, at) if bytes(guard["magic"]) == GUARD_MAGIC else None
 
 
 def verify(reader, indices=None) -> list[int]:
     """The samples (of ``indices``, default all) whose metadata record or payloads no longer
-    match the CRC-32 the sidecar recorded when the file was written; ``[]`` when all match.
-    ``BetonError`` when the sidecar holds no checksums (a file written without them)."""
-    record = reader.info.get("checksums")
-    if not isinstance(record, dict) or record.get("algorithm") != "crc32":
-        raise BetonError(f"{reader.path}: no checksums to verify against (its sidecar records none)")
-    try:
-        expected = np.frombuffer(base64.b64decode(record["per_sample"]), "<u4")
-    except (KeyError, ValueError, TypeError) as exc:
-        raise BetonError(f"{reader.path}.json: unreadable checksums ({exc})") from None
-    if len(expected) != reader.num_samples:
-        raise BetonError(f"{reader.path}.json: {len(expected)} checksums for {reader.num_samples} samples")
+    match the CRC-32 written with the file (in the file, or for older files in the sidecar);
+    ``[]`` when all match. ``BetonError`` when there are none (a file from another writer)."""
+    expected = reader._crc_table
+    if expected is None:
+        record = reader.info.get("checksums")
+        if not isinstance(record, dict) or record.get("algorithm") != "crc32":
+            raise BetonError(f"{reader.path}: no checksums to verify against (not written by fastvis, and its "
+                             "sidecar records none)")
+        try:
+            expected = np.frombuffer(base64.b64decode(record["per_sample"]), "<u4")
+        except (KeyError, ValueError, TypeError) as exc:
+            raise BetonError(f"{reader.path}.json: unreadable checksums ({exc})") from None
+        if len(expected) != reader.num_samples:
+            raise BetonError(f"{reader.path}.json: {len(expected)} checksums for {reader.num_samples} samples")
     idx = range(reader.num_samples) if indices is None else [reader._index(i) for i in indices]
     records = record_bytes(reader.metadata)
     width = len(records) // max(reader.num_samples, 1)
@@ -64,10 +96,13 @@ def verify(reader, indices=None) -> list[int]:
 MAX_CLASSES = 1 << 17  # class ids beyond this are damage, not classes
 
 
-def sidecar_problem(info, samples: int, size: int) -> str | None:
-    """What is wrong with a parsed sidecar, or None."""
+def sidecar_problem(info, samples: int, size: int, guarded: bool = True) -> str | None:
+    """What is wrong with a parsed sidecar, or None; ``guarded``: the file carries its integrity
+    record."""
     if not isinstance(info, dict):
         return f"expected a JSON object, got {type(info).__name__}"
+    if info.get("integrity") == "crc32 in file" and not guarded:
+        return "the file was written with an integrity record, which is now missing or damaged"
     k = info.get("num_classes")
     if k is not None and (not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= MAX_CLASSES):
         return f"num_classes must be a whole number in 0..{MAX_CLASSES}, got {k!r}"

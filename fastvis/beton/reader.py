@@ -5,6 +5,7 @@ import json
 import mmap
 import os
 import stat
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from .format import (
     is_power_of_two,
     metadata_dtype,
 )
-from .integrity import MAX_CLASSES, sidecar_problem
+from .integrity import MAX_CLASSES, find_guard, sidecar_problem
 
 __all__ = ["BetonReader", "sidecar_path"]
 
@@ -95,6 +96,19 @@ class BetonReader:
         desc_end = HEADER_DTYPE.itemsize + num_fields * FIELD_DESC_DTYPE.itemsize
         if desc_end > size:
             raise self._fail(f"truncated: {size} bytes, the {num_fields} field descriptors end at {desc_end}")
+        # fastvis's own files: the counts and the header's CRC-32 they were written with (a
+        # mismatch is raised after the structural checks, whose messages say more)
+        guard = find_guard(buf, size, alloc_ptr, page_size)
+        damage = None
+        self._crc_table: np.ndarray | None = None
+        if guard is not None:
+            record, at = guard
+            for what, now, then in (("samples", num_samples, int(record["num_samples"])),
+                                    ("fields", num_fields, int(record["num_fields"]))):
+                if now != then and damage is None:
+                    damage = f"damaged: the header says {now} {what}, the file was written with {then}"
+            if damage is None and (desc_end > at or zlib.crc32(buf[:desc_end]) != int(record["header_crc"])):
+                damage = "damaged header or field descriptors (they no longer match the CRC-32 written with the file)"
         descs = buf[HEADER_DTYPE.itemsize : desc_end].view(FIELD_DESC_DTYPE)
         names: list[str] = []
         fields: list[Field] = []
@@ -112,6 +126,11 @@ class BetonReader:
         meta_end = desc_end + num_samples * meta_dtype.itemsize
         if meta_end > size:
             raise self._fail(f"truncated: {size} bytes, the metadata of {num_samples} samples ends at {meta_end}")
+        if guard is not None and damage is None:
+            table = guard[1] - 4 * num_samples
+            if table < meta_end:
+                raise self._fail("damaged: its integrity record overlaps the metadata")
+            self._crc_table = buf[table : guard[1]].view("<u4").copy()
         if not meta_end <= alloc_ptr <= size:
             raise self._fail(
                 f"allocation table pointer {alloc_ptr} lies outside [{meta_end}, {size}] (truncated or corrupt)"
@@ -188,6 +207,8 @@ class BetonReader:
             sizes = np.where(known, sizes, a_size[idx_c])
             self._ptrs.append(ptrs)
             self._sizes.append(sizes)
+        if damage is not None:
+            raise self._fail(damage)
 
         self.version = version
         self.page_size = page_size
@@ -210,7 +231,7 @@ class BetonReader:
             info = json.loads(side.read_text())
         except (OSError, ValueError) as exc:
             raise BetonError(f"{side}: unreadable sidecar ({exc})") from None
-        problem = sidecar_problem(info, self.num_samples, self.file_size)
+        problem = sidecar_problem(info, self.num_samples, self.file_size, self._crc_table is not None)
         if problem:
             raise BetonError(f"{side}: {problem}")
         return info
@@ -265,8 +286,8 @@ class BetonReader:
         return self._decode(self._field_index(name), self._index(i))
 
     def verify(self, indices=None) -> list[int]:
-        """The samples (of ``indices``, default all) that no longer match the CRC-32 recorded
-        when the file was written (:func:`fastvis.beton.integrity.verify`)."""
+        """The samples (of ``indices``, default all) that no longer match the CRC-32 written with
+        the file (:func:`fastvis.beton.integrity.verify`)."""
         from .integrity import verify
 
         return verify(self, indices)

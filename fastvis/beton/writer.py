@@ -14,6 +14,7 @@ from .format import (
     ALLOC_DTYPE,
     DEFAULT_PAGE_SIZE,
     FIELD_DESC_DTYPE,
+    GUARD_DTYPE,
     HEADER_DTYPE,
     MAX_FIELDS,
     MAX_PAGE_SIZE,
@@ -24,7 +25,7 @@ from .format import (
     is_power_of_two,
     metadata_dtype,
 )
-from .integrity import checksum_record, record_bytes
+from .integrity import guard_bytes, record_bytes
 
 __all__ = ["BetonWriter"]
 
@@ -38,7 +39,9 @@ class BetonWriter:
 
     The file is built under a temporary name in the same folder and renamed to ``path`` only
     when :meth:`close` succeeds (after an fsync), so an interrupted or failed write never
-    leaves a file at ``path``. Use it as a context manager: an exception inside the ``with``
+    leaves a file at ``path``. The file carries its own integrity record (a CRC-32 per sample and
+    one of the header, see :mod:`.integrity`), in padding that FFCV's readers skip.
+    Use it as a context manager: an exception inside the ``with``
     block discards the temporary file.
 
     >>> with BetonWriter("out.beton", {"image": RGBImageField(), "label": IntField()}, capacity=n) as w:
@@ -80,7 +83,9 @@ class BetonWriter:
         self._closed = False
 
         self._meta_start = HEADER_DTYPE.itemsize + FIELD_DESC_DTYPE.itemsize * len(self.fields)
-        self._data_start = align_up(self._meta_start + self.meta_dtype.itemsize * self.capacity, self.page_size)
+        # the metadata table, then (ending where the pages begin) the integrity record: 4 bytes a sample
+        meta_end = self._meta_start + self.meta_dtype.itemsize * self.capacity
+        self._data_start = align_up(meta_end + 4 * self.capacity + GUARD_DTYPE.itemsize, self.page_size)
         self._page = np.zeros(self.page_size, np.uint8)
         self._page_index = -1  # no page open yet
         self._page_used = 0
@@ -135,8 +140,9 @@ class BetonWriter:
                 f"sample {self._count} takes {total} bytes, more than a page ({self.page_size}); "
                 "use a larger page_size"
             )
-        if self._page_index < 0 or self._page_used + total > self.page_size:
-            self._next_page()
+        has_payload = any(payload is not None for payload, _ in encoded)
+        if has_payload and (self._page_index < 0 or self._page_used + total > self.page_size):
+            self._next_page()  # (scalar-only samples need no page: a file of them has none)
 
         index = self._count
         record = []
@@ -156,11 +162,6 @@ class BetonWriter:
         self._crc[index] = zlib.crc32(record_bytes(self._meta[index : index + 1]), crc)
         self._count += 1
         return index
-
-    def checksums(self) -> dict:
-        """The integrity record of what was written, for the sidecar: a CRC-32 per sample over
-        its metadata record and its payloads (see ``BetonReader.verify``)."""
-        return checksum_record(self._crc[: self._count])
 
     def close(self) -> Path:
         """Finish the file: flush the last page, write tables and header, fsync, rename."""
@@ -185,10 +186,13 @@ class BetonWriter:
                 desc[i]["type_id"] = field.type_id
                 desc[i]["name"] = encode_name(name)
                 desc[i]["arguments"] = field.to_args()
+            head = header.tobytes() + desc.tobytes()
+            guard = guard_bytes(self._crc[: self._count], head, self._count, len(self.fields))
             fp.seek(0)
-            fp.write(header.tobytes())
-            fp.write(desc.tobytes())
+            fp.write(head)
             fp.write(self._meta[: self._count].tobytes())
+            fp.seek(self._data_start - len(guard))
+            fp.write(guard)
             fp.flush()
             os.fsync(fp.fileno())
             fp.close()

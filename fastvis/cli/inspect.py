@@ -43,7 +43,7 @@ def describe(path: str, label: str | None = None) -> dict:
             out["empty_classes"] = empty  # a misspelt label in a CSV, or a class whose files were all bad
     if reader.info:
         out["info"] = {k: v for k, v in reader.info.items()
-                       if k not in ("classes", "coarse_classes", "class_counts", "checksums")}
+                       if k not in ("classes", "coarse_classes", "class_counts", "checksums", "integrity")}
     return out
 
 
