@@ -37,11 +37,12 @@ def test_bench_lists_and_runs_a_benchmark(tmp_path):
 
 def test_poisson_benchmark_runs_against_opencv(tmp_path):
     out = tmp_path / "poisson.json"
-    proc = cli("bench", "poisson", "--device", "cpu", "--batch", "2", "--repeats", "1", "--json", out, check=0)
+    proc = cli("bench", "poisson", "--device", "cpu", "--patch", "64", "--batch", "2", "--repeats", "1", "--json", out,
+               check=0)
     rows = json.loads(out.read_text())["rows"]
     ours = rows["fastvis cpu (1 patch)"]
     assert ours["ms"] > 0 and ours["max_err"] <= 1.0 and ours["iterations"] > 0
-    assert any(k.startswith("OpenCV") for k in rows) and "vs OpenCV" in proc.stdout
+    assert any(k.startswith("OpenCV") for k in rows) and "vs OpenCV" in proc.stdout and "64x64 patch" in proc.stdout
 
 
 def test_convert_cifar_archive_then_inspect(cifar_archives, tmp_path):

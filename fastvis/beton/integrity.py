@@ -15,8 +15,8 @@ import numpy as np
 
 from .format import ALLOC_DTYPE, GUARD_DTYPE, GUARD_MAGIC, HEADER_DTYPE, BetonError
 
-__all__ = ["MAX_CLASSES", "find_guard", "guard_bytes", "record_bytes", "sidecar_problem",
-           "verify"]
+__all__ = ["MAX_CLASSES", "check_class_ids", "check_guard", "crc_table", "find_guard", "guard_bytes",
+           "record_bytes", "sidecar_problem", "verify"]
 
 
 @functools.lru_cache(maxsize=32)
@@ -61,6 +61,30 @@ def find_guard(buf: np.ndarray, size: int, alloc_ptr: int, page_size: int):
     return (guard, at) if bytes(guard["magic"]) == GUARD_MAGIC else None
 
 
+def check_guard(buf, size, alloc_ptr, page_size, num_samples, num_fields, desc_end) -> tuple[str | None, int | None]:
+    """``(damage, offset)``: what the integrity record says is wrong with the header (or None),
+    and where the record lies when the file has one and the header matches it (else None)."""
+    guard = find_guard(buf, size, alloc_ptr, page_size)
+    if guard is None:
+        return None, None
+    record, at = guard
+    for what, now, then in (("samples", num_samples, int(record["num_samples"])),
+                            ("fields", num_fields, int(record["num_fields"]))):
+        if now != then:
+            return f"damaged: the header says {now} {what}, the file was written with {then}", None
+    if desc_end > at or zlib.crc32(buf[:desc_end]) != int(record["header_crc"]):
+        return "damaged header or field descriptors (they no longer match the CRC-32 written with the file)", None
+    return None, at
+
+
+def crc_table(buf, at: int, num_samples: int, meta_end: int, path) -> np.ndarray:
+    """The per-sample CRC-32s that end at the record at ``at``."""
+    start = at - 4 * num_samples
+    if start < meta_end:
+        raise BetonError(f"{path}: damaged: its integrity record overlaps the metadata")
+    return buf[start:at].view("<u4").copy()
+
+
 def verify(reader, indices=None) -> list[int]:
     """The samples (of ``indices``, default all) whose metadata record or payloads no longer
     match the CRC-32 written with the file (in the file, or for older files in the sidecar);
@@ -94,6 +118,19 @@ def verify(reader, indices=None) -> list[int]:
 
 
 MAX_CLASSES = 1 << 17  # class ids beyond this are damage, not classes
+
+
+def check_class_ids(y: np.ndarray, declared, where: str) -> np.ndarray:
+    """``y``, once every id lies in ``0..declared - 1`` (the sidecar's class count, or else
+    MAX_CLASSES): a damaged id raises ``BetonError`` naming the sample."""
+    bound = int(declared) if declared else MAX_CLASSES
+    bad = (y < 0) | (y >= bound)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        limit = f"the sidecar declares {bound} classes" if declared else f"at most {MAX_CLASSES} classes"
+        raise BetonError(f"{where}: sample {i} has class id {int(y[i])}, outside 0..{bound - 1} ({limit}); "
+                         "the file is damaged")
+    return y
 
 
 def sidecar_problem(info, samples: int, size: int, guarded: bool = True) -> str | None:

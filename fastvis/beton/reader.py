@@ -5,7 +5,6 @@ import json
 import mmap
 import os
 import stat
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,7 +25,8 @@ from .format import (
     is_power_of_two,
     metadata_dtype,
 )
-from .integrity import MAX_CLASSES, find_guard, sidecar_problem
+from .integrity import check_class_ids, check_guard, crc_table, sidecar_problem
+from .integrity import verify as verify_samples
 
 __all__ = ["BetonReader", "sidecar_path"]
 
@@ -98,17 +98,7 @@ class BetonReader:
             raise self._fail(f"truncated: {size} bytes, the {num_fields} field descriptors end at {desc_end}")
         # fastvis's own files: the counts and the header's CRC-32 they were written with (a
         # mismatch is raised after the structural checks, whose messages say more)
-        guard = find_guard(buf, size, alloc_ptr, page_size)
-        damage = None
-        self._crc_table: np.ndarray | None = None
-        if guard is not None:
-            record, at = guard
-            for what, now, then in (("samples", num_samples, int(record["num_samples"])),
-                                    ("fields", num_fields, int(record["num_fields"]))):
-                if now != then and damage is None:
-                    damage = f"damaged: the header says {now} {what}, the file was written with {then}"
-            if damage is None and (desc_end > at or zlib.crc32(buf[:desc_end]) != int(record["header_crc"])):
-                damage = "damaged header or field descriptors (they no longer match the CRC-32 written with the file)"
+        damage, guard_at = check_guard(buf, size, alloc_ptr, page_size, num_samples, num_fields, desc_end)
         descs = buf[HEADER_DTYPE.itemsize : desc_end].view(FIELD_DESC_DTYPE)
         names: list[str] = []
         fields: list[Field] = []
@@ -126,11 +116,7 @@ class BetonReader:
         meta_end = desc_end + num_samples * meta_dtype.itemsize
         if meta_end > size:
             raise self._fail(f"truncated: {size} bytes, the metadata of {num_samples} samples ends at {meta_end}")
-        if guard is not None and damage is None:
-            table = guard[1] - 4 * num_samples
-            if table < meta_end:
-                raise self._fail("damaged: its integrity record overlaps the metadata")
-            self._crc_table = buf[table : guard[1]].view("<u4").copy()
+        self._crc_table = None if guard_at is None else crc_table(buf, guard_at, num_samples, meta_end, self.path)
         if not meta_end <= alloc_ptr <= size:
             raise self._fail(
                 f"allocation table pointer {alloc_ptr} lies outside [{meta_end}, {size}] (truncated or corrupt)"
@@ -288,9 +274,7 @@ class BetonReader:
     def verify(self, indices=None) -> list[int]:
         """The samples (of ``indices``, default all) that no longer match the CRC-32 written with
         the file (:func:`fastvis.beton.integrity.verify`)."""
-        from .integrity import verify
-
-        return verify(self, indices)
+        return verify_samples(self, indices)
 
     def labels(self, name: str = "label") -> np.ndarray:
         """Class ids of an integer field, checked against the classes the sidecar declares (or
@@ -299,16 +283,8 @@ class BetonReader:
         if not isinstance(self._field_list[j], IntField):
             raise BetonError(f"{self.path}: field {name!r} is {type(self._field_list[j]).__name__}, not class ids "
                              "(IntField)")
-        y = self.metadata[f"f{j}"].astype(np.int64)
-        declared = self.info.get("num_classes")
-        bound = int(declared) if declared else MAX_CLASSES
-        bad = (y < 0) | (y >= bound)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            limit = f"the sidecar declares {bound} classes" if declared else f"at most {MAX_CLASSES} classes"
-            raise BetonError(f"{self.path}: sample {i} has class id {int(y[i])} in field {name!r}, outside "
-                             f"0..{bound - 1} ({limit}); the file is damaged")
-        return y
+        return check_class_ids(self.metadata[f"f{j}"].astype(np.int64), self.info.get("num_classes"),
+                               f"{self.path}: field {name!r}")
 
     def column(self, name: str) -> np.ndarray:
         """A scalar field (int or float) for all samples, as a numpy array."""
