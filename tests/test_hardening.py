@@ -395,7 +395,7 @@ def test_inspect_verify_names_the_changed_sample(converted, tmp_path):
     j = r.names.index("image")
     bad = _flipped(src, tmp_path / "v.beton", int(r._ptrs[j][5]) + 10, 3)
     ok = cli("inspect", src, "--verify")
-    assert ok.returncode == 0 and "verified: all 24 samples" in ok.stdout
+    assert ok.returncode == 0 and "verified: all 24 samples" in ok.stdout and "checksums: in the file" in ok.stdout
     proc = cli("inspect", bad, "--verify")
     assert proc.returncode == 1 and "1 sample(s) changed" in proc.stderr and ": 5" in proc.stderr
 

@@ -20,6 +20,9 @@ def describe(path: str, label: str | None = None) -> dict:
         "bytes": reader.file_size,
         "page_size": reader.page_size,
         "fields": {n: f.describe() for n, f in reader.fields.items()},
+        # where the per-sample CRC-32s are: fastvis writes them into the file; older files, in the sidecar
+        "checksums": "file" if reader._crc_table is not None else
+                     "sidecar" if isinstance(reader.info.get("checksums"), dict) else None,
     }
     for name, field in reader.fields.items():
         if out["fields"][name]["type"] == "RGBImageField" and len(reader):
@@ -80,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {len(counts)} classes: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
         if d.get("empty_classes"):
             print(f"  warning: classes with no sample: {', '.join(d['empty_classes'])}")
+        where = {"file": "in the file (header checked on open)", "sidecar": "in the sidecar"}
+        print(f"  checksums: {where.get(d['checksums'], 'none (written by another program): damage may pass unseen')}")
         if d.get("verified"):
             print(f"  verified: all {d['samples']} samples match their checksums")
         return 0

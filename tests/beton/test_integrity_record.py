@@ -11,6 +11,7 @@ import pytest
 
 from fastvis.beton import BetonError, BetonReader, BetonWriter, FloatField, IntField, RGBImageField
 from fastvis.beton.format import GUARD_MAGIC, HEADER_DTYPE
+from fastvis.cli.inspect import describe
 
 N = 40
 
@@ -105,6 +106,7 @@ def test_files_without_the_record_open_and_verify_from_an_older_sidecar(tmp_path
     assert len(r) == 5 and r._crc_table is None
     with pytest.raises(BetonError, match="no checksums to verify against"):
         r.verify()
+    assert describe(str(path))["checksums"] is None  # fastvis-inspect: "none (written by another program) ..."
     side = {"checksums": {"algorithm": "crc32", "per_sample": base64.b64encode(crc.astype("<u4").tobytes()).decode()}}
     (tmp_path / "old.beton.json").write_text(json.dumps(side))
-    assert BetonReader(path).verify() == []
+    assert BetonReader(path).verify() == [] and describe(str(path))["checksums"] == "sidecar"
