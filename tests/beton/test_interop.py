@@ -55,6 +55,19 @@ def test_ffcv_loader_reads_fastvis_file_bit_exactly(ffcv, tmp_path, samples):
     assert scan.dtype == np.uint16 and np.array_equal(scan, samples["scan"])
 
 
+def test_ffcv_loader_reads_a_fastvis_file_of_scalar_fields_only(ffcv, tmp_path, samples):
+    """No data pages at all (the integrity record ends where they would begin)."""
+    from ffcv.fields.decoders import FloatDecoder, IntDecoder
+
+    path = tmp_path / "scalars.beton"
+    with BetonWriter(path, {"label": IntField(), "score": FloatField()}, capacity=N + 3) as w:
+        for i in range(N):
+            w.write((samples["label"][i], samples["score"][i]))
+    label, score = ffcv_load(path, {"label": [IntDecoder()], "score": [FloatDecoder()]})
+    assert np.array_equal(label.ravel(), samples["label"]) and np.array_equal(score.ravel(), samples["score"])
+    assert BetonReader(path).verify() == []
+
+
 def test_ffcv_reads_fastvis_jpeg_like_fastvis_does(ffcv, tmp_path, cifar10_jpeg_tar):
     """JPEG payloads: ffcv decodes with libjpeg-turbo's fast integer IDCT, we with the accurate
     one (libjpeg's default), so pixels may differ by a few levels; ours are never further from
