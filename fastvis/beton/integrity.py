@@ -15,7 +15,7 @@ import numpy as np
 
 from .format import ALLOC_DTYPE, GUARD_DTYPE, GUARD_MAGIC, HEADER_DTYPE, BetonError
 
-__all__ = ["MAX_CLASSES", "check_class_ids", "check_guard", "crc_table", "find_guard", "guard_bytes",
+__all__ = ["MAX_CLASSES", "check_class_ids", "check_guard", "checksum_source", "crc_table", "find_guard", "guard_bytes",
            "record_bytes", "sidecar_problem", "verify"]
 
 
@@ -85,18 +85,27 @@ def crc_table(buf, at: int, num_samples: int, meta_end: int, path) -> np.ndarray
     return buf[start:at].view("<u4").copy()
 
 
+def checksum_source(reader) -> str | None:
+    """Where a file's per-sample CRC-32s are: ``"file"`` (fastvis writes them there), ``"sidecar"``
+    (older fastvis files), or None (a file from another writer: nothing to verify against)."""
+    if reader._crc_table is not None:
+        return "file"
+    record = reader.info.get("checksums")
+    return "sidecar" if isinstance(record, dict) and record.get("algorithm") == "crc32" else None
+
+
 def verify(reader, indices=None) -> list[int]:
     """The samples (of ``indices``, default all) whose metadata record or payloads no longer
     match the CRC-32 written with the file (in the file, or for older files in the sidecar);
     ``[]`` when all match. ``BetonError`` when there are none (a file from another writer)."""
+    source = checksum_source(reader)
+    if source is None:
+        raise BetonError(f"{reader.path}: no checksums to verify against (not written by fastvis, and its "
+                         "sidecar records none)")
     expected = reader._crc_table
-    if expected is None:
-        record = reader.info.get("checksums")
-        if not isinstance(record, dict) or record.get("algorithm") != "crc32":
-            raise BetonError(f"{reader.path}: no checksums to verify against (not written by fastvis, and its "
-                             "sidecar records none)")
+    if source == "sidecar":
         try:
-            expected = np.frombuffer(base64.b64decode(record["per_sample"]), "<u4")
+            expected = np.frombuffer(base64.b64decode(reader.info["checksums"]["per_sample"]), "<u4")
         except (KeyError, ValueError, TypeError) as exc:
             raise BetonError(f"{reader.path}.json: unreadable checksums ({exc})") from None
         if len(expected) != reader.num_samples:
@@ -133,7 +142,7 @@ def check_class_ids(y: np.ndarray, declared, where: str) -> np.ndarray:
     return y
 
 
-def sidecar_problem(info, samples: int, size: int, guarded: bool = True) -> str | None:
+def sidecar_problem(info, samples: int, size: int, guarded: bool) -> str | None:
     """What is wrong with a parsed sidecar, or None; ``guarded``: the file carries its integrity
     record."""
     if not isinstance(info, dict):

@@ -12,6 +12,7 @@ from . import run
 
 def describe(path: str, label: str | None = None) -> dict:
     from ..beton import BetonReader
+    from ..beton.integrity import checksum_source
 
     reader = BetonReader(path)
     out = {
@@ -20,9 +21,7 @@ def describe(path: str, label: str | None = None) -> dict:
         "bytes": reader.file_size,
         "page_size": reader.page_size,
         "fields": {n: f.describe() for n, f in reader.fields.items()},
-        # where the per-sample CRC-32s are: fastvis writes them into the file; older files, in the sidecar
-        "checksums": "file" if reader._crc_table is not None else
-                     "sidecar" if isinstance(reader.info.get("checksums"), dict) else None,
+        "checksums": checksum_source(reader),  # "file", "sidecar" (older files) or None
     }
     for name, field in reader.fields.items():
         if out["fields"][name]["type"] == "RGBImageField" and len(reader):
