@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -16,24 +15,14 @@ if not HAS_CUDA:
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 from tests.cifar_archive import build_cifar_archive  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _missing(reason: str):
-    """Skip for users without the resource; under CI a missing resource is a failure."""
-    if IN_CI:
-        pytest.fail(f"{reason} (required under CI=true)")
-    pytest.skip(reason)
+from tests.helpers import SHARED_DATA, missing, write_set  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def cifar10_jpeg_tar() -> Path:
     path = SHARED_DATA / "cifar10-jpeg.tar.xz"
     if not path.exists():
-        _missing(f"real CIFAR-10 copy not found at {path}")
+        missing(f"real CIFAR-10 copy not found at {path}")
     return path
 
 
@@ -41,7 +30,7 @@ def cifar10_jpeg_tar() -> Path:
 def cifar100_train_tar() -> Path:
     path = SHARED_DATA / "cifar-100-python-train.tar.gz"
     if not path.exists():
-        _missing(f"real CIFAR-100 training split not found at {path}")
+        missing(f"real CIFAR-100 training split not found at {path}")
     return path
 
 
@@ -51,7 +40,7 @@ def ffcv():
         import ffcv  # noqa: F401
         import ffcv.loader  # noqa: F401
     except Exception as exc:  # ImportError, or its compiled part failing to load
-        _missing(f"ffcv (the reference reader) is not importable: {exc}")
+        missing(f"ffcv (the reference reader) is not importable: {exc}")
     return ffcv
 
 
@@ -61,7 +50,7 @@ def dali():
     try:
         import nvidia.dali  # noqa: F401
     except Exception as exc:
-        _missing(f"NVIDIA DALI is not importable (pip install 'fastvis[dali]'): {exc}")
+        missing(f"NVIDIA DALI is not importable (pip install 'fastvis[dali]'): {exc}")
     return nvidia.dali
 
 
@@ -75,10 +64,11 @@ def cifar_archives(tmp_path_factory):
     }
 
 
-def extract_tar(archive: Path, dest: Path) -> Path:
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="data")
-    return dest
+@pytest.fixture(scope="session")
+def data(tmp_path_factory) -> tuple[str, str]:
+    """(train, val) .beton files of the 4-class colour-and-stripe set (256 and 64 images of 16 px)."""
+    root = tmp_path_factory.mktemp("data")
+    return str(write_set(root / "train.beton", 256, 0)), str(write_set(root / "val.beton", 64, 1))
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -16,9 +15,7 @@ from fastvis.ablate.analysis import sentence
 from fastvis.ablate.runner import parse_variants
 from fastvis.ablate.stats import compare, mean_std, t_quantile
 from fastvis.train.config import TrainConfig
-from tests.train.test_trainer import data  # noqa: F401  (the trainer tests' data fixture)
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO, train_cli
 
 
 def test_statistics_on_fixed_numbers():
@@ -68,7 +65,7 @@ def _ablate(*args):
     return [sys.executable, "-m", "fastvis.cli.ablate", *map(str, args)]
 
 
-def test_a_tiny_ablation_end_to_end(data, tmp_path):  # noqa: F811
+def test_a_tiny_ablation_end_to_end(data, tmp_path):
     from pypdf import PdfReader
 
     out = tmp_path / "ablate"
@@ -103,10 +100,8 @@ def test_a_tiny_ablation_end_to_end(data, tmp_path):  # noqa: F811
     assert again.returncode == 0 and "8 of 8 runs already finished" in again.stdout
 
 
-def test_train_then_ablate_reuses_the_run_as_its_base(data, tmp_path):  # noqa: F811
+def test_train_then_ablate_reuses_the_run_as_its_base(data, tmp_path):
     from pypdf import PdfReader
-
-    from tests.train.test_trainer import cli as train_cli
 
     out = tmp_path / "run"
     proc = train_cli("--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "1", "--batch-size", "32",

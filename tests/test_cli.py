@@ -2,21 +2,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from fastvis.beton import BetonReader
-
-
-def cli(tool: str, *args, check=None):
-    proc = subprocess.run([sys.executable, "-m", f"fastvis.cli.{tool}", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
-    if check is not None:
-        assert proc.returncode == check, proc.stderr
-    return proc
+from tests.helpers import run_cli as cli
 
 
 @pytest.mark.parametrize("tool", ["convert", "inspect", "train", "bench"])

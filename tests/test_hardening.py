@@ -16,8 +16,8 @@ from PIL import Image
 
 from fastvis.atomic import check_output, remove_stale, write_atomic
 from fastvis.beton import BetonError, BetonReader, BetonWriter, IntField, RGBImageField
-from tests.test_cli import cli
-from tests.train.test_trainer import data  # noqa: F401  (the trainer tests' data fixture)
+from tests.helpers import run_cli as cli
+from tests.helpers import train_cli, train_killed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -175,7 +175,7 @@ BAD_OPTIONS = [
 
 
 @pytest.mark.parametrize("extra,message", BAD_OPTIONS)
-def test_bad_trainer_options_are_one_line(data, tmp_path, capsys, extra, message):  # noqa: F811
+def test_bad_trainer_options_are_one_line(data, tmp_path, capsys, extra, message):
     from fastvis.cli.train import main
 
     base = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--device", "cpu", "-q", "--out",
@@ -187,7 +187,7 @@ def test_bad_trainer_options_are_one_line(data, tmp_path, capsys, extra, message
     assert message in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_bad_data_is_one_line(data, tmp_path, capsys):  # noqa: F811
+def test_bad_data_is_one_line(data, tmp_path, capsys):
     from fastvis.cli.train import main
 
     empty = tmp_path / "empty.beton"
@@ -206,7 +206,7 @@ def test_bad_data_is_one_line(data, tmp_path, capsys):  # noqa: F811
         assert message in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_a_budget_too_small_to_train_is_refused(data, tmp_path, capsys):  # noqa: F811
+def test_a_budget_too_small_to_train_is_refused(data, tmp_path, capsys):
     from fastvis.cli.train import main
 
     code = main(["--data", data[0], "--val", data[1], "--model", "tinynet", "--device", "cpu", "-q", "--budget", "1s",
@@ -217,14 +217,11 @@ def test_a_budget_too_small_to_train_is_refused(data, tmp_path, capsys):  # noqa
 
 # -- resuming -----------------------------------------------------------------------------------------
 
-def test_resume_continues_the_run_with_its_own_settings(data, tmp_path):  # noqa: F811
-    from tests.train.test_trainer import cli as train_cli
-
+def test_resume_continues_the_run_with_its_own_settings(data, tmp_path):
     run = tmp_path / "run"
     args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "3", "--batch-size", "32",
             "--lr", "0.2", "--device", "cpu", "-q", "--cutmix", "1.0"]
-    killed = train_cli(*args, "--out", run, "--halt-after-epoch", "1")
-    assert killed.returncode == 137
+    train_killed(*args, "--out", run, at="checkpoint", n=1)
     stale = run / f".checkpoint.pt.{_dead_pid()}.x.part"
     stale.write_bytes(b"half a checkpoint")  # as a kill during a save leaves it
     changed = train_cli("--resume", run, "--lr", "0.5")
@@ -241,14 +238,11 @@ def test_resume_continues_the_run_with_its_own_settings(data, tmp_path):  # noqa
     assert more.returncode == 0 and json.loads((run / "summary.json").read_text())["steps"] == 32
 
 
-def test_resume_auto_starts_or_continues(data, tmp_path):  # noqa: F811
-    from tests.train.test_trainer import cli as train_cli
-
+def test_resume_auto_starts_or_continues(data, tmp_path):
     run = tmp_path / "auto"
     args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "2", "--batch-size", "32",
             "--device", "cpu", "-q", "--out", run, "--resume", "auto"]
-    first = train_cli(*args, "--halt-after-epoch", "1")  # nothing to resume yet: starts
-    assert first.returncode == 137
+    train_killed(*args, at="checkpoint", n=1)  # nothing to resume yet: starts
     second = train_cli(*args)  # the same command line: continues
     assert second.returncode == 0, second.stderr
     assert json.loads((run / "summary.json").read_text())["steps"] == 16
@@ -282,31 +276,37 @@ def _whole_outputs(run: Path) -> list[str]:
     return there
 
 
-def test_a_run_killed_at_many_moments_leaves_whole_outputs_and_resumes(data, tmp_path):  # noqa: F811
-    """SIGKILL a training run at moments spread over its whole life (start-up, epochs, the final
-    evaluation, the curve, the report, the summary): whatever it wrote is whole, and the same
-    command line with --resume auto then finishes the run and leaves no temporaries."""
-    args = [sys.executable, "-m", "fastvis.cli.train", "--data", data[0], "--val", data[1], "--model", "tinynet",
-            "--epochs", "3", "--batch-size", "32", "--device", "cpu", "-q", "--resume", "auto"]
+# every moment of a 2-epoch run's life where a kill can land: (event, how many of them before the
+# kill); its writes are config.json, metrics.jsonl, then at the end the curve, the report, the summary
+KILL_MOMENTS = [("write", 2), ("checkpoint-write", 1), ("evaluation", 1), ("checkpoint", 1), ("evaluation", 2),
+                ("checkpoint-write", 2), ("checkpoint", 2), ("write", 3), ("write", 4), ("write", 5)]
+
+
+@pytest.mark.slow
+def test_a_run_killed_at_many_moments_leaves_whole_outputs_and_resumes(data, tmp_path):
+    """SIGKILL a training run at moments spread over its whole life (inside a checkpoint write,
+    after epochs, inside evaluations, inside the writes of the curve, the report, the summary):
+    whatever it wrote is whole, and the same command line with --resume auto then finishes the
+    run and leaves no temporaries. The kills come at events, not at times: any machine's speed."""
+    args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "2", "--batch-size", "32",
+            "--device", "cpu", "-q", "--resume", "auto"]
     ref = tmp_path / "ref"
-    t = time.perf_counter()
-    assert subprocess.run([*args, "--out", ref], capture_output=True, timeout=600).returncode == 0
-    life = time.perf_counter() - t  # how long a whole run lives here: the kills are spread over it
-    seen = set()
-    for k, share in enumerate((0.4, 0.7, 0.88, 0.97)):
+    train_cli(*args, "--out", ref, check=0)
+    steps = json.loads((ref / "summary.json").read_text())["steps"]
+    seen = []
+    for k, (event, n) in enumerate(KILL_MOMENTS):
         run = tmp_path / f"k{k}"
-        proc = subprocess.Popen([*args, "--out", run], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(share * life)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        seen.update(_whole_outputs(run))
-        again = subprocess.run([*args, "--out", run], capture_output=True, text=True, timeout=600)
+        train_killed(*args, "--out", run, at=event, n=n)
+        seen.append(set(_whole_outputs(run)))
+        again = train_cli(*args, "--out", run)
         assert again.returncode == 0, again.stderr[-2000:]
         assert set(_whole_outputs(run)) >= {"summary.json", "report.pdf", "curve.png", "metrics.jsonl"}
         assert not [p.name for p in run.iterdir() if p.name.startswith(".") or p.name.endswith(".part")]
-        assert json.loads((run / "summary.json").read_text())["steps"] == \
-            json.loads((ref / "summary.json").read_text())["steps"]
-    assert {"checkpoint.pt", "metrics.jsonl"} <= seen  # some kills came after the first epoch
+        assert json.loads((run / "summary.json").read_text())["steps"] == steps
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert len(rows) == len({(r["epoch"], r["split"], bool(r.get("final"))) for r in rows})  # no row twice
+    assert "checkpoint.pt" not in seen[1] and {"checkpoint.pt", "metrics.jsonl"} <= seen[3]  # before, after epoch 1
+    assert "curve.png" in seen[-2] and "summary.json" not in seen[-1]  # inside the last writes
 
 
 # -- integrity sweeps ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from fastvis.beton import BetonReader
-from tests.test_cli import cli
+from tests.helpers import run_cli as cli
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import pytest
 
 from fastvis.beton import BetonReader
 from fastvis.loader import holdout_split
-from tests.test_cli import cli
+from tests.helpers import run_cli as cli
 
 pytestmark = pytest.mark.slow
 

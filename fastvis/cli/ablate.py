@@ -53,7 +53,6 @@ def base_config(args):
         if not saved.is_file():
             raise InputError(f"{args.from_run}: no config.json (not a fastvis-train run folder)")
         options = {**load_file(saved), **options}
-        options.pop("halt_after_epoch", None)
     if "budget" in given or "epochs" in given:
         options.pop("budget", None)
         options.pop("epochs", None)

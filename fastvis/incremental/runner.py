@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import torch
@@ -36,11 +35,11 @@ import torch.nn.functional as F
 from .. import FastvisError, InputError
 from ..atomic import write_atomic
 from ..loader import Batch
-from ..train import checkpoint, ddp
+from ..train import checkpoint, ddp, recipe
 from ..train.augment_plan import build_plan
 from ..train.budget import Clock, lr_at
 from ..train.config import TrainConfig
-from ..train.data import build_train_data, eval_sets
+from ..train.data import SAMPLE, build_train_data, eval_sets
 from ..train.datasets import resolve
 from ..train.model import build_model, choose_amp, make_optimizer, peak_lr
 from ..train.recorder import Recorder
@@ -54,7 +53,11 @@ __all__ = ["IncrementalTrainer", "train_incremental"]
 
 class IncrementalTrainer:
     def __init__(self, cfg: TrainConfig, clock: Clock | None = None):
-        self.cfg = cfg = cfg.resolved()
+        cfg = cfg.resolved()
+        o = cfg.optim  # the class-incremental literature's batch and learning rate, unless given
+        batch = o.batch_size if o.batch_size is not None else recipe.get("incremental_batch")
+        lr = o.lr if o.lr is not None else recipe.get("incremental_lr") * batch / recipe.get("incremental_batch")
+        self.cfg = cfg = cfg.replace(batch_size=batch, lr=lr)
         self.clock = clock or Clock()
         self.device, self.world = ddp.setup_device(cfg.speed.device, cfg.speed.ddp_timeout)
         if self.world.distributed:
@@ -90,10 +93,10 @@ class IncrementalTrainer:
         self.class_idx = [(self.train_pos == p).nonzero().flatten() for p in range(k)]
         self.eval_sets = eval_sets(data, val_path, cfg, device)
         self.plan = build_plan(cfg, data, self.world, self.recorder.log)
-        self.model_name = cfg.data.model or "resnet32"
+        self.model_name = cfg.data.model or recipe.get("incremental_model")
         torch.manual_seed(cfg.output.seed)
         # a model initialised from the data (FastNet's whitening) sees the first task's images only
-        first = torch.cat([self.class_idx[p] for p in range(self.sizes[0])])[:5000]
+        first = torch.cat([self.class_idx[p] for p in range(self.sizes[0])])[:SAMPLE]
         self.model, self.params, self.flops = build_model(self.model_name, cfg, k, data.image_shape, device,
                                                           lambda: self.normalize(ds.batch(first)[0]))
         self.amp, self.amp_reason = choose_amp(cfg.speed.amp, device, self.model, data.image_shape, k,
@@ -168,15 +171,7 @@ class IncrementalTrainer:
             st["task"], st["task_step"], st["epoch"], st["task_seconds"], st["share"] = t + 1, 0, 0, 0.0, None
             self.optimizer = None
             self.save_checkpoint()
-            self._maybe_halt()
         return self.finish()
-
-    def _maybe_halt(self) -> None:
-        """The test hook ``--halt-after-epoch N``: exit as if killed after the checkpoint that
-        follows the N-th epoch of the run (counted over all tasks), in a run not resumed."""
-        halt = self.cfg.output.halt_after_epoch
-        if halt is not None and self.st["global_epoch"] >= halt and not self.cfg.output.resume:
-            os._exit(137)
 
     def _share(self, t: int) -> float | None:
         """Seconds of training for task ``t`` under a budget: the time left (less each remaining
@@ -186,8 +181,9 @@ class IncrementalTrainer:
         if self.cfg.incremental.epochs_per_task is not None or budget is None:
             return None
         left_tasks = len(self.tasks) - t
-        overhead = self.st["overhead"] if self.st["overhead"] is not None else 0.02 * budget / len(self.tasks)
-        left = 0.98 * budget - self.clock() - left_tasks * 1.5 * overhead - 5.0
+        share, factor, end = recipe.get("incremental_overhead")
+        overhead = self.st["overhead"] if self.st["overhead"] is not None else share * budget / len(self.tasks)
+        left = recipe.get("incremental_budget_use") * budget - self.clock() - left_tasks * factor * overhead - end
         w = self._weights(t)
         share = left * w[0] / sum(w)
         if share <= 0:
@@ -234,14 +230,10 @@ class IncrementalTrainer:
                 st["global_epoch"] += 1
                 self.save_checkpoint()
                 st["task_seconds"] += self.clock() - previous  # the checkpoint's time is the task's too
-                if self._progress(spe) < 1:  # else the task's end comes first, then its checkpoint
-                    self._maybe_halt()
 
     def _step(self, batch: Batch, t: int, before: int, seen: int, spe: int) -> float:
         st = self.st
-        self.lr = lr_at(self._progress(spe), self.peak_lr, self.cfg.optim.warmup)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr
+        self.lr = self.optimizer.set_lr(lr_at(self._progress(spe), 1.0, self.cfg.optim.warmup))
         x, y, targets = self.plan(batch, st["step"], st["epoch"])
         self.model.train()
         with self.autocast():

@@ -7,6 +7,7 @@ import re
 import time
 
 from .. import InputError
+from . import recipe
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -60,9 +61,9 @@ class BudgetController:
     progress, so all change the learning rate and stop together.
     """
 
-    MARGIN = 0.01  # of the budget, kept free
-    REPORT = 3.0  # seconds for the report, the curve and the summary
-    MAX_EVAL_SHARE = 0.1  # intermediate evaluations take at most this share of the time
+    MARGIN = recipe.get("budget_margin")  # of the budget, kept free
+    REPORT = recipe.get("report_seconds")  # for the report, the curve and the summary
+    MAX_EVAL_SHARE = recipe.get("max_eval_share")  # intermediate evaluations take at most this share of the time
 
     def __init__(self, budget: float, clock: Clock, world, device, final_evals: float = 1.0,
                  ckpt_time: float = 0.5):

@@ -88,7 +88,8 @@ class ScheduleOptions:
 class OptimOptions:
     """optimisation"""
 
-    batch_size: int = option(512, "global batch size", bounds="[1, inf)")
+    batch_size: int | None = option(None, "global batch size (default: the recipe's for the device, halved until "
+                                    "an epoch has enough steps for the data's size)", bounds="[1, inf)")
     lr: float | None = option(None, "peak learning rate (default: by model, scaled with the batch)", bounds="(0, inf)")
     weight_decay: float = option(5e-4, "L2 weight decay (not on biases and norms)", bounds="[0, inf)")
     momentum: float = option(0.9, "SGD momentum", bounds="[0, 1)")
@@ -98,6 +99,17 @@ class OptimOptions:
     drop_path: float = option(0.0, "stochastic depth rate (ResNets, WRN, timm)", bounds="[0, 1)")
     ema_decay: float = option(0.0, "keep an exponential moving average of the weights (--ema alone: decay 0.999; "
                               "0: off)", flag="--ema", const=0.999, metavar="DECAY", bounds="[0, 1)")
+    optimizer: str = option("sgd", "sgd (Nesterov SGD for every parameter) or muon (torch.optim.Muon for the "
+                            "convolution filters, Nesterov SGD for the rest)", choices=("sgd", "muon"))
+    muon_lr: float | None = option(None, "peak learning rate of the filters under --optimizer muon (default: the "
+                                   "recipe's)", bounds="(0, inf)")
+    norm_lr_scale: float | None = option(None, "learning rate of the normalisation layers' shifts and scales (and "
+                                         "FastNet's whitening bias) as a multiple of --lr (default: the recipe's)",
+                                         metavar="X", bounds="(0, inf)")
+    whiten_bias_epochs: float = option(3.0, "FastNet: train the whitening layer's bias for this many epochs (its lr "
+                                       "falling to zero over them), then leave it", metavar="E", bounds="[0, inf)")
+    lookahead: bool = option(False, "every 5 steps pull the weights towards their moving average (decay rising "
+                             "with progress to 0.77) and train on from there; the run ends on the average")
 
 
 @dataclass
@@ -149,6 +161,8 @@ class EvalOptions:
     """evaluation and distillation"""
 
     tta: bool = option(True, "flip test-time augmentation in the final evaluation (--no-tta: off)")
+    tta_shift: int = option(0, "test-time augmentation also averages the views shifted by this many pixels (up-left "
+                            "and down-right, each with its flip; 0: flips only)", metavar="PIXELS", bounds="[0, 8]")
     metric: str = option("top1", "what the best result tracks on the watched split: top1, balanced_accuracy (the "
                          "mean recall over classes) or auc (two classes: ROC AUC of the defect class)",
                          choices=METRICS)
@@ -193,8 +207,6 @@ class OutputOptions:
     wandb_mode: str = option("offline", "wandb mode", choices=("offline", "online", "disabled"), hyper=False)
     wandb_project: str = option("fastvis", "wandb project", hyper=False)
     quiet: bool = option(False, "no progress output", short="-q", hyper=False)
-    halt_after_epoch: int | None = option(None, "testing: exit as if killed right after that checkpoint",
-                                          hidden=True, hyper=False)
 
 
 @dataclass
@@ -419,9 +431,13 @@ def load_file(path: str | os.PathLike) -> dict:
     flat: dict[str, Any] = {}
     for key, value in raw.items():
         key = _alias(key) if key.replace("-", "_") not in GROUPS else key.replace("-", "_")
+        if key in RETIRED:
+            continue
         if key in GROUPS and isinstance(value, dict):
             for k, v in value.items():
                 k = _alias(k)
+                if k in RETIRED:
+                    continue
                 if OPTIONS.get(k, (None,))[0] != key:
                     raise FastvisError(f"{p}: [{key}] has no option {k!r}{_suggest(k)}")
                 flat[k] = v
@@ -432,12 +448,12 @@ def load_file(path: str | os.PathLike) -> dict:
     return {k: coerce(k, v, f"{p}: ") for k, v in flat.items()}
 
 
-#: defaults of class-incremental runs (--incremental) where they differ: small tasks need more steps
-INCREMENTAL_DEFAULTS = {"batch_size": 128, "lr": 0.1}
+#: options of earlier versions, ignored in the config.json of their run folders
+RETIRED = {"halt_after_epoch"}
 
 #: options a resumed run may change; any other given again must equal the run's own
 MAY_CHANGE = {"budget", "epochs", "out", "resume", "quiet", "wandb", "wandb_mode", "wandb_project",
-              "halt_after_epoch", "eval_batch_size", "device", "nproc_per_node", "ddp_timeout", "cache_dir", "verify"}
+              "eval_batch_size", "device", "nproc_per_node", "ddp_timeout", "cache_dir", "verify"}
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -462,7 +478,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         saved_file = folder / "config.json"
         if saved_file.is_file():
             saved = load_file(saved_file)
-            saved.pop("halt_after_epoch", None)  # a test hook, never carried over
             for name, value in options.items():
                 if name in saved and name not in MAY_CHANGE and value != saved[name]:
                     raise InputError(f"{flag_of(name)} {value}: the run in {folder} was started with {saved[name]}; "
@@ -472,6 +487,4 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                 saved.pop("budget", None)
                 saved.pop("epochs", None)
             options = {**saved, "out": str(folder), **options}
-    if options.get("incremental"):  # the class-incremental literature's batch and learning rate
-        options = {**INCREMENTAL_DEFAULTS, **options}
     return TrainConfig.from_options(**options).resolved()

@@ -24,7 +24,7 @@ from ..loader.order import holdout_split
 from .config import LOADER_CHOICES, TrainConfig
 from .ddp import World
 
-__all__ = ["TrainData", "align_classes", "build_train_data", "crop_size", "eval_sets", "load_val"]
+__all__ = ["TrainData", "align_classes", "build_train_data", "crop_size", "eval_sets", "load_val", "training_samples"]
 
 SAMPLE = 5000  # images kept for statistics and FastNet's whitening
 HOLDOUT_SEED = 0  # the held-out part does not change with --seed: runs of different seeds compare on it
@@ -93,6 +93,13 @@ def _choose(cfg: TrainConfig, reader: BetonReader) -> str:
         raise FastvisError(f"{path}: images differ in size; use --loader jpeg or dali (random-resized crops "
                            "of --image-size) or convert with --size")
     return kind
+
+
+def training_samples(path: str | Path, holdout: float) -> int:
+    """How many samples of ``path`` are trained on (less ``--holdout``)."""
+    n = len(BetonReader(path))
+    held = int(round(holdout * n)) if 0 < holdout < 1 else int(holdout)
+    return max(0, n - held)
 
 
 def build_train_data(cfg: TrainConfig, path: str | Path, world: World, device: torch.device) -> TrainData:

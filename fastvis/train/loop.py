@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import torch
 import torch.nn.functional as F
@@ -20,13 +19,13 @@ import torch.nn.functional as F
 from .. import FastvisError
 from ..atomic import write_atomic
 from ..models import list_models
-from . import checkpoint, ddp
+from . import checkpoint, ddp, recipe
 from .augment_plan import build_plan
 from .budget import BudgetController, Clock, lr_at
 from .config import TrainConfig
-from .data import build_train_data, eval_sets
+from .data import build_train_data, eval_sets, training_samples
 from .datasets import resolve
-from .ema import EMA
+from .ema import EMA, Lookahead
 from .loss import Criterion, load_teacher
 from .metrics import DETAIL_CLASSES, FALSE_ALARM_RATE, Tally, positive_class
 from .model import build_model, choose_amp, make_optimizer, peak_lr, pick_model
@@ -40,12 +39,32 @@ class TrainingDiverged(FastvisError):
     """The loss became NaN or infinite."""
 
 
+def tta_views(tta: bool, shift: int, x: torch.Tensor | None = None) -> list:
+    """Test-time augmentation: ``[(weight, view of x)]``. None: the image; flip: it and its
+    mirror; with ``shift`` pixels, half the weight moves to the two views shifted up-left and
+    down-right (reflected at the border), each with its mirror. ``x=None`` lists the weights."""
+    if not tta:
+        return [(1.0, x)]
+    views = [x, None if x is None else x.flip(3)]
+    if not shift:
+        return [(0.5, v) for v in views]
+    if x is not None:
+        h, w = x.shape[2:]
+        padded = F.pad(x, (shift,) * 4, mode="reflect")
+        for dy, dx in ((0, 0), (2 * shift, 2 * shift)):
+            moved = padded[:, :, dy:dy + h, dx:dx + w]
+            views += [moved, moved.flip(3)]
+    else:
+        views += [None] * 4
+    return [(0.25, v) for v in views[:2]] + [(0.125, v) for v in views[2:]]
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, clock: Clock | None = None):
         self.cfg = cfg = cfg.resolved()
         self.clock = clock or Clock()
         self.device, self.world = ddp.setup_device(cfg.speed.device, cfg.speed.ddp_timeout)
-        if cfg.optim.batch_size % self.world.size:
+        if cfg.optim.batch_size is not None and cfg.optim.batch_size % self.world.size:
             raise FastvisError(f"--batch-size {cfg.optim.batch_size} must be a multiple of the {self.world.size} "
                                "processes")
         self.amp, self.amp_reason = bool(cfg.speed.amp), ""  # decided in setup, once the model is built
@@ -65,6 +84,9 @@ class Trainer:
             torch.distributed.barrier()
             if not world.main:
                 train_path, val_path, self.dataset_name = resolve(*args, False, cfg.data.verify, need_val)
+        if cfg.optim.batch_size is None:  # the recipe's for this device and the data's size
+            n = training_samples(train_path, cfg.data.holdout)
+            self.cfg = cfg = cfg.replace(batch_size=recipe.batch_size(device.type, n, world.size))
         self.data = data = build_train_data(cfg, train_path, world, device)
         # evaluated during training (the curve, the best model, the budget): the holdout when there is one
         self.eval_sets = eval_sets(data, val_path, cfg, device)
@@ -75,7 +97,8 @@ class Trainer:
             raise FastvisError(f"--metric auc needs two classes; this data has {data.num_classes}")
         self.plan = build_plan(cfg, data, world, self.recorder.log)
         # the training time the budget leaves (less a tenth for evaluations and the end)
-        seconds = 0.9 * cfg.schedule.budget - self.clock() if cfg.schedule.budget else None
+        seconds = recipe.get("budget_model_share") * cfg.schedule.budget - self.clock() if cfg.schedule.budget \
+            else None
         self.model_name, speed, why = pick_model(cfg, device, data.image_shape, data.num_classes, data.n, seconds,
                                                  self.recorder.log)
         if world.distributed and not cfg.data.model:  # every rank trains rank 0's choice
@@ -95,6 +118,7 @@ class Trainer:
         self.peak_lr = peak_lr(cfg, self.model_name)
         self.optimizer = make_optimizer(model, cfg, self.peak_lr)
         self.ema = EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
+        self.lookahead = Lookahead(model) if cfg.optim.lookahead else None
         if world.distributed:
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[world.local_rank] if device.type == "cuda" else None)
@@ -108,15 +132,18 @@ class Trainer:
             self.state.total_steps = max(1, int(round(cfg.schedule.epochs * self.steps_per_epoch)))
         else:
             sizes = sum(len(d) for d in self.eval_sets.values()) / len(self.watch)
+            fixed, per_param, speed = recipe.get("checkpoint_seconds")
             self.budget = BudgetController(cfg.schedule.budget, self.clock, world, device,
-                                           final_evals=sizes * (2 if cfg.eval.tta else 1),
-                                           ckpt_time=0.5 + 12 * self.params / 400e6)
+                                           final_evals=sizes * len(tta_views(cfg.eval.tta, cfg.eval.tta_shift)),
+                                           ckpt_time=fixed + per_param * self.params / speed)
         if cfg.output.resume:
             self.resume(cfg.output.resume)
         wandb = dict(project=cfg.output.wandb_project, mode=cfg.output.wandb_mode) if cfg.output.wandb else None
         self.recorder.start(wandb, {**self.hyper(), "params": self.params, "flops": self.flops})
         if world.main:
             cfg.save(self.recorder.out / "config.json")
+            if not cfg.output.resume:  # a fresh start: no rows of an earlier start that left no checkpoint
+                write_atomic(self.recorder.out / "metrics.jsonl", "")
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         from ..augment import normalize
@@ -133,9 +160,9 @@ class Trainer:
     # -- one step ---------------------------------------------------------------------------------
     def train_step(self, batch, progress: float) -> torch.Tensor:
         st = self.state
-        self.lr = lr_at(progress, self.peak_lr, self.cfg.optim.warmup)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr
+        o = self.cfg.optim
+        whiten = max(0.0, 1 - st.step / (o.whiten_bias_epochs * self.steps_per_epoch)) if o.whiten_bias_epochs else 0.0
+        self.lr = self.optimizer.set_lr(lr_at(progress, 1.0, o.warmup), whiten)
         x, y, targets = self.plan(batch, st.step, st.epoch)
         self.model.train()
         with self.autocast():
@@ -149,6 +176,8 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.raw_model)
         st.step += 1
+        if self.lookahead is not None:
+            self.lookahead.update(self.raw_model, st.step, progress)
         return loss.detach()
 
     # -- evaluation --------------------------------------------------------------------------------
@@ -166,9 +195,7 @@ class Trainer:
             x, y = dataset.batch(idx[s : s + self.cfg.eval.eval_batch_size])
             x = self.normalize(x)
             with self.autocast():
-                logits = model(x).float()
-                if tta:
-                    logits = (logits + model(x.flip(3)).float()) / 2
+                logits = sum(w * model(view).float() for w, view in tta_views(tta, self.cfg.eval.tta_shift, x))
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             top5 = logits.topk(min(5, logits.shape[1]), 1).indices
             c1 += float((top5[:, 0] == y).sum())
@@ -207,8 +234,8 @@ class Trainer:
             self.save_checkpoint()
             if self.budget is not None:
                 self.budget.observe_checkpoint(self.clock() - t)
-            if cfg.output.halt_after_epoch is not None and st.epoch >= cfg.output.halt_after_epoch:
-                os._exit(137)  # as if killed: no final evaluation, no report
+        if self.lookahead is not None:
+            self.lookahead.finish(self.raw_model)
         this_run = self.clock() - start
         st.train_seconds = trained_before + this_run
         for split, dataset in self.eval_sets.items():  # the watched split first, the test split last
@@ -313,7 +340,7 @@ class Trainer:
     # -- persistence and outputs ---------------------------------------------------------------------
     def save_checkpoint(self) -> None:
         if self.world.main:
-            state = snapshot(self.state, self.raw_model, self.optimizer, self.ema,
+            state = snapshot(self.state, self.raw_model, self.optimizer, self.ema, self.lookahead,
                              steps_per_epoch=self.steps_per_epoch, config=self.cfg.as_dict(),
                              model_name=self.model_name, num_classes=self.data.num_classes,
                              in_channels=int(self.data.image_shape[0]), mean=self.data.mean, std=self.data.std)
@@ -323,7 +350,7 @@ class Trainer:
         saved = checkpoint.load(path, map_location=self.device)
         if saved["model_name"] != self.model_name:
             raise FastvisError(f"{path}: checkpoint is a {saved['model_name']}, this run a {self.model_name}")
-        restore(saved, self.state, self.raw_model, self.optimizer, self.ema)
+        restore(saved, self.state, self.raw_model, self.optimizer, self.ema, self.lookahead)
         st = self.state
         if self.cfg.schedule.epochs is not None:  # --epochs given again, possibly more than before
             total = max(1, int(round(self.cfg.schedule.epochs * self.steps_per_epoch)))
@@ -333,6 +360,8 @@ class Trainer:
             st.total_steps = total
         elif saved.get("total_steps") is not None:
             raise FastvisError(f"{path}: the run was started with --epochs; resume it with --epochs")
+        # a run killed after its last checkpoint evaluates again at the end: its final rows once
+        st.history = [row for row in st.history if not row.get("final")]
         if self.world.main:  # metrics.jsonl holds the checkpoint's history, no row twice
             text = "".join(json.dumps(row) + "\n" for row in st.history)
             write_atomic(self.recorder.out / "metrics.jsonl", text)

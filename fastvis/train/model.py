@@ -1,16 +1,17 @@
-"""The model of a run and what goes with it: the default choice (:mod:`.recipe`), the precision,
-its initialisation from the data (FastNet's whitening), FLOPs, memory format and the optimiser."""
+"""The model of a run and what goes with it: the default choice (:mod:`.speed`, from the
+recipe's ladders), the precision, its initialisation from the data (FastNet's whitening), FLOPs,
+memory format and the optimiser (:mod:`.optim`, its defaults from :mod:`.recipe`)."""
 from __future__ import annotations
 
 import torch
 
 from ..models import FastNet, create_model
+from . import recipe
 from .config import TrainConfig
-from .recipe import Speed, choose_model, measure_speed
+from .optim import Optimizer
+from .speed import Speed, choose_model, measure_speed
 
-__all__ = ["DEFAULT_LR", "build_model", "choose_amp", "count_flops", "make_optimizer", "peak_lr", "pick_model"]
-
-DEFAULT_LR = {"fastnet": 0.2, "fastnet_m": 0.2, "fastnet_s": 0.2}  # peak learning rate at batch 512 (others: 0.1)
+__all__ = ["build_model", "choose_amp", "count_flops", "make_optimizer", "peak_lr", "pick_model"]
 
 
 def pick_model(cfg: TrainConfig, device: torch.device, image_shape, num_classes: int, train_samples: int,
@@ -21,7 +22,8 @@ def pick_model(cfg: TrainConfig, device: torch.device, image_shape, num_classes:
     if cfg.data.model:
         return cfg.data.model, None, "--model"
     if seconds is None:
-        return ("resnet18" if device.type == "cuda" else "fastnet"), None, "--epochs without --model"
+        return recipe.get("epochs_model")[device.type if device.type == "cuda" else "cpu"], None, \
+            "--epochs without --model"
     return choose_model(image_shape, num_classes, train_samples, seconds, device, cfg.speed.channels_last,
                         try_bf16=cfg.speed.amp is None and cpu_has_fast_bf16() and device.type != "cuda", log=log)
 
@@ -52,22 +54,21 @@ def build_model(name: str, cfg: TrainConfig, num_classes: int, image_shape, devi
     return model, params, flops
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, peak_lr: float) -> torch.optim.Optimizer:
-    """SGD (Nesterov by default) with weight decay on weights only, not on biases and norms."""
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, peak_lr: float) -> Optimizer:
+    """``--optimizer`` (SGD, or Muon for the filters) with weight decay on weights only, not on
+    biases and norms; what the options leave open comes from the recipe."""
     o = cfg.optim
-    return torch.optim.SGD([{"params": decay, "weight_decay": o.weight_decay},
-                            {"params": no_decay, "weight_decay": 0.0}],
-                           lr=peak_lr, momentum=o.momentum, nesterov=o.nesterov)
+    scale = o.norm_lr_scale if o.norm_lr_scale is not None else recipe.get("norm_lr_scale")[o.optimizer]
+    return Optimizer(model, o.optimizer, peak_lr, o.momentum, o.nesterov, o.weight_decay, norm_lr_scale=scale,
+                     muon_lr=o.muon_lr if o.muon_lr is not None else recipe.get("muon_lr"),
+                     muon_momentum=recipe.get("muon_momentum"), ns_steps=recipe.get("muon_ns_steps"))
 
 
 def peak_lr(cfg: TrainConfig, model_name: str) -> float:
-    """``--lr``, or the model's default scaled linearly with the batch size."""
+    """``--lr``, or the recipe's for the model and optimiser, scaled linearly with the batch size."""
     if cfg.optim.lr is not None:
         return cfg.optim.lr
-    return DEFAULT_LR.get(model_name, 0.1) * cfg.optim.batch_size / 512
+    return recipe.peak_lr(model_name, cfg.optim.optimizer, cfg.optim.batch_size)
 
 
 def cpu_has_fast_bf16() -> bool:

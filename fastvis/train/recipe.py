@@ -1,101 +1,124 @@
-"""The default model for a budget, chosen from the speed this device trains each candidate at.
+"""The recipe: every default the trainer derives, in one table, each with its unit, its reason
+and the measurement behind it.
 
-When ``--model`` is not given, :func:`choose_model` times a few training steps of each candidate
-(a fresh copy, on random images of the data's shape; bf16 and fp32 where the device computes
-bf16 natively), turns the images per second into the epochs the budget allows, and takes the
-largest candidate that still gets the epochs it needs to beat the next smaller one in the same
-time. The README's recipe table gives the runs behind the CPU ladder.
+An option the user does not give takes its value from here (directly, or through a rule below
+that reads the table: the learning rate for a model, optimiser and batch; the batch for a
+device and a data size). ``fastvis-train --recipe`` prints the table. Evidence names a section of
+bench/RESULTS.md (``RESULTS: <heading>``) or a test (``tests/...``); the suite checks that each
+one exists.
 """
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
+from typing import Any
 
-import torch
-
-from ..models import create_model
-
-__all__ = ["LADDERS", "Candidate", "Speed", "choose_model", "measure_speed"]
+__all__ = ["RECIPE", "Value", "batch_size", "get", "peak_lr", "table"]
 
 
 @dataclass(frozen=True)
-class Candidate:
-    model: str
-    min_epochs: float  # fewer than this in the budget: the next smaller candidate does better
+class Value:
+    value: Any
+    unit: str
+    why: str
+    evidence: str
 
 
-#: largest first; the last one is taken whatever the budget allows. The CPU thresholds come from
-#: the measured CIFAR-100 runs of the README's recipe table; the CUDA ones are set from the epochs
-#: these models are usually trained for, not measured here (no GPU was at hand).
-LADDERS = {
-    "cpu": [Candidate("fastnet", 24.0), Candidate("fastnet_m", 16.0), Candidate("fastnet_s", 0.0)],
-    "cuda": [Candidate("wrn28_10", 150.0), Candidate("resnet18", 40.0), Candidate("fastnet", 0.0)],
+_C100 = "RESULTS: CIFAR-100 on a CPU: held-out top-1 by budget"
+_ABL = "RESULTS: The same components over a fixed 3 epochs"
+
+RECIPE: dict[str, Value] = {
+    # -- models: the largest that gets the epochs it needs in the budget --------------------------------
+    "ladder_cpu": Value((("fastnet", 24.0), ("fastnet_m", 16.0), ("fastnet_s", 0.0)), "(model, epochs the budget "
+                        "must give it), largest first", "fastnet_m at 25 epochs beat fastnet_s at 21 (68.9% vs 65.7% "
+                        "held-out); below these epochs the next smaller model does better in the same time", _C100),
+    "ladder_cuda": Value((("wrn28_10", 150.0), ("resnet18", 40.0), ("fastnet", 0.0)), "(model, epochs), largest "
+                         "first", "the epochs such models are usually trained for; not measured (no GPU was lent)",
+                         "tests/train/test_recipe.py"),
+    "epochs_model": Value({"cpu": "fastnet", "cuda": "resnet18"}, "model by device", "with --epochs and no budget "
+                          "there is no speed to fit: the ladder's middle model of each device",
+                          "tests/train/test_recipe.py"),
+    "incremental_model": Value("resnet32", "model", "the class-incremental literature's backbone (iCaRL, WA, PyCIL: "
+                               "ResNet-32, 0.47 M), so that numbers compare", "RESULTS: Class-incremental CIFAR-100, "
+                               "B0-10, on a CPU"),
+    "speed_probe_batch": Value((64, 256), "images per timed step (CPU, CUDA)", "large enough to time a step "
+                               "steadily, small enough to probe a ladder in a second or two",
+                               "tests/train/test_recipe.py"),
+    "bf16_min_gain": Value(1.15, "bf16 step speed over fp32", "bf16 costs some accuracy; take it only when clearly "
+                           "faster (emulated bf16 was 10x slower here)", "RESULTS: What makes the 5-minute CIFAR-100 "
+                           "recipe converge: a measured ablation"),
+    # -- learning rates ----------------------------------------------------------------------------------
+    "lr_batch": Value(512, "images", "the batch the learning rates below are given for; a batch B scales them by "
+                      "B/512 (linear scaling)", _C100),
+    "lr_sgd": Value({"fastnet": 0.2, "fastnet_m": 0.2, "fastnet_s": 0.2, "*": 0.1}, "peak lr at batch 512, SGD",
+                    "FastNet's scaled-down head takes twice the ResNets' usual 0.1", _C100),
+    "lr_muon_sgd": Value(0.4, "peak lr at batch 512 of the SGD groups under --optimizer muon", "the record's head "
+                         "rate (0.67 per image of a summed loss) in FastNet's head parametrisation", _ABL),
+    "muon_lr": Value(0.24, "peak lr of the filters under Muon (per step: Muon's update has a fixed size)",
+                     "the record's value (airbench94_muon)", _ABL),
+    "muon_momentum": Value(0.6, "momentum of Muon", "the record's value", _ABL),
+    "muon_ns_steps": Value(3, "Newton-Schulz iterations", "the record's value; 5 cost 50% more and changed nothing "
+                           "there", _ABL),
+    "norm_lr_scale": Value({"sgd": 1.0, "muon": 64.0}, "x the base lr, for norm shifts and the whitening bias",
+                           "the record trains BatchNorm shifts 64x faster than the weights", _ABL),
+    # -- batch ---------------------------------------------------------------------------------------------
+    "batch": Value({"cpu": 512, "cuda": 512, "mps": 512}, "images per step, at most", "the largest batch of the "
+                   "device's default; smaller data halves it (min_steps_per_epoch)", _C100),
+    "min_steps_per_epoch": Value(32, "optimizer steps per epoch, at least", "a set of 1,000 images at batch 512 "
+                                 "made 2 steps an epoch and ended a 3-minute run at chance; halving the batch until "
+                                 "an epoch has 32 steps gives such sets hundreds of steps", "RESULTS: Small data: "
+                                 "enough steps for any data set's size"),
+    "min_batch": Value(16, "images per step, at least", "BatchNorm statistics of fewer images are too noisy",
+                       "tests/train/test_recipe.py"),
+    # -- the budget ----------------------------------------------------------------------------------------
+    "budget_model_share": Value(0.9, "of the budget", "the model is chosen for the training time the budget leaves "
+                                "after the evaluations and the end", "tests/train/test_trainer.py"),
+    "budget_margin": Value(0.01, "of the budget, kept free", "a run ends inside its budget even when the last step "
+                           "runs long", "tests/train/test_trainer.py"),
+    "report_seconds": Value(3.0, "seconds", "the report, the curve and the summary on a 2-core CPU",
+                            "tests/train/test_budget.py"),
+    "max_eval_share": Value(0.1, "of the training time", "intermediate evaluations never take more",
+                            "tests/train/test_budget.py"),
+    "checkpoint_seconds": Value((0.5, 12, 400e6), "(s, bytes per parameter, bytes/s): the first checkpoint's "
+                                "estimate", "weights, optimiser state and EMA written at disk speed; measured "
+                                "checkpoints replace it", "tests/train/test_budget.py"),
+    # -- class-incremental runs ----------------------------------------------------------------------------
+    "incremental_batch": Value(128, "images per step", "small tasks (5,000 images) need more steps than batch 512 "
+                               "gives", "RESULTS: Class-incremental CIFAR-100, B0-10, on a CPU"),
+    "incremental_lr": Value(0.1, "peak lr at the incremental batch", "the literature's rate for ResNet-32 at batch "
+                            "128", "RESULTS: Class-incremental CIFAR-100, B0-10, on a CPU"),
+    "incremental_budget_use": Value(0.98, "of the budget", "the rest for the report",
+                                    "tests/incremental/test_runner.py"),
+    "incremental_overhead": Value((0.02, 1.5, 5.0), "(share of the budget before one is measured, x the measured "
+                                  "one, s at the end)", "each task ends with an evaluation and a memory update; "
+                                  "these leave room for them", "tests/incremental/test_runner.py"),
 }
 
 
-@dataclass
-class Speed:
-    images_per_second: float  # training, in the faster precision
-    amp: bool | None  # whether bf16 was the faster (None: not tried)
-    ratio: float | None = None  # bf16 speed over fp32 speed
+def get(name: str) -> Any:
+    return RECIPE[name].value
 
 
-def _step_seconds(model, x, y, amp: bool, repeats: int) -> float:
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    times = []
-    for k in range(repeats + 1):  # the first one warms up
-        if x.device.type == "cuda":
-            torch.cuda.synchronize(x.device)
-        t = time.perf_counter()
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if x.device.type == "cuda":
-            torch.cuda.synchronize(x.device)
-        if k:
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def peak_lr(model: str, optimizer: str, batch: int) -> float:
+    """The base learning rate (SGD groups) for ``model`` under ``optimizer`` at ``batch``."""
+    scale = batch / get("lr_batch")
+    if optimizer == "muon":
+        return get("lr_muon_sgd") * scale
+    table = get("lr_sgd")
+    return table.get(model, table["*"]) * scale
 
 
-def measure_speed(model: torch.nn.Module, image_shape, num_classes: int, device: torch.device, channels_last: bool,
-                  try_bf16: bool, batch: int | None = None, repeats: int = 2) -> Speed:
-    """Training images per second of ``model`` (left unchanged: a copy is timed)."""
-    import copy
-
-    batch = batch or (256 if device.type == "cuda" else 64)
-    probe = copy.deepcopy(model).to(device).train()
-    x = torch.randn(batch, *image_shape, device=device)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, num_classes, (batch,), device=device)
-    fp32 = _step_seconds(probe, x, y, False, repeats)
-    if not try_bf16:
-        return Speed(batch / fp32, None)
-    bf16 = _step_seconds(probe, x, y, True, repeats)
-    ratio = fp32 / bf16
-    return Speed(batch / min(fp32, bf16), ratio >= 1.15, ratio)
+def batch_size(device: str, samples: int, processes: int = 1) -> int:
+    """The device's batch, halved while an epoch of ``samples`` would have fewer than
+    ``min_steps_per_epoch`` steps (not below ``min_batch``), a multiple of ``processes``."""
+    b = get("batch").get(device, get("batch")["cpu"])
+    while b // 2 >= get("min_batch") and samples < b * get("min_steps_per_epoch"):
+        b //= 2
+    return max(processes, b // processes * processes)
 
 
-def choose_model(image_shape, num_classes: int, train_samples: int, seconds: float, device: torch.device,
-                 channels_last: bool, try_bf16: bool, log=print) -> tuple[str, Speed, str]:
-    """``(model, its speed, why)`` for ``seconds`` of training on ``train_samples`` images.
-    Candidates are timed from the smallest up, and timing stops at the first that is too slow."""
-    ladder = LADDERS["cuda" if device.type == "cuda" else "cpu"]
-    chosen, reason = None, ""
-    for cand in reversed(ladder):
-        model = create_model(cand.model, num_classes, in_channels=image_shape[0])
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        speed = measure_speed(model, image_shape, num_classes, device, channels_last, try_bf16)
-        epochs = speed.images_per_second * seconds / max(train_samples, 1)
-        log(f"recipe: {cand.model} trains {speed.images_per_second:,.0f} images/s here: {epochs:.1f} epochs "
-            f"in {seconds:.0f}s (needs {cand.min_epochs:g})")
-        if epochs < cand.min_epochs:
-            break
-        chosen, reason = (cand.model, speed), f"{epochs:.1f} epochs at {speed.images_per_second:,.0f} images/s"
-    if chosen is None:  # even the smallest: it is the ladder's floor
-        chosen, reason = (ladder[-1].model, speed), "the smallest candidate"
-    return chosen[0], chosen[1], reason
+def table() -> str:
+    """The recipe as text: name, value, unit, reason, evidence."""
+    lines = []
+    for name, v in RECIPE.items():
+        lines.append(f"{name} = {v.value!r}\n    unit: {v.unit}\n    why: {v.why}\n    evidence: {v.evidence}")
+    return "\n".join(lines)

@@ -24,19 +24,23 @@ class TrainState:
     history: list[dict] = field(default_factory=list)  # one row per evaluation (metrics.jsonl)
 
 
-def snapshot(state: TrainState, model: torch.nn.Module, optimizer, ema, **facts) -> dict:
+def snapshot(state: TrainState, model: torch.nn.Module, optimizer, ema, lookahead=None, **facts) -> dict:
     """The checkpoint: the state's fields at the top level, then weights and ``facts`` (model
     name, classes, config, normalisation)."""
     return {**asdict(state), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None, "rng": torch.get_rng_state(), **facts}
+            "ema": ema.state_dict() if ema is not None else None,
+            "lookahead": lookahead.state_dict() if lookahead is not None else None,
+            "rng": torch.get_rng_state(), **facts}
 
 
-def restore(checkpoint: dict, state: TrainState, model: torch.nn.Module, optimizer, ema) -> None:
+def restore(checkpoint: dict, state: TrainState, model: torch.nn.Module, optimizer, ema, lookahead=None) -> None:
     """Load a checkpoint written by :func:`snapshot` into a run built the same way."""
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     if ema is not None and checkpoint.get("ema"):
         ema.load_state_dict(checkpoint["ema"])
+    if lookahead is not None and checkpoint.get("lookahead"):
+        lookahead.load_state_dict(checkpoint["lookahead"])
     for f in fields(TrainState):
         if f.name in checkpoint:
             setattr(state, f.name, checkpoint[f.name])

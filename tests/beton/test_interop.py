@@ -100,9 +100,9 @@ def ffcv_file(tmp_path_factory, samples):
         from ffcv.fields import BytesField, FloatField, IntField, JSONField, NDArrayField, RGBImageField
         from ffcv.writer import DatasetWriter
     except Exception as exc:
-        from tests.conftest import _missing
+        from tests.helpers import missing
 
-        _missing(f"ffcv is not importable: {exc}")
+        missing(f"ffcv is not importable: {exc}")
 
     rng = np.random.default_rng(3)
     yy, xx = np.mgrid[0:24, 0:40]

@@ -4,10 +4,6 @@ order study and the command line."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,14 +12,13 @@ from fastvis.incremental.runner import IncrementalTrainer, train_incremental
 from fastvis.train import checkpoint as ckpt
 from fastvis.train.budget import Clock
 from fastvis.train.config import TrainConfig
+from tests.helpers import EXACT, train_cli, train_exact, train_killed
 
 from .data import write_classes
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def cl_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("cl")
     return str(write_classes(root / "train.beton", 40, 0)), str(write_classes(root / "val.beton", 16, 1))
 
@@ -35,17 +30,10 @@ def config(data, out, **kw):
     return TrainConfig.from_options(**base)
 
 
-def cli(*args):
-    env = dict(os.environ)
-    env.pop("NUMBA_ENABLE_CUDASIM", None)
-    return subprocess.run([sys.executable, "-m", "fastvis.cli.train", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, cwd=REPO, env=env)
-
-
 @pytest.mark.parametrize("method", ["finetune", "joint", "replay", "icarl", "lwf", "wa"])
-def test_each_method_runs_the_protocol_and_reports_it(data, tmp_path, method):
+def test_each_method_runs_the_protocol_and_reports_it(cl_data, tmp_path, method):
     out = tmp_path / method
-    summary = train_incremental(config(data, out, cl_method=method))
+    summary = train_incremental(config(cl_data, out, cl_method=method))
     block = summary["incremental"]
     assert block["method"] == method and block["protocol"] == "B0-4" and len(block["tasks"]) == 4
     assert sorted(c for t in block["tasks"] for c in t) == list(range(8))
@@ -71,9 +59,9 @@ def test_each_method_runs_the_protocol_and_reports_it(data, tmp_path, method):
         assert not kept
 
 
-def test_what_each_task_trains_on(data, tmp_path):
+def test_what_each_task_trains_on(cl_data, tmp_path):
     def indices(method):
-        trainer = IncrementalTrainer(config(data, tmp_path / method, cl_method=method))
+        trainer = IncrementalTrainer(config(cl_data, tmp_path / method, cl_method=method))
         trainer.setup()
         return trainer, {int(p) for p in trainer.train_pos[trainer.task_indices(2)].tolist()}
 
@@ -87,25 +75,24 @@ def test_what_each_task_trains_on(data, tmp_path):
     assert all(trainer.position[labels[i]] == trainer.train_pos[i] for i in range(0, len(labels), 37))
 
 
-def test_joint_training_bounds_finetuning_from_above(data, tmp_path):
-    fine = train_incremental(config(data, tmp_path / "f", cl_method="finetune", epochs_per_task=8))["incremental"]
-    joint = train_incremental(config(data, tmp_path / "j", cl_method="joint", epochs_per_task=8))["incremental"]
+def test_joint_training_bounds_finetuning_from_above(cl_data, tmp_path):
+    fine = train_incremental(config(cl_data, tmp_path / "f", cl_method="finetune", epochs_per_task=8))["incremental"]
+    joint = train_incremental(config(cl_data, tmp_path / "j", cl_method="joint", epochs_per_task=8))["incremental"]
     assert fine["last"] < 0.45  # the old classes are forgotten: mostly the last task's are predicted
     assert joint["last"] > fine["last"] + 0.2
     assert fine["forgetting"] > joint["forgetting"]
 
 
-@pytest.mark.parametrize("halt", [2, 4])  # inside the first task's epochs; right after the first task
-def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(data, tmp_path, halt):
-    args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--incremental", "B0-4", "--cl-method", "icarl",
-            "--memory", "16", "--epochs-per-task", "4", "--batch-size", "32", "--lr", "0.2", "--device", "cpu", "-q"]
-    whole = cli(*args, "--out", tmp_path / "whole")
-    assert whole.returncode == 0, whole.stderr[-2000:]
-    killed = cli(*args, "--out", tmp_path / "part", "--halt-after-epoch", halt)
-    assert killed.returncode == 137, killed.stderr[-2000:]
+# killed after the 2nd checkpoint (inside the first task's epochs) or the 5th (the first task's end)
+@pytest.mark.parametrize("halt", [2, 5])
+def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(cl_data, tmp_path, halt):
+    args = ["--data", cl_data[0], "--val", cl_data[1], "--model", "tinynet", "--incremental", "B0-4", "--cl-method",
+            "icarl", "--memory", "16", "--epochs-per-task", "4", "--batch-size", "32", "--lr", "0.2", "--device", "cpu",
+            "-q"]
+    train_exact(*args, "--out", tmp_path / "whole")
+    train_killed(*args, "--out", tmp_path / "part", at="checkpoint", n=halt, env=EXACT)
     assert not (tmp_path / "part" / "summary.json").exists()
-    resumed = cli(*args, "--out", tmp_path / "part", "--resume", tmp_path / "part")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    train_exact(*args, "--out", tmp_path / "part", "--resume", tmp_path / "part")
     a, b = ckpt.load(tmp_path / "whole" / "checkpoint.pt"), ckpt.load(tmp_path / "part" / "checkpoint.pt")
     assert a["step"] == b["step"]
     for k in a["model"]:
@@ -133,10 +120,10 @@ class SimulatedClock(Clock):
         return self.t + self.offset
 
 
-def test_the_budget_is_shared_over_the_tasks_in_proportion_to_their_data(data, tmp_path):
+def test_the_budget_is_shared_over_the_tasks_in_proportion_to_their_data(cl_data, tmp_path):
     clock = SimulatedClock(0.01)
     budget = 40.0
-    summary = IncrementalTrainer(config(data, tmp_path / "b", epochs_per_task=None, budget=budget,
+    summary = IncrementalTrainer(config(cl_data, tmp_path / "b", epochs_per_task=None, budget=budget,
                                         cl_method="replay", incremental="B0-2"), clock).fit()
     rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     first, second = rows
@@ -151,12 +138,12 @@ def test_the_budget_is_shared_over_the_tasks_in_proportion_to_their_data(data, t
     assert summary["train_seconds"] < budget and clock.t < budget
 
 
-def test_the_order_study_runs_orders_times_seeds_and_does_not_repeat_a_finished_run(data, tmp_path):
+def test_the_order_study_runs_orders_times_seeds_and_does_not_repeat_a_finished_run(cl_data, tmp_path):
     out = tmp_path / "study"
-    args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--incremental", "B0-2", "--cl-method",
+    args = ["--data", cl_data[0], "--val", cl_data[1], "--model", "tinynet", "--incremental", "B0-2", "--cl-method",
             "finetune", "--epochs-per-task", "1", "--batch-size", "32", "--device", "cpu", "-q",
             "--class-order-runs", "2", "--seeds-per-order", "2", "--out", out]
-    proc = cli(*args)
+    proc = train_cli(*args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     study = json.loads((out / "order_study.json").read_text())
     assert [(r["order"], r["seed"]) for r in study["runs"]] == [("seed:1993", 0), ("seed:1993", 1),
@@ -170,12 +157,12 @@ def test_the_order_study_runs_orders_times_seeds_and_does_not_repeat_a_finished_
     assert orders == {"seed:1", "seed:1993"}
     assert len((out / "order_study.csv").read_text().splitlines()) == 5
     stamp = (out / "order-seed1" / "seed1" / "summary.json").stat().st_mtime_ns
-    again = cli(*args)
+    again = train_cli(*args)
     assert again.returncode == 0 and (out / "order-seed1" / "seed1" / "summary.json").stat().st_mtime_ns == stamp
 
 
-def test_the_coarse_order_makes_tasks_of_superclasses(data, tmp_path):
-    trainer = IncrementalTrainer(config(data, tmp_path / "c", class_order="coarse"))
+def test_the_coarse_order_makes_tasks_of_superclasses(cl_data, tmp_path):
+    trainer = IncrementalTrainer(config(cl_data, tmp_path / "c", class_order="coarse"))
     trainer.setup()
     assert trainer.tasks == [[0, 1], [2, 3], [4, 5], [6, 7]]  # the file's superclass of class c is c // 2
 
@@ -186,7 +173,7 @@ def test_the_coarse_order_makes_tasks_of_superclasses(data, tmp_path):
     (["--incremental", "B0-4", "--class-order", "1,2,3"], "each of the 8 class ids once"),
     (["--incremental", "B0-4", "--ema"], "not used by class-incremental runs"),
 ])
-def test_bad_incremental_options_get_one_line(data, tmp_path, extra, message):
-    proc = cli("--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs-per-task", "1", "--device", "cpu",
-               "-q", "--out", tmp_path / "x", *extra)
+def test_bad_incremental_options_get_one_line(cl_data, tmp_path, extra, message):
+    proc = train_cli("--data", cl_data[0], "--val", cl_data[1], "--model", "tinynet", "--epochs-per-task", "1",
+                     "--device", "cpu", "-q", "--out", tmp_path / "x", *extra)
     assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]

@@ -19,7 +19,7 @@ from fastvis.sources import CifarSource, SourceError, detect_kind, open_source
 from fastvis.sources import cifar as cifar_mod
 from fastvis.sources.download import download
 from tests.cifar_archive import build_cifar_archive
-from tests.conftest import extract_tar
+from tests.helpers import extract_tar
 
 
 def test_cifar100_archive_roundtrip(cifar_archives, tmp_path):

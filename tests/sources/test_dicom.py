@@ -14,7 +14,7 @@ from fastvis.beton import BetonReader
 from fastvis.convert import convert
 from fastvis.sources import DicomSource, SourceError, detect_kind
 from fastvis.sources.dicom import area_resize, decode_image
-from tests.conftest import _missing
+from tests.helpers import missing
 
 pydicom = pytest.importorskip("pydicom")
 
@@ -24,7 +24,7 @@ def dicom_file(name: str):
 
     path = get_testdata_file(name, download=False)
     if path is None:
-        _missing(f"{name} not found (pip install pydicom-data)")
+        missing(f"{name} not found (pip install pydicom-data)")
     return path
 
 
@@ -234,7 +234,7 @@ def _xray(tmp_path, n: int):
     try:
         return build_xray_folder(tmp_path / "x", n, tile=64)
     except FileNotFoundError as exc:
-        _missing(str(exc))
+        missing(str(exc))
 
 
 def test_decoding_threads_run_one_blas_thread_each(tmp_path, monkeypatch):

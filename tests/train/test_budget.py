@@ -6,6 +6,7 @@ import torch
 
 from fastvis.train.budget import BudgetController, lr_at, parse_duration
 from fastvis.train.ddp import World
+from tests.helpers import FakeClock
 
 
 @pytest.mark.parametrize("text,seconds", [("90s", 90), ("10m", 600), ("3h", 10800), ("1h30m", 5400),
@@ -18,19 +19,6 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_rejects(bad):
     with pytest.raises(ValueError):
         parse_duration(bad)
-
-
-class FakeClock:
-    """A clock the test moves: simulated seconds."""
-
-    def __init__(self, t: float = 0.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def tick(self, seconds: float) -> None:
-        self.t += seconds
 
 
 def controller(budget=100.0, **kw):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_trainer import REPO, data  # noqa: F401  (the module's small dataset)
+from tests.helpers import REPO
 
 
 def _children(pid: int) -> list[int]:
@@ -49,7 +49,7 @@ def _wait(condition, limit: float = 300.0, every: float = 0.5) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
-def test_workers_end_when_the_torchrun_agent_is_killed(data, tmp_path):  # noqa: F811
+def test_workers_end_when_the_torchrun_agent_is_killed(data, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("NUMBA_ENABLE_CUDASIM", None)
     out = tmp_path / "run"
@@ -74,7 +74,7 @@ def test_workers_end_when_the_torchrun_agent_is_killed(data, tmp_path):  # noqa:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and SIGSTOP")
-def test_a_rank_that_stops_answering_ends_the_run_with_one_line(data, tmp_path):  # noqa: F811
+def test_a_rank_that_stops_answering_ends_the_run_with_one_line(data, tmp_path):
     """SIGSTOP one of two workers: the other gives up after --ddp-timeout with a line that says so,
     and the run ends (non-zero) instead of blocking for ever."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -104,7 +104,7 @@ def test_a_rank_that_stops_answering_ends_the_run_with_one_line(data, tmp_path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
-def test_torchrun_restarts_a_run_whose_rank_died_and_it_ends_as_an_uninterrupted_one(data, tmp_path):  # noqa: F811
+def test_torchrun_restarts_a_run_whose_rank_died_and_it_ends_as_an_uninterrupted_one(data, tmp_path):
     """Elastic recovery: under torchrun --max-restarts 1 with --resume auto, one command line
     serves the first start and the restart; a worker killed mid-run makes torchrun start both
     again, they continue from the last checkpoint, and the run ends equal to one never killed."""

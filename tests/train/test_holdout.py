@@ -13,7 +13,7 @@ from fastvis.loader import StreamingLoader, holdout_split
 from fastvis.train.data import build_train_data
 from fastvis.train.ddp import World
 from fastvis.train.loop import train
-from tests.train.test_trainer import config, data  # noqa: F401  (the module's data fixture)
+from tests.helpers import train_config as config
 
 
 @pytest.mark.parametrize("size,expected", [(0.25, 250), (100, 100), (7, 7)])
@@ -40,7 +40,7 @@ def test_split_follows_the_class_mix_and_refuses_degenerate_sizes():
 
 
 @pytest.mark.parametrize("world", [2, 3])
-def test_ranks_read_only_training_samples_and_all_of_them(data, world):  # noqa: F811
+def test_ranks_read_only_training_samples_and_all_of_them(data, world):
     labels = BetonReader(data[0]).column("label")
     train_ids, hold = holdout_split(labels, 0.25)
     seen = []
@@ -54,7 +54,7 @@ def test_ranks_read_only_training_samples_and_all_of_them(data, world):  # noqa:
 
 
 @pytest.mark.parametrize("loader", ["resident", "streaming"])
-def test_training_data_leaves_the_holdout_out(data, tmp_path, loader):  # noqa: F811
+def test_training_data_leaves_the_holdout_out(data, tmp_path, loader):
     cfg = config(data, tmp_path, holdout=0.25, loader=loader)
     d = build_train_data(cfg, data[0], World(), torch.device("cpu"))
     reader = BetonReader(data[0])
@@ -68,7 +68,7 @@ def test_training_data_leaves_the_holdout_out(data, tmp_path, loader):  # noqa: 
     assert not any(bytes(x.contiguous().numpy()) in held for x in trained)
 
 
-def test_runs_report_the_split_they_measure(data, tmp_path):  # noqa: F811
+def test_runs_report_the_split_they_measure(data, tmp_path):
     both = train(config(data, tmp_path / "both", holdout=64, epochs=2))
     assert both["split"] == "test" and both["splits"] == {"holdout": 64, "test": 64}
     assert both["train_samples"] == 192 and set(both["final"]) == {"holdout", "test"}

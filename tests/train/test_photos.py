@@ -11,7 +11,8 @@ from fastvis.beton import BetonWriter, IntField, RGBImageField
 from fastvis.train.config import TrainConfig
 from fastvis.train.data import crop_size
 from fastvis.train.loop import train
-from tests.train.test_trainer import check_resume, cli, write_set
+from tests.helpers import check_resume, write_set
+from tests.helpers import train_cli as cli
 
 
 def write_photos(path, n: int, seed: int):

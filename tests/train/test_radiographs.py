@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fastvis.loader import ResidentDataset
-from tests.conftest import _missing
+from tests.helpers import missing
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def xray(tmp_path_factory):
         train, train_csv = build_xray_folder(root / "train", 24, tile=96, seed=0)
         val, val_csv = build_xray_folder(root / "val", 12, tile=96, seed=1)
     except FileNotFoundError as exc:
-        _missing(str(exc))
+        missing(str(exc))
     normal_csv = root / "normal-only.csv"  # the validation folder's normal rows alone: a one-class file
     rows = val_csv.read_text().splitlines()
     normal_csv.write_text("\n".join([rows[0], *[r for r in rows[1:] if r.split(",")[1] == "normal"]]) + "\n")
@@ -133,7 +133,7 @@ def test_defect_benchmark_writes_its_paired_table(tmp_path):
     try:
         build_xray_folder(tmp_path / "probe", 2, tile=32)
     except FileNotFoundError as exc:
-        _missing(str(exc))
+        missing(str(exc))
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     args = ["--out", tmp_path / "d", "--normal", "6", "--many", "6", "--few", "2", "--val", "4", "--tile", "48",
             "--size", "24", "--epochs", "1", "--seeds", "2", "--model", "tinynet", "--batch-size", "4"]

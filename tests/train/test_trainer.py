@@ -3,63 +3,23 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from fastvis.beton import BetonWriter, IntField, RGBImageField
 from fastvis.models import create_model, list_models
 from fastvis.train import checkpoint as ckpt
-from fastvis.train.config import TrainConfig
 from fastvis.train.data import build_train_data
 from fastvis.train.ddp import World
 from fastvis.train.ema import EMA
 from fastvis.train.loop import TrainingDiverged, train
 from fastvis.train.loss import Criterion, kd_loss
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def write_set(path: Path, n: int, seed: int) -> Path:
-    """4 classes told apart by colour and a stripe, with noise: learnable in a few epochs."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 4
-    colours = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]], np.int16)
-    with BetonWriter(path, {"image": RGBImageField(), "label": IntField()}, capacity=n) as w:
-        for y in labels:
-            img = colours[y] + rng.integers(-60, 60, (16, 16, 3))
-            img[4 + 2 * y : 6 + 2 * y] = 255 - img[4 + 2 * y : 6 + 2 * y]
-            w.write((np.clip(img, 0, 255).astype(np.uint8), int(y)))
-    path.with_name(path.name + ".json").write_text(json.dumps({"classes": list("abcd"), "num_classes": 4}))
-    return path
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    return str(write_set(root / "train.beton", 256, 0)), str(write_set(root / "val.beton", 64, 1))
-
-
-def config(data, out, **kw):
-    base = dict(data=data[0], val=data[1], model="tinynet", epochs=3, batch_size=32, lr=0.2, out=str(out),
-                quiet=True, device="cpu")
-    base.update(kw)
-    return TrainConfig.from_options(**base)
-
-
-def cli(*args, env=None):
-    e = dict(os.environ, **(env or {}))
-    e.pop("NUMBA_ENABLE_CUDASIM", None)  # the conftest's simulator is for the kernel tests only
-    return subprocess.run([sys.executable, "-m", "fastvis.cli.train", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, cwd=REPO, env=e)
+from tests.helpers import FakeClock, check_resume, train_cli, train_config
 
 
 def test_run_writes_every_output(data, tmp_path):
-    summary = train(config(data, tmp_path, ema_decay=0.9, tta=True, cutmix=1.0, mix_prob=0.5))
+    summary = train(train_config(data, tmp_path, ema_decay=0.9, tta=True, cutmix=1.0, mix_prob=0.5))
     for key in ("model", "dataset", "image_size", "params", "flops", "epochs", "batch_size", "train_seconds",
                 "top1", "top5", "best_top1", "device", "budget_seconds"):
         assert key in summary
@@ -82,7 +42,6 @@ def simulated_run(data, tmp_path, monkeypatch, budget: float, slow_after: float,
     times slower. Returns the summary and the learning rate of every step."""
     from fastvis.train.loop import Trainer
     from fastvis.train.recorder import Recorder
-    from tests.train.test_budget import FakeClock
 
     clock, lrs = FakeClock(), []
     slow = lambda: 3.0 if clock.t >= slow_after else 1.0  # noqa: E731
@@ -112,7 +71,7 @@ def simulated_run(data, tmp_path, monkeypatch, budget: float, slow_after: float,
     monkeypatch.setattr(Trainer, "evaluate", timed_evaluate)
     monkeypatch.setattr(Trainer, "save_checkpoint", timed_save)
     monkeypatch.setattr(Recorder, "finish", timed_finish)
-    summary = train(config(data, tmp_path, epochs=None, budget=budget, **kw), clock)
+    summary = train(train_config(data, tmp_path, epochs=None, budget=budget, **kw), clock)
     return summary, lrs
 
 
@@ -129,24 +88,6 @@ def test_a_budget_is_kept_and_the_schedule_completed_even_when_the_machine_slows
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     evaluations = len([r for r in rows if not r.get("final")])
     assert 1 <= evaluations <= 8  # 2 s each: at most about a tenth of the time
-
-
-def check_resume(args, tmp_path) -> tuple[dict, dict]:
-    """Run ``args`` whole, then killed after epoch 1 and resumed; the weights must be equal.
-    Returns both summaries."""
-    whole = cli(*args, "--out", tmp_path / "whole")
-    assert whole.returncode == 0, whole.stderr
-    killed = cli(*args, "--out", tmp_path / "part", "--halt-after-epoch", "1")
-    assert killed.returncode == 137 and not (tmp_path / "part" / "summary.json").exists()
-    assert ckpt.load(tmp_path / "part")["epoch"] == 1
-    resumed = cli(*args, "--out", tmp_path / "part", "--resume", tmp_path / "part")
-    assert resumed.returncode == 0, resumed.stderr
-    a, b = ckpt.load(tmp_path / "whole"), ckpt.load(tmp_path / "part")
-    assert a["step"] == b["step"]
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
-    return (json.loads((tmp_path / "whole" / "summary.json").read_text()),
-            json.loads((tmp_path / "part" / "summary.json").read_text()))
 
 
 def test_resume_after_a_kill_gives_the_same_result(data, tmp_path):
@@ -167,7 +108,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path, monke
 
     monkeypatch.setattr(Criterion, "__call__", poisoned)
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1.*checkpoint\.pt"):
-        train(config(data, tmp_path))
+        train(train_config(data, tmp_path))
     state = ckpt.load(tmp_path)
     weights = [v for v in state["model"].values() if v.is_floating_point()]
     assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in weights)
@@ -175,8 +116,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path, monke
 
 
 def test_self_distillation_from_a_checkpoint(data, tmp_path):
-    train(config(data, tmp_path / "teacher", epochs=2))
-    summary = train(config(data, tmp_path / "student", epochs=2, teacher=str(tmp_path / "teacher"),
+    train(train_config(data, tmp_path / "teacher", epochs=2))
+    summary = train(train_config(data, tmp_path / "student", epochs=2, teacher=str(tmp_path / "teacher"),
                            kd_alpha=0.7, kd_temperature=3.0))
     assert summary["hyper"]["teacher"] == str(tmp_path / "teacher") and summary["top1"] > 0.25
 
@@ -225,20 +166,20 @@ def test_densenets_have_their_published_sizes_and_take_one_channel():
 
 
 def test_cli_errors_and_help(tmp_path):
-    proc = cli("--budget", "ten minutes", "--data", "cifar10")
+    proc = train_cli("--budget", "ten minutes", "--data", "cifar10")
     assert proc.returncode == 1 and "cannot read 'ten minutes'" in proc.stderr and "Traceback" not in proc.stderr
-    proc = cli("--data", tmp_path / "none.beton", "--epochs", "1")
+    proc = train_cli("--data", tmp_path / "none.beton", "--epochs", "1")
     assert proc.returncode == 1 and "no such file" in proc.stderr
-    assert "tinynet" in cli("--list-models").stdout
-    assert "--budget" in cli("--help").stdout
+    assert "tinynet" in train_cli("--list-models").stdout
+    assert "--budget" in train_cli("--help").stdout
 
 
 def test_ddp_two_processes_match_one(data, tmp_path):
     args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "1", "--batch-size", "32",
             "--lr", "0.2", "--device", "cpu", "-q", "--seed", "3"]
-    one = cli(*args, "--out", tmp_path / "one")
+    one = train_cli(*args, "--out", tmp_path / "one")
     assert one.returncode == 0, one.stderr
-    two = cli(*args, "--out", tmp_path / "two", "--nproc-per-node", "2", env={"OMP_NUM_THREADS": "1"})
+    two = train_cli(*args, "--out", tmp_path / "two", "--nproc-per-node", "2", env={"OMP_NUM_THREADS": "1"})
     assert two.returncode == 0, two.stderr[-3000:]
     a = json.loads((tmp_path / "one" / "summary.json").read_text())
     b = json.loads((tmp_path / "two" / "summary.json").read_text())
@@ -250,7 +191,7 @@ def test_ddp_two_processes_match_one(data, tmp_path):
 def test_wandb_offline_run(data, tmp_path, monkeypatch):
     pytest.importorskip("wandb", reason="wandb is the optional logger (the wandb extra)")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    summary = train(config(data, tmp_path, epochs=1, wandb=True, wandb_mode="offline"))
+    summary = train(train_config(data, tmp_path, epochs=1, wandb=True, wandb_mode="offline"))
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and summary["top1"] >= 0
     assert any(runs[0].rglob("*.wandb"))
@@ -258,20 +199,20 @@ def test_wandb_offline_run(data, tmp_path, monkeypatch):
 
 def test_compiled_model_trains(data, tmp_path):
     """--compile (torch.compile with the inductor backend; about 30 s of compilation on 2 cores)."""
-    summary = train(config(data, tmp_path, epochs=2, compile=True))
+    summary = train(train_config(data, tmp_path, epochs=2, compile=True))
     assert summary["hyper"]["compile"] and summary["top1"] > 0.5
 
 
 def test_streaming_loader_trains(data, tmp_path):
-    summary = train(config(data, tmp_path, loader="streaming", epochs=3))
+    summary = train(train_config(data, tmp_path, loader="streaming", epochs=3))
     assert summary["loader"] == "streaming" and summary["steps"] == 24
     assert summary["top1"] > 0.5
     with pytest.raises(Exception, match="alternating"):
-        train(config(data, tmp_path / "b", loader="streaming", flip="alternating"))
+        train(train_config(data, tmp_path / "b", loader="streaming", flip="alternating"))
 
 
 def test_streaming_reads_page_by_page_only_files_written_in_random_order(data, tmp_path):
-    cfg, cpu = config(data, tmp_path, loader="streaming"), torch.device("cpu")
+    cfg, cpu = train_config(data, tmp_path, loader="streaming"), torch.device("cpu")
     assert build_train_data(cfg, data[0], World(), cpu).loader.order == "random"  # written class by class
     shuffled = tmp_path / "shuffled.beton"
     shuffled.write_bytes(Path(data[0]).read_bytes())
@@ -294,17 +235,17 @@ def test_main_job_path_with_a_cached_cifar100_archive(tmp_path):
     build_cifar_archive(cache, "cifar100", n_train=300, n_test=60, seed=4)
     args = ["--data", "cifar100", "--cache-dir", cache, "--no-verify", "--epochs", "1", "--model", "tinynet",
             "--batch-size", "50", "--device", "cpu", "-q"]
-    proc = cli(*args, "--out", tmp_path / "run")
+    proc = train_cli(*args, "--out", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["dataset"] == "cifar100" and summary["num_classes"] == 100 and summary["train_samples"] == 300
     assert (cache / "cifar100-train.beton").exists() and (cache / "cifar100-test.beton").exists()
-    proc = cli(*args[:-1], "--out", tmp_path / "run")  # not quiet: it says what it does
+    proc = train_cli(*args[:-1], "--out", tmp_path / "run")  # not quiet: it says what it does
     assert proc.returncode == 0
     # without --no-verify the home-made archive is refused by its md5 (conversion is cached, so remove it)
     for f in cache.glob("*.beton*"):
         f.unlink()
-    proc = cli(*[a for a in args if a != "--no-verify"], "--out", tmp_path / "run2")
+    proc = train_cli(*[a for a in args if a != "--no-verify"], "--out", tmp_path / "run2")
     assert proc.returncode == 1 and "md5 mismatch" in proc.stderr
 
 
@@ -323,8 +264,8 @@ def test_a_checkpoint_that_would_run_code_is_refused(data, tmp_path, option):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
     torch.save({"model": {}, "model_name": "tinynet", "payload": _Exploit(marker)}, evil)
-    proc = cli("--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "1", "--device", "cpu", "-q",
-               "--batch-size", "32", "--out", tmp_path / "run", option, evil)
+    proc = train_cli("--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "1", "--device", "cpu",
+                     "-q", "--batch-size", "32", "--out", tmp_path / "run", option, evil)
     assert proc.returncode == 1 and "refused" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not marker.exists()  # nothing ran

@@ -1,0 +1,87 @@
+"""How fast this device trains a model, and the default model for a budget from that speed.
+
+When ``--model`` is not given, :func:`choose_model` times a few training steps of each candidate
+of the recipe's ladder (:mod:`.recipe`; a fresh copy, on random images of the data's shape;
+bf16 and fp32 where the device computes bf16 natively), turns the images per second into the
+epochs the budget allows, and takes the largest candidate that still gets the epochs it needs to
+beat the next smaller one in the same time.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..models import create_model
+from . import recipe
+
+__all__ = ["Speed", "choose_model", "measure_speed"]
+
+
+@dataclass
+class Speed:
+    images_per_second: float  # training, in the faster precision
+    amp: bool | None  # whether bf16 was the faster (None: not tried)
+    ratio: float | None = None  # bf16 speed over fp32 speed
+
+
+def _step_seconds(model, x, y, amp: bool, repeats: int) -> float:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    times = []
+    for k in range(repeats + 1):  # the first one warms up
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        t = time.perf_counter()
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        if k:
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def measure_speed(model: torch.nn.Module, image_shape, num_classes: int, device: torch.device, channels_last: bool,
+                  try_bf16: bool, batch: int | None = None, repeats: int = 2) -> Speed:
+    """Training images per second of ``model`` (left unchanged: a copy is timed)."""
+    import copy
+
+    batch = batch or recipe.get("speed_probe_batch")[device.type == "cuda"]
+    probe = copy.deepcopy(model).to(device).train()
+    x = torch.randn(batch, *image_shape, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, num_classes, (batch,), device=device)
+    fp32 = _step_seconds(probe, x, y, False, repeats)
+    if not try_bf16:
+        return Speed(batch / fp32, None)
+    bf16 = _step_seconds(probe, x, y, True, repeats)
+    ratio = fp32 / bf16
+    return Speed(batch / min(fp32, bf16), ratio >= recipe.get("bf16_min_gain"), ratio)
+
+
+def choose_model(image_shape, num_classes: int, train_samples: int, seconds: float, device: torch.device,
+                 channels_last: bool, try_bf16: bool, log=print) -> tuple[str, Speed, str]:
+    """``(model, its speed, why)`` for ``seconds`` of training on ``train_samples`` images.
+    Candidates are timed from the smallest up, and timing stops at the first that is too slow."""
+    ladder = recipe.get("ladder_cuda" if device.type == "cuda" else "ladder_cpu")
+    chosen, reason = None, ""
+    for name, min_epochs in reversed(ladder):
+        model = create_model(name, num_classes, in_channels=image_shape[0])
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        speed = measure_speed(model, image_shape, num_classes, device, channels_last, try_bf16)
+        epochs = speed.images_per_second * seconds / max(train_samples, 1)
+        log(f"recipe: {name} trains {speed.images_per_second:,.0f} images/s here: {epochs:.1f} epochs "
+            f"in {seconds:.0f}s (needs {min_epochs:g})")
+        if epochs < min_epochs:
+            break
+        chosen, reason = (name, speed), f"{epochs:.1f} epochs at {speed.images_per_second:,.0f} images/s"
+    if chosen is None:  # even the smallest: it is the ladder's floor
+        chosen, reason = (ladder[-1][0], speed), "the smallest candidate"
+    return chosen[0], chosen[1], reason

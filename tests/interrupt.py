@@ -1,0 +1,96 @@
+"""``python -m tests.interrupt EVENT N -- fastvis-train arguments``: run fastvis-train and kill it
+(SIGKILL, as the machine would) at the N-th time EVENT happens, so that tests stop a run at a
+chosen moment of its life whatever the machine's speed:
+
+- ``checkpoint``: right after the N-th checkpoint is written (an epoch, or a task, is over);
+- ``evaluation``: inside the N-th evaluation;
+- ``write``: inside the N-th whole-file write (``fastvis.atomic``), its temporary written and not
+  yet renamed: the curve, the report, the summary, config.json, metrics.jsonl on resume;
+- ``checkpoint-write``: inside the N-th checkpoint write, likewise;
+- ``none``: not killed.
+
+With ``TEST_EXACT=1`` in the environment the run computes the same sums in the same order in every
+process: one thread, and no oneDNN (whose kernels now and then split a convolution's sums
+differently from one process to the next, about 1e-3 apart after a few steps), so that a resumed
+run can be compared bit for bit with an uninterrupted one.
+
+The trainer itself carries no such hook: this module patches it before it starts.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+
+def _kill() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def install(event: str, n: int) -> None:
+    count = {"n": 0}
+
+    def due() -> bool:
+        count["n"] += 1
+        return count["n"] >= n
+
+    if event == "none":
+        return
+    if event == "checkpoint":
+        from fastvis.incremental import runner
+        from fastvis.train import loop
+
+        for cls in (loop.Trainer, runner.IncrementalTrainer):
+            original = cls.save_checkpoint
+
+            def save(self, _original=original):
+                _original(self)
+                if due():
+                    _kill()
+
+            cls.save_checkpoint = save
+    elif event == "evaluation":
+        from fastvis.train import loop
+
+        original = loop.Trainer.evaluate
+
+        def evaluate(self, *args, **kwargs):
+            if due():
+                _kill()
+            return original(self, *args, **kwargs)
+
+        loop.Trainer.evaluate = evaluate
+    elif event in ("write", "checkpoint-write"):
+        import fastvis.atomic as atomic
+        import fastvis.train.checkpoint as checkpoint
+
+        original = atomic.finish
+
+        def finish(tmp, path, *args, **kwargs):
+            if (event == "checkpoint-write") == str(path).endswith(".pt") and due():
+                _kill()
+            return original(tmp, path, *args, **kwargs)
+
+        atomic.finish = checkpoint.finish = finish  # write_atomic and atomic_path look it up in atomic
+    else:
+        raise SystemExit(f"tests.interrupt: unknown event {event!r}")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3 or argv[2] != "--":
+        raise SystemExit("usage: python -m tests.interrupt EVENT N -- ARGS")
+    if os.environ.get("TEST_EXACT") == "1":
+        import torch
+
+        torch.set_num_threads(1)
+        torch.backends.mkldnn.enabled = False
+    install(argv[0], int(argv[1]))
+    from fastvis.cli.train import main as train_main
+
+    return train_main(argv[3:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
