@@ -71,6 +71,7 @@ class Trainer:
         self.state = TrainState()
         self.recorder = Recorder(cfg.output.out, self.world.main, not cfg.output.quiet)
         self.budget: BudgetController | None = None
+        self.eval_interval: int | None = None  # steps between evaluations inside epochs (0: none)
         self.first_loss = self.last_loss = self.lr = None
 
     # -- setup ------------------------------------------------------------------------------------
@@ -226,10 +227,7 @@ class Trainer:
                 break
             st.train_seconds = trained_before + self.clock() - start
             if self._evaluation_due(epoch_seconds):
-                t = self.clock()
-                self._record(self.evaluate(), self.watch_split)
-                if self.budget is not None:
-                    self.budget.observe_eval(self.clock() - t)
+                self._evaluate_watched()
             t = self.clock()
             self.save_checkpoint()
             if self.budget is not None:
@@ -259,6 +257,33 @@ class Trainer:
         b = self.budget
         self.recorder.log(f"budget {b.budget:.0f}s: evaluation {b.eval_time:.1f}s, {b.reserve():.0f}s kept for the "
                           f"end; training until {b.deadline():.0f}s")
+
+    def _evaluate_watched(self) -> None:
+        t = self.clock()
+        self._record(self.evaluate(), self.watch_split)
+        if self.budget is not None:
+            self.budget.observe_eval(self.clock() - t)
+
+    def _evaluation_inside_epoch_due(self) -> bool:
+        """Whether to evaluate after this step, inside an epoch: a run of fewer epochs than the
+        recipe's ``curve_points`` evaluates every 1/curve_points of its steps, so that its curve
+        has that many points (with a budget: of the steps it is expected to train, once the speed
+        is known, and while evaluations take at most their share of the time)."""
+        st, spe, points = self.state, self.steps_per_epoch, recipe.get("curve_points")
+        if self.eval_interval is None:
+            if self.budget is None:
+                total = st.total_steps
+            elif self.budget.steps >= 10:
+                total = st.step + self.budget.steps_left()
+            else:
+                return False
+            self.eval_interval = max(1, total // points) if total < points * spe else 0
+        if not self.eval_interval or st.step % self.eval_interval:
+            return False
+        if self.budget is None:
+            return True
+        b = self.budget
+        return b.eval_time <= b.MAX_EVAL_SHARE * self.eval_interval * b.step_time and b.room_for_eval()
 
     def _evaluation_due(self, epoch_seconds: float) -> bool:
         """Every epoch with --epochs; with a budget, spaced to take at most 10% of the time and only
@@ -299,6 +324,11 @@ class Trainer:
                 self.recorder.update_bar(n, b, self.last_loss, self.lr, left)
                 loss_sum.zero_()
                 n = 0
+            if k < spe - 1 and self._evaluation_inside_epoch_due():
+                if n:
+                    self._check_loss(loss_sum, n)
+                self._evaluate_watched()
+                previous = self.clock()
         batches.close()  # a loader's threads end with its generator
         if n:
             self._check_loss(loss_sum, n)
