@@ -8,11 +8,12 @@ import json
 from pathlib import Path
 
 from ..atomic import atomic_path, write_atomic
+from ..plots import pyplot
 from ..train.config import TrainConfig
 from .runner import Run, metric_of
 from .stats import compare, mean_std
 
-__all__ = ["analyse", "cumulative_table", "describe_change", "sentence", "table_rows", "write_outputs"]
+__all__ = ["analyse", "cumulative_table", "describe_change", "sentence", "write_outputs"]
 
 
 def analyse(runs: list[Run], metric: str = "top1") -> dict:
@@ -86,22 +87,8 @@ def sentence(result: dict, cfg: TrainConfig) -> str:
     return f"{head} {verb} {points:.1f} points of {name} ({ci}, {seeds})."
 
 
-def table_rows(result: dict) -> list[list[str]]:
-    """Rows of the report's and the slides' table: variant, top-1 mean +- sd, difference [CI]."""
-    b = result["base"]
-    rows = [["base", f"{100 * b['mean']:.2f} +- {100 * b['std']:.2f}", "", f"{len(b['runs'])}"]]
-    for r in result["variants"]:
-        ci = f"[{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]" if r["low"] is not None else ""
-        mark = " *" if r["significant"] else ""
-        rows.append([r["variant"], f"{100 * r['mean']:.2f} +- {100 * r['std']:.2f}",
-                     f"{100 * r['diff']:+.2f} {ci}{mark}", f"{r['seeds']}"])
-    return rows
-
-
 def chart(result: dict, path: Path) -> None:
-    from ..train.report import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     rows = result["variants"]
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.6))
     for k, r in enumerate(rows):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import InputError
-from ..train.config import _TYPES, OPTIONS, TrainConfig, _alias, _base_type, coerce
+from ..train.config import OPTIONS, TrainConfig, canonical_name, coerce, option_type
 
 __all__ = ["Run", "Variant", "cumulative_variants", "metric_of", "parse_variants", "plan_runs", "run_all"]
 
@@ -45,7 +45,7 @@ class Run:
 
 
 def _option(name: str) -> str:
-    key = _alias(name)
+    key = canonical_name(name)
     if key not in OPTIONS:
         raise InputError(f"unknown option {name!r} in a variant (options are those of fastvis-train)")
     return key
@@ -55,7 +55,7 @@ def off_value(name: str):
     """What "without" sets an option to: flags off, numbers 0, other options unset."""
     if name == "flip":
         return "none"
-    kind = _base_type(_TYPES[name])
+    kind = option_type(name)
     if kind is bool:
         return False
     if kind in (int, float):

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..atomic import atomic_path
-from ..train.report import SPLIT_NAMES, _curve, _fmt, _pyplot
-from .analysis import table_rows
+from ..plots import SPLIT_NAMES, ablation_rows, accuracy_curve, fmt, pyplot
 
 __all__ = ["write_slides"]
 
@@ -27,7 +26,7 @@ def _headline(plt, summary: dict, history: list[dict]):
         fig.text(0.06, 0.78 - 0.06 * k, line, fontsize=18)
     ax = fig.add_axes([0.5, 0.12, 0.45, 0.75])
     if history:
-        _curve(ax, history)
+        accuracy_curve(ax, history)
     return fig
 
 
@@ -46,7 +45,7 @@ def _ablation(plt, ablation: dict):
     ax.grid(axis="x", alpha=0.3)
     table = fig.add_axes([0.05, 0.03, 0.9, 0.22])
     table.axis("off")
-    t = table.table(cellText=table_rows(ablation),
+    t = table.table(cellText=ablation_rows(ablation),
                     colLabels=["variant", "top-1 %", "difference [95% CI]", "seeds"], loc="center")
     t.scale(1, 1.4)
     return fig
@@ -56,7 +55,7 @@ def _configuration(plt, hyper: dict):
     fig = plt.figure(figsize=LANDSCAPE)
     ax = fig.add_axes([0.05, 0.05, 0.9, 0.9])
     ax.axis("off")
-    items = [(k, _fmt(v)) for k, v in hyper.items() if v not in (None, "", False)]
+    items = [(k, fmt(v)) for k, v in hyper.items() if v not in (None, "", False)]
     half = -(-len(items) // 2)
     cells = [[*items[i], *(items[i + half] if i + half < len(items) else ("", ""))] for i in range(half)]
     t = ax.table(cellText=cells, colLabels=["option", "value", "option", "value"], loc="center")
@@ -81,7 +80,7 @@ def _radiographs(plt, summary: dict):
 def write_slides(path: Path, summary: dict, history: list[dict], hyper: dict, ablation: dict | None = None) -> None:
     from matplotlib.backends.backend_pdf import PdfPages
 
-    plt = _pyplot()
+    plt = pyplot()
     pages = [_headline(plt, summary, history)]
     if ablation and ablation.get("variants"):
         pages.append(_ablation(plt, ablation))

@@ -8,4 +8,5 @@ COMMANDS = {
     "train": ("fastvis.bench.train", "time to accuracy: fastvis-train against the plain PyTorch baseline"),
     "baseline": ("fastvis.bench.baseline", "plain PyTorch training baseline inside a time budget"),
     "defects": ("fastvis.bench.defects", "defect synthesis on radiograph crops: many/few real defects, without/with"),
+    "small": ("fastvis.bench.small", "a small data set in a short budget: enough steps, against a long run"),
 }

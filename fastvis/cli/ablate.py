@@ -66,9 +66,10 @@ def base_config(args):
 
 
 def ablate(args, log=print) -> int:
-    from ..ablate.analysis import analyse, cumulative_table, table_rows, write_outputs
+    from ..ablate.analysis import analyse, cumulative_table, write_outputs
     from ..ablate.runner import cumulative_variants, parse_variants, plan_runs, run_all
     from ..ablate.slides import write_slides
+    from ..plots import ablation_rows
     from ..train.report import write_report
 
     base, out = base_config(args)
@@ -95,7 +96,7 @@ def ablate(args, log=print) -> int:
     shutil.copyfile(first.folder / "report.pdf", out / "report.pdf")
     write_slides(out / "slides.pdf", summary, history, summary["hyper"], result)
     log(f"{'variant':28s} {'top-1 %':>16s}  difference [95% CI]")
-    for row in table_rows(result):
+    for row in ablation_rows(result):
         log(f"{row[0]:28s} {row[1]:>16s}  {row[2]}")
     log(result["sentence"])
     log(f"-> {out}/ablation.json, ablation.csv, ablation.png, report.pdf, slides.pdf")

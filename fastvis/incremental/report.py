@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..atomic import atomic_path
-from ..train.report import SPLIT_NAMES, _fmt, _pyplot
+from ..plots import SPLIT_NAMES, fmt, pyplot
 
 __all__ = ["draw_incremental", "write_incremental_report"]
 
@@ -40,7 +40,7 @@ def draw_incremental(ax_curve, ax_matrix, block: dict, split: str) -> None:
 
 
 def write_incremental_report(summary: dict, png: Path, pdf: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     block, split = summary["incremental"], summary["split"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
     draw_incremental(a, b, block, split)
@@ -79,7 +79,7 @@ def write_incremental_report(summary: dict, png: Path, pdf: Path) -> None:
         fig.text(0.47, y, v[:60], fontsize=9, family="monospace")
     y -= 0.03
     fig.text(0.07, y, "Hyper-parameters", fontsize=12, weight="bold")
-    items = [(k, _fmt(v)) for k, v in summary["hyper"].items() if v not in (None, "", False)]
+    items = [(k, fmt(v)) for k, v in summary["hyper"].items() if v not in (None, "", False)]
     y -= 0.004
     for i, (k, v) in enumerate(items):
         if i % 3 == 0:

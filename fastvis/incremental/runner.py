@@ -205,7 +205,8 @@ class IncrementalTrainer:
         spe = max(1, len(idx) // batch)
         before, seen = self.bounds(t)
         while self._progress(spe) < 1:
-            g = torch.Generator().manual_seed(cfg.output.seed * 1_000_003 + t * 10_007 + st["epoch"])
+            seed = cfg.output.seed * 1_000_003 + t * 10_007 + st["epoch"]  # not tuning: seed mixing
+            g = torch.Generator().manual_seed(seed)
             order = idx[torch.randperm(len(idx), generator=g).to(idx.device)]
             first = st["task_step"] - st["epoch"] * spe
             self.recorder.open_bar(st["epoch"], spe - first)
@@ -220,7 +221,7 @@ class IncrementalTrainer:
                 st["task_seconds"] += now - previous
                 previous = now
                 n, loss_sum = n + 1, loss_sum + loss
-                if n == 20 or k == spe - 1:
+                if n == 20 or k == spe - 1:  # not tuning: how often the bar and the NaN check look
                     self._check(loss_sum / n, t)
                     self.recorder.update_bar(n, batch, loss_sum / n, self.lr, spe - k - 1)
                     n, loss_sum = 0, 0.0

@@ -58,11 +58,11 @@ class AugmentPlan:
         return [s.name for s in self.stages]
 
     def seed_of(self, step: int, key: int) -> int:
-        return (self.seed * 1_000_003 + step * 97 + key) % (2**62)
+        return (self.seed * 1_000_003 + step * 97 + key) % (2**62)  # not tuning: seed mixing
 
     def __call__(self, batch: Batch, step: int, epoch: int):
         """``(images, labels, soft targets or None)`` of this rank for training step ``step``."""
-        stream = step * 1009 + self.world.rank if self.per_rank else step  # each rank augments its own batch
+        stream = step * 1009 + self.world.rank if self.per_rank else step  # not tuning: each rank its own stream
         v = Views(batch.images, batch.labels, None, batch.indices, epoch)
         for stage in self.stages:
             v = stage.apply(v, self.seed_of(stream, stage.key) if stage.key is not None else 0)

@@ -9,7 +9,7 @@ import time
 from .. import InputError
 from . import recipe
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}  # not tuning: seconds per unit
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -41,11 +41,11 @@ class Clock:
         return time.perf_counter() - self.start + self.offset
 
 
-def lr_at(progress: float, peak: float, warmup: float = 0.05, final: float = 0.0) -> float:
+def lr_at(progress: float, peak: float, warmup: float, final: float = 0.0) -> float:
     """Linear warm-up over the first ``warmup`` of training, then linear decay to ``final * peak``."""
     p = min(max(progress, 0.0), 1.0)
     if warmup > 0 and p < warmup:
-        return peak * max(p / warmup, 0.02)
+        return peak * max(p / warmup, recipe.get("warmup_start"))
     return peak * (final + (1 - final) * (1 - p) / (1 - warmup))
 
 
@@ -66,7 +66,7 @@ class BudgetController:
     MAX_EVAL_SHARE = recipe.get("max_eval_share")  # intermediate evaluations take at most this share of the time
 
     def __init__(self, budget: float, clock: Clock, world, device, final_evals: float = 1.0,
-                 ckpt_time: float = 0.5):
+                 ckpt_time: float = 0.0):
         self.budget, self.clock, self.world, self.device = budget, clock, world, device
         self.final_evals = final_evals  # full evaluations at the end (TTA doubles one)
         self.ckpt_time = ckpt_time
@@ -82,7 +82,8 @@ class BudgetController:
     # -- measurements --------------------------------------------------------------------------
     def observe_step(self, seconds: float) -> None:
         self.steps += 1
-        self.step_time = seconds if not self.step_time else 0.9 * self.step_time + 0.1 * seconds
+        keep = recipe.get("step_time_memory")
+        self.step_time = seconds if not self.step_time else keep * self.step_time + (1 - keep) * seconds
         if self.steps == 10:  # the speed at the start: the reference of the report's time
             self._start_step_time = self.step_time
             self._eval_step_time = self._eval_step_time or self.step_time  # and of the first evaluation
@@ -93,7 +94,7 @@ class BudgetController:
         self._eval_step_time = self.step_time
 
     def observe_checkpoint(self, seconds: float) -> None:
-        self.ckpt_time = max(self.ckpt_time * 0.5, seconds)
+        self.ckpt_time = max(self.ckpt_time * recipe.get("checkpoint_estimate_decay"), seconds)
 
     # -- the plan ------------------------------------------------------------------------------
     def slowdown(self, since: str = "eval") -> float:

@@ -22,7 +22,7 @@ def save_atomic(obj, path: str | os.PathLike) -> Path:
             torch.save(obj, fp)
             fp.flush()
             os.fsync(fp.fileno())
-        finish(tmp, path, 0o600)
+        finish(tmp, path, 0o600)  # not tuning: owner-only file mode
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -318,10 +318,15 @@ def _within(value: float, bounds: str) -> bool:
     return above and below and math.isfinite(value)
 
 
-def _alias(name: str) -> str:
+def canonical_name(name: str) -> str:
     """A config-file key may also be an option's flag (``ema`` for ``ema_decay``)."""
     key = name.replace("-", "_")
     return ALIASES.get(key, key)
+
+
+def option_type(name: str) -> type:
+    """The type of an option's values: int, float, str or bool."""
+    return _base_type(_TYPES[name])
 
 
 def _base_type(hint):
@@ -338,7 +343,7 @@ def flag_of(name: str) -> str:
 def coerce(name: str, value: Any, where: str = "") -> Any:
     """A value from a config file or a variant (``"3h"``, ``"0.1"``, ``1``) as the option's type."""
     f = OPTIONS[name][1]
-    kind = _base_type(_TYPES[name])
+    kind = option_type(name)
     if value is None:
         return None
     try:
@@ -378,7 +383,7 @@ def build_parser(prog: str = "fastvis-train", description: str = "") -> argparse
 
 def _add(group, f: dataclasses.Field) -> None:
     m = f.metadata
-    kind = _base_type(_TYPES[f.name])
+    kind = option_type(f.name)
     names = [n for n in (m["short"], m["flag"] or "--" + f.name.replace("_", "-")) if n]
     default = f"default {f.default}" if f.default not in (None, False, True) else None
     text = argparse.SUPPRESS if m["hidden"] else m["help"] + (f" ({default})" if default and "default" not in
@@ -430,12 +435,12 @@ def load_file(path: str | os.PathLike) -> dict:
         raise FastvisError(f"{p}: expected a table of options, got {type(raw).__name__}")
     flat: dict[str, Any] = {}
     for key, value in raw.items():
-        key = _alias(key) if key.replace("-", "_") not in GROUPS else key.replace("-", "_")
+        key = canonical_name(key) if key.replace("-", "_") not in GROUPS else key.replace("-", "_")
         if key in RETIRED:
             continue
         if key in GROUPS and isinstance(value, dict):
             for k, v in value.items():
-                k = _alias(k)
+                k = canonical_name(k)
                 if k in RETIRED:
                     continue
                 if OPTIONS.get(k, (None,))[0] != key:

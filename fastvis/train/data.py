@@ -21,12 +21,13 @@ from ..beton import BetonReader
 from ..loader import Batch, BatchLoader, ResidentDataset, ResidentLoader, channel_mean_std, loader_class
 from ..loader.jpeg import center_sample
 from ..loader.order import holdout_split
+from . import recipe
 from .config import LOADER_CHOICES, TrainConfig
 from .ddp import World
 
 __all__ = ["TrainData", "align_classes", "build_train_data", "crop_size", "eval_sets", "load_val", "training_samples"]
 
-SAMPLE = 5000  # images kept for statistics and FastNet's whitening
+SAMPLE = recipe.get("sample_images")  # kept for statistics and FastNet's whitening
 HOLDOUT_SEED = 0  # the held-out part does not change with --seed: runs of different seeds compare on it
 
 
@@ -71,7 +72,8 @@ def crop_size(sizes: np.ndarray, asked: int | None) -> int:
     if asked:
         return int(asked)
     short = int(np.median(sizes.min(1)))
-    return 224 if short >= 224 else max(8, short // 8 * 8)
+    size, step = recipe.get("crop_size")
+    return size if short >= size else max(step, short // step * step)
 
 
 def _choose(cfg: TrainConfig, reader: BetonReader) -> str:
@@ -162,8 +164,8 @@ def _streamed(cfg: TrainConfig, reader: BetonReader, kind: str, world: World, de
     else:
         size = (crop_size(sizes, cfg.data.image_size),) * 2
         pad = bool((sizes == sizes[0]).all()) and stored == size  # DALI keeps such images at their size
-        sample = center_sample(reader, "image", SAMPLE, size[0], 1.0 if pad and kind == "dali" else 0.875, device,
-                               train_ids)
+        crop = 1.0 if pad and kind == "dali" else recipe.get("center_crop")
+        sample = center_sample(reader, "image", SAMPLE, size[0], crop, device, train_ids)
         mean, std = channel_mean_std(sample)
         aug = cfg.augment
         flip_p = 0.0 if aug.flip == "none" else 0.5

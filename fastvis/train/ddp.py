@@ -39,7 +39,7 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def setup_device(name: str, timeout: float = 600.0) -> tuple[torch.device, World]:
+def setup_device(name: str, timeout: float) -> tuple[torch.device, World]:
     """The device of this process (its own GPU under torchrun) and its place in the world."""
     device = pick_device(name)
     world = setup(device.type, timeout)
@@ -64,7 +64,7 @@ def _exit_with_parent() -> None:
         pass
 
 
-def setup(device_type: str, timeout: float = 600.0) -> World:
+def setup(device_type: str, timeout: float) -> World:
     """Join the process group torchrun describes (RANK, WORLD_SIZE); a lone process is world 1.
     A collective that waits longer than ``timeout`` seconds for a peer (a rank that died or
     stopped answering) fails instead of blocking forever."""
@@ -145,6 +145,6 @@ def peer_failure(exc: BaseException, rank: int, size: int, timeout: float) -> Fa
     text = str(exc)
     if not isinstance(exc, RuntimeError) or not any(k in text.lower() for k in PEER_FAILURES):
         return None
-    first = text.strip().splitlines()[0][:160] if text.strip() else type(exc).__name__
+    first = text.strip().splitlines()[0][:160] if text.strip() else type(exc).__name__  # not tuning: a line
     return FastvisError(f"process {rank} of {size}: another process stopped answering or died (waited up to "
                         f"{timeout:g} s, --ddp-timeout): {first}")

@@ -7,7 +7,7 @@ import torch
 
 
 class EMA:
-    def __init__(self, model: torch.nn.Module, decay: float = 0.999):
+    def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
@@ -41,7 +41,7 @@ class Lookahead:
     so that early training is left alone and the end is averaged more and more. :meth:`finish`
     puts the average into the model once training is over."""
 
-    def __init__(self, model: torch.nn.Module, every: int = 5, base: float = 0.95):
+    def __init__(self, model: torch.nn.Module, every: int, base: float):
         self.every, self.base = every, base
         self.average = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
 

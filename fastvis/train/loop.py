@@ -26,37 +26,19 @@ from .config import TrainConfig
 from .data import build_train_data, eval_sets, training_samples
 from .datasets import resolve
 from .ema import EMA, Lookahead
+from .evaluation import tta_logits, tta_views
 from .loss import Criterion, load_teacher
-from .metrics import DETAIL_CLASSES, FALSE_ALARM_RATE, Tally, positive_class
+from .metrics import DETAIL_CLASSES, Tally, positive_class
 from .model import build_model, choose_amp, make_optimizer, peak_lr, pick_model
 from .recorder import Recorder
 from .state import TrainState, restore, snapshot
+from .summary import run_hyper, run_summary
 
 __all__ = ["Trainer", "TrainingDiverged", "train"]
 
 
 class TrainingDiverged(FastvisError):
     """The loss became NaN or infinite."""
-
-
-def tta_views(tta: bool, shift: int, x: torch.Tensor | None = None) -> list:
-    """Test-time augmentation: ``[(weight, view of x)]``. None: the image; flip: it and its
-    mirror; with ``shift`` pixels, half the weight moves to the two views shifted up-left and
-    down-right (reflected at the border), each with its mirror. ``x=None`` lists the weights."""
-    if not tta:
-        return [(1.0, x)]
-    views = [x, None if x is None else x.flip(3)]
-    if not shift:
-        return [(0.5, v) for v in views]
-    if x is not None:
-        h, w = x.shape[2:]
-        padded = F.pad(x, (shift,) * 4, mode="reflect")
-        for dy, dx in ((0, 0), (2 * shift, 2 * shift)):
-            moved = padded[:, :, dy:dy + h, dx:dx + w]
-            views += [moved, moved.flip(3)]
-    else:
-        views += [None] * 4
-    return [(0.25, v) for v in views[:2]] + [(0.125, v) for v in views[2:]]
 
 
 class Trainer:
@@ -119,7 +101,7 @@ class Trainer:
         self.peak_lr = peak_lr(cfg, self.model_name)
         self.optimizer = make_optimizer(model, cfg, self.peak_lr)
         self.ema = EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
-        self.lookahead = Lookahead(model) if cfg.optim.lookahead else None
+        self.lookahead = Lookahead(model, *recipe.get("lookahead")) if cfg.optim.lookahead else None
         if world.distributed:
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[world.local_rank] if device.type == "cuda" else None)
@@ -196,7 +178,7 @@ class Trainer:
             x, y = dataset.batch(idx[s : s + self.cfg.eval.eval_batch_size])
             x = self.normalize(x)
             with self.autocast():
-                logits = sum(w * model(view).float() for w, view in tta_views(tta, self.cfg.eval.tta_shift, x))
+                logits = tta_logits(model, x, tta, self.cfg.eval.tta_shift)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             top5 = logits.topk(min(5, logits.shape[1]), 1).indices
             c1 += float((top5[:, 0] == y).sum())
@@ -211,6 +193,7 @@ class Trainer:
         self.setup()
         cfg, st, spe = self.cfg, self.state, self.steps_per_epoch
         start, trained_before, start_step = self.clock(), st.train_seconds, st.step
+        self._began = (start, trained_before)  # for the training time of evaluations inside epochs
         if self.budget is not None:
             self._time_evaluation()
             b = self.budget
@@ -259,7 +242,9 @@ class Trainer:
                           f"end; training until {b.deadline():.0f}s")
 
     def _evaluate_watched(self) -> None:
+        start, trained_before = self._began
         t = self.clock()
+        self.state.train_seconds = trained_before + t - start
         self._record(self.evaluate(), self.watch_split)
         if self.budget is not None:
             self.budget.observe_eval(self.clock() - t)
@@ -318,7 +303,7 @@ class Trainer:
                 now = self.clock()
                 self.budget.observe_step(now - previous)
                 previous = now
-            if n == 20 or k == spe - 1:
+            if n == 20 or k == spe - 1:  # not tuning: how often the progress bar and the NaN check look
                 self._check_loss(loss_sum, n)
                 left = self.budget.steps_left() if self.budget is not None else st.total_steps - st.step
                 self.recorder.update_bar(n, b, self.last_loss, self.lr, left)
@@ -400,51 +385,10 @@ class Trainer:
                           f"({100 * self.state.progress:.0f}% of the schedule)")
 
     def hyper(self) -> dict:
-        """The report's hyper-parameters: the options as resolved for this run."""
-        h = self.cfg.hyper()
-        h.update(model=self.model_name, amp="bf16" if self.amp else "off", processes=self.world.size)
-        h["peak_lr"] = self.peak_lr
-        del h["lr"]
-        if not self.cfg.eval.teacher:
-            del h["kd_alpha"], h["kd_temperature"]
-        if not self.data.radiographs:
-            for k in ("window", "defect_paste", "defect_class"):
-                del h[k]
-        if self.data.kind not in ("jpeg", "dali"):
-            del h["image_size"], h["rrc_scale"]
-        return h
+        return run_hyper(self)
 
     def summary(self, final: dict, images_per_second: float) -> dict:
-        st, data = self.state, self.data
-        finals = [r for r in st.history if r.get("final")]
-        split = finals[-1]["split"]  # the test split when there is one
-        device = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
-        return {
-            "model": self.model_name, "dataset": self.dataset_name, "image_size": list(data.image_shape),
-            "params": self.params, "flops": self.flops, "epochs": st.step / self.steps_per_epoch, "steps": st.step,
-            "batch_size": self.cfg.optim.batch_size, "train_seconds": st.train_seconds,
-            "total_seconds": self.clock(), "top1": final["top1"], "top5": final["top5"], "best_top1": st.best_top1,
-            "val_loss": final["val_loss"], "tta": self.cfg.eval.tta, "ema": self.ema is not None,
-            "amp": "bf16" if self.amp else "off", "amp_reason": self.amp_reason, "model_reason": self.model_reason,
-            "device": device + (f" x{self.world.size}" if self.world.distributed else ""),
-            "budget_seconds": self.cfg.schedule.budget, "images_per_second": images_per_second,
-            "split": split, "splits": {k: len(v) for k, v in self.eval_sets.items()},
-            "num_classes": data.num_classes, "train_samples": data.n, "val_samples": len(self.eval_sets[split]),
-            "loader": data.kind, "first_step_loss": self.first_loss,
-            "defect_pastes": self.plan.stats.get("defect_pastes"),
-            "synthetic_share": self.plan.stats.get("defect_pastes", 0) / max(1, st.step * self.cfg.optim.batch_size)
-            if self.plan.stats.get("defect_pastes") is not None else None,
-            "hyper": self.hyper(), "classes": data.classes,
-            "balanced_accuracy": final["balanced_accuracy"], "auc": final.get("auc"),
-            "recall_at_fpr": final.get("recall_at_fpr"),
-            "false_alarm_rate": FALSE_ALARM_RATE if self.positive is not None else None,
-            "positive_class": self.positive, "metric": self.cfg.eval.metric, "best": st.best,
-            "best_epoch": st.best_epoch,
-            "final": {r["split"]: {k: r[k] for k in FINAL_KEYS if k in r} for r in finals},
-        }
-
-
-FINAL_KEYS = ("top1", "top5", "val_loss", "balanced_accuracy", "auc", "recall_at_fpr", "per_class", "confusion")
+        return run_summary(self, final, images_per_second)
 
 
 def train(cfg: TrainConfig, clock: Clock | None = None) -> dict:

@@ -51,7 +51,7 @@ class Criterion:
     soft targets of mixed batches (None otherwise); ``images`` feed the teacher."""
 
     def __init__(self, num_classes: int, label_smoothing: float = 0.0, teacher: torch.nn.Module | None = None,
-                 kd_alpha: float = 0.5, kd_temperature: float = 4.0, autocast=None):
+                 kd_alpha: float = 0.0, kd_temperature: float = 1.0, autocast=None):
         self.num_classes, self.label_smoothing = num_classes, label_smoothing
         self.teacher, self.kd_alpha, self.kd_temperature = teacher, kd_alpha, kd_temperature
         self.autocast = autocast

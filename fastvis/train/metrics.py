@@ -16,8 +16,8 @@ __all__ = ["METRICS", "Tally", "balanced_accuracy", "class_metrics", "positive_c
 
 # what --metric may track (and fastvis-ablate compare): larger is better for all of them
 METRICS = ("top1", "top5", "balanced_accuracy", "auc")
-FALSE_ALARM_RATE = 0.05  # the false-alarm rate at which the defect recall is reported
-DETAIL_CLASSES = 20  # per-class numbers and the confusion matrix in every row up to this many classes
+FALSE_ALARM_RATE = 0.05  # not tuning: the false-alarm rate at which the defect recall is reported
+DETAIL_CLASSES = 20  # not tuning: per-class numbers and the confusion matrix in every row up to this many classes
 
 
 def class_metrics(confusion: np.ndarray) -> dict:

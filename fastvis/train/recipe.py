@@ -55,11 +55,17 @@ RECIPE: dict[str, Value] = {
                          "rate (0.67 per image of a summed loss) in FastNet's head parametrisation", _ABL),
     "muon_lr": Value(0.24, "peak lr of the filters under Muon (per step: Muon's update has a fixed size)",
                      "the record's value (airbench94_muon)", _ABL),
-    "muon_momentum": Value(0.6, "momentum of Muon", "the record's value", _ABL),
+    "muon_momentum": Value(0.6, "momentum of Muon", "the record's value (airbench94_muon)", _ABL),
     "muon_ns_steps": Value(3, "Newton-Schulz iterations", "the record's value; 5 cost 50% more and changed nothing "
                            "there", _ABL),
     "norm_lr_scale": Value({"sgd": 1.0, "muon": 64.0}, "x the base lr, for norm shifts and the whitening bias",
                            "the record trains BatchNorm shifts 64x faster than the weights", _ABL),
+    "warmup_start": Value(0.02, "of the peak lr, the first step's", "a zero first step would waste the step",
+                          "tests/train/test_budget.py"),
+    "lookahead": Value((5, 0.95), "(steps between pulls, base of the decay base**steps * progress**3)",
+                       "the record's schedule: no averaging early, 0.77 of the average at the end", _ABL),
+    "tta_shift_weight": Value(0.5, "share of the TTA weight on the shifted views", "the record's split: half on "
+                              "the image and its mirror, half on the four shifted views", _ABL),
     # -- batch ---------------------------------------------------------------------------------------------
     "batch": Value({"cpu": 512, "cuda": 512, "mps": 512}, "images per step, at most", "the largest batch of the "
                    "device's default; smaller data halves it (min_steps_per_epoch)", _C100),
@@ -69,11 +75,24 @@ RECIPE: dict[str, Value] = {
                                  "enough steps for any data set's size"),
     "min_batch": Value(16, "images per step, at least", "BatchNorm statistics of fewer images are too noisy",
                        "tests/train/test_recipe.py"),
+    # -- data ---------------------------------------------------------------------------------------------
+    "sample_images": Value(5000, "images", "for the per-channel statistics and FastNet's whitening: the record's "
+                           "5,000 estimate a 12x12 covariance well", _ABL),
+    "crop_size": Value((224, 8), "(pixels, multiple)", "photos train at ImageNet's 224, smaller ones at their median "
+                       "shorter side rounded down to a multiple of 8", "tests/train/test_photos.py"),
+    "center_crop": Value(0.875, "of the shorter side", "evaluation's centre crop, ImageNet's 224/256",
+                         "tests/train/test_photos.py"),
     # -- the budget ----------------------------------------------------------------------------------------
     "budget_model_share": Value(0.9, "of the budget", "the model is chosen for the training time the budget leaves "
                                 "after the evaluations and the end", "tests/train/test_trainer.py"),
     "budget_margin": Value(0.01, "of the budget, kept free", "a run ends inside its budget even when the last step "
                            "runs long", "tests/train/test_trainer.py"),
+    "step_time_memory": Value(0.9, "weight of the old step time in its running estimate", "follows a machine that "
+                              "slows down within about ten steps, steady against one slow step",
+                              "tests/train/test_budget.py"),
+    "checkpoint_estimate_decay": Value(0.5, "factor on the old checkpoint time each new one", "the estimate falls "
+                                       "back to the measured time within a few checkpoints",
+                                       "tests/train/test_budget.py"),
     "report_seconds": Value(3.0, "seconds", "the report, the curve and the summary on a 2-core CPU",
                             "tests/train/test_budget.py"),
     "curve_points": Value(5, "evaluations during a run, at least", "a run of fewer epochs evaluates inside its "

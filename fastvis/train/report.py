@@ -4,47 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..atomic import atomic_path
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-SPLIT_NAMES = {"holdout": "held-out validation", "test": "test"}
-
-
-def _curve(ax, history: list[dict]) -> None:
-    """Top-1 and top-5 of the split watched during training (the first one evaluated), and the
-    final test point when that is another split."""
-    watched = history[0].get("split", "test") if history else "test"
-    rows = [h for h in history if h.get("split", "test") == watched]
-    epochs = [h["epoch"] for h in rows]
-    name = SPLIT_NAMES.get(watched, watched)
-    ax.plot(epochs, [100 * h["top1"] for h in rows], "o-", label=f"top-1 ({name})")
-    few = bool(rows) and 0 < len((rows[0].get("per_class") or {}).get("recall", [])) <= 5
-    if few and all(h.get("balanced_accuracy") is not None for h in rows):  # top-5 of few classes says nothing
-        ax.plot(epochs, [100 * h["balanced_accuracy"] for h in rows], "s--", alpha=0.6,
-                label=f"balanced accuracy ({name})")
-    elif not few:
-        ax.plot(epochs, [100 * h["top5"] for h in rows], "s--", alpha=0.6, label=f"top-5 ({name})")
-    for h in history:
-        if h.get("split", "test") != watched:
-            ax.plot([h["epoch"]], [100 * h["top1"]], "k*", ms=10, label=f"final top-1 ({SPLIT_NAMES.get(h['split'])})")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+from ..plots import SPLIT_NAMES, ablation_rows, accuracy_curve, fmt, pyplot
 
 
 def write_curve(history: list[dict], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    _curve(ax, history)
+    accuracy_curve(ax, history)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
@@ -54,8 +20,6 @@ def write_curve(history: list[dict], path: Path) -> None:
 def _ablation_section(fig, ablation: dict, y: float) -> float:
     """The table of an ablation and its sentence, from ``y`` down; returns where it ends."""
     import textwrap
-
-    from ..ablate.analysis import table_rows
 
     fig.text(0.07, y, "What makes it converge fast", fontsize=12, weight="bold")
     for line in textwrap.wrap(ablation["sentence"], 105):
@@ -67,7 +31,7 @@ def _ablation_section(fig, ablation: dict, y: float) -> float:
     y -= 0.024
     for x, h in zip(xs, header):
         fig.text(x, y, h, fontsize=8.5, weight="bold")
-    for row in table_rows(ablation)[:10]:
+    for row in ablation_rows(ablation)[:10]:
         y -= 0.016
         for x, cell in zip(xs, row):
             fig.text(x, y, cell[:34], fontsize=8, family="monospace")
@@ -125,16 +89,10 @@ def _per_class_section(fig, per_class: dict, confusion, classes: list[str], y: f
     return y
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
 def write_report(summary: dict, hyper: dict, history: list[dict], path: Path, ablation: dict | None = None) -> None:
     """One A4 page: results, hyper-parameters, the measured ablation when there is one ("What
     makes it converge fast": its table and its sentence) and the accuracy curve."""
-    plt = _pyplot()
+    plt = pyplot()
     fig = plt.figure(figsize=(8.27, 11.69))  # A4 portrait, inches
     fig.text(0.07, 0.955, f"fastvis training report: {summary['model']} on {summary['dataset']}", fontsize=15,
              weight="bold")
@@ -169,7 +127,7 @@ def write_report(summary: dict, hyper: dict, history: list[dict], path: Path, ab
         fig.text(0.42, y, v, fontsize=9.5, family="monospace")
     y -= 0.035
     fig.text(0.07, y, "Hyper-parameters", fontsize=12, weight="bold")
-    items = [(k, _fmt(v)) for k, v in hyper.items() if v not in (None, "", False)]
+    items = [(k, fmt(v)) for k, v in hyper.items() if v not in (None, "", False)]
     y -= 0.004
     for i, (k, v) in enumerate(items):
         if i % 3 == 0:
@@ -182,7 +140,7 @@ def write_report(summary: dict, hyper: dict, history: list[dict], path: Path, ab
         y = _ablation_section(fig, ablation, y - 0.035)
     ax = fig.add_axes([0.12, 0.06, 0.8, min(0.3, y - 0.11)])
     if history:
-        _curve(ax, history)
+        accuracy_curve(ax, history)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="pdf")
     plt.close(fig)

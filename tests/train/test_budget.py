@@ -84,7 +84,7 @@ def test_lr_schedule():
     assert lr_at(0.1, 1.0, warmup=0.1) == pytest.approx(1.0)
     assert lr_at(0.55, 1.0, warmup=0.1) == pytest.approx(0.5)
     assert lr_at(1.0, 1.0, warmup=0.1) == pytest.approx(0.0)
-    values = [lr_at(p / 100, 0.4) for p in range(101)]
+    values = [lr_at(p / 100, 0.4, warmup=0.05) for p in range(101)]
     peak = values.index(max(values))
     assert all(a <= b for a, b in zip(values[:peak], values[1:peak + 1]))
     assert all(a >= b for a, b in zip(values[peak:], values[peak + 1:]))

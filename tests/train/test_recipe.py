@@ -1,0 +1,82 @@
+"""The recipe table: every value explained and backed, and the rules that read it."""
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from fastvis.models import list_models
+from fastvis.train import recipe
+from tests.helpers import REPO, train_config
+
+
+def test_every_value_has_a_unit_a_reason_and_evidence_that_exists():
+    headings = {line.lstrip("#").strip() for line in (REPO / "bench" / "RESULTS.md").read_text().splitlines()
+                if line.startswith("#")}
+    for name, v in recipe.RECIPE.items():
+        assert v.unit.strip() and len(v.why.split()) >= 4, name
+        if v.evidence.startswith("RESULTS: "):
+            title = v.evidence[len("RESULTS: "):]
+            assert any(h.startswith(title) for h in headings), f"{name}: no RESULTS.md section {title!r}"
+        else:
+            assert (REPO / v.evidence).is_file(), f"{name}: {v.evidence} does not exist"
+
+
+def test_ladders_name_registered_models_largest_first_and_end_on_a_floor():
+    for device in ("cpu", "cuda"):
+        ladder = recipe.get(f"ladder_{device}")
+        assert all(name in list_models() for name, _ in ladder)
+        needs = [epochs for _, epochs in ladder]
+        assert needs == sorted(needs, reverse=True) and needs[-1] == 0
+    assert set(recipe.get("epochs_model").values()) <= set(list_models())
+
+
+@pytest.mark.parametrize("samples,device,processes,expected", [
+    (45_000, "cpu", 1, recipe.get("batch")["cpu"]),  # CIFAR-size: the device's batch
+    (1_000, "cpu", 1, 16),  # 1,000 images: 62 steps an epoch instead of 1
+    (5_000, "cpu", 1, 128),  # 39 steps
+    (100, "cpu", 1, 16),  # never below the smallest batch
+    (1_000, "cuda", 2, 16),
+    (1_000, "cpu", 3, 15),  # a multiple of the processes
+])
+def test_the_batch_gives_an_epoch_enough_steps(samples, device, processes, expected):
+    b = recipe.batch_size(device, samples, processes)
+    assert b == expected
+    if b > recipe.get("min_batch"):
+        assert samples // b >= recipe.get("min_steps_per_epoch")
+
+
+def test_learning_rates_scale_with_the_batch():
+    assert recipe.peak_lr("fastnet_s", "sgd", 256) == pytest.approx(recipe.get("lr_sgd")["fastnet_s"] / 2)
+    assert recipe.peak_lr("resnet18", "sgd", 512) == recipe.get("lr_sgd")["*"]
+    assert recipe.peak_lr("fastnet", "muon", 1024) == pytest.approx(2 * recipe.get("lr_muon_sgd"))
+
+
+def test_a_run_takes_the_recipes_batch_for_its_data(data, tmp_path):
+    from fastvis.train.loop import Trainer
+
+    t = Trainer(train_config(data, tmp_path, batch_size=None))  # 256 samples: 16 steps of 16
+    t.setup()
+    assert t.cfg.optim.batch_size == 16 and t.steps_per_epoch == 16
+    assert t.hyper()["batch_size"] == 16
+
+
+def test_no_bare_tuning_constants_in_the_trainer():
+    """Numbers that tune training belong in the recipe table. Elsewhere in the trainer and the
+    class-incremental mode: small integers (counts, seed-stream keys), halves, percent, epsilons
+    against a division by zero, and numbers on a line that says why they are not tuning
+    (``# not tuning: ...``: units, seed mixing)."""
+    found = []
+    for folder in ("fastvis/train", "fastvis/incremental"):
+        for path in sorted((REPO / folder).glob("*.py")):
+            if path.name in ("recipe.py", "config.py", "report.py"):
+                continue  # the table itself; option defaults beside their help; the report's page layout
+            lines = path.read_text().splitlines()
+            for node in ast.walk(ast.parse("\n".join(lines))):
+                if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+                    line = lines[node.lineno - 1]
+                    small = type(node.value) is int and 0 <= node.value <= 10
+                    plain = node.value in (0.0, 0.5, 1.0, 100) or 0 < node.value < 1e-6
+                    if not (small or plain or "# not tuning" in line):
+                        found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
+    assert not found, "\n".join(found)
