@@ -139,7 +139,8 @@ def test_one_option_list_for_the_config_the_command_line_and_the_file(tmp_path):
     parser = build_parser()
     dests = {a.dest for a in parser._actions}
     assert set(OPTIONS) <= dests  # every option has its flag
-    assert dests - set(OPTIONS) == {"help", "config", "list_models", "ablate", "ablate_seeds", "ablate_within_budget"}
+    assert dests - set(OPTIONS) == {"help", "config", "list_models", "recipe", "ablate", "ablate_seeds",
+                                        "ablate_within_budget"}
     for name in OPTIONS:
         assert flag_of(name) in parser._option_string_actions, name
     # file, then command line

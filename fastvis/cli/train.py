@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = config_parser("fastvis-train", "Train an image classifier inside a time budget; writes summary.json, "
                       "metrics.jsonl, curve.png, report.pdf, config.json and checkpoint.pt into --out.")
     p.add_argument("--list-models", action="store_true", default=False, help="print the model names and exit")
+    p.add_argument("--recipe", action="store_true", default=False, help="print the recipe (every default the trainer "
+                   "derives, with its unit, reason and evidence) and exit")
     g = p.add_argument_group("ablation after the run (see fastvis-ablate)")
     g.add_argument("--ablate", metavar="VARIANTS", default=None,
                    help="then measure variants of this run over seeds: -tta,-label-smoothing removes a component, "
@@ -89,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         from ..models import list_models
 
         print("\n".join(list_models()))
+        return 0
+    if args.recipe:
+        from ..train.recipe import table
+
+        print(table())
         return 0
 
     def body() -> int:

@@ -1,11 +1,14 @@
-"""Class-incremental training with the trainer's parts: ``fastvis-train --incremental B0-10``.
+"""Class-incremental training on the training core: ``fastvis-train --incremental B0-10``.
 
-The training data stays on the device (the resident loader's dataset); each task trains on the
-samples of its classes (all classes so far for ``joint``), plus the exemplar memory (indices
-into the same data) for ``replay``, ``icarl`` and ``wa``. Batches go through the run's
-augmentation plan, the model is any registered one (default ``resnet32``) with one output per
-class, of which only the classes seen so far take part. Class ids are renumbered by their
-position in the class order, so task ``t`` owns a contiguous range of outputs.
+:class:`IncrementalTrainer` is a :class:`~fastvis.train.loop.Trainer` whose phases are the
+tasks. It brings only what is its own: the class order and the tasks, the samples each task
+trains on (its classes' samples, all classes so far for ``joint``, plus the exemplar memory for
+``replay``, ``icarl`` and ``wa``), the loss over the classes seen (with the old model's
+distillation), what happens at a task's end (weight aligning, the memory, the class means, the
+old model, the evaluation of every task so far), its part of the checkpoint and its summary.
+The step, the optimiser, the epoch loop, the budget, progress, checkpoints and resume are the
+core's. The training data stays on the device; class ids are renumbered by their position in
+the class order, so task ``t`` owns a contiguous range of the model's outputs.
 
 Methods (the old model is the frozen model of the end of the previous task):
 
@@ -19,68 +22,85 @@ Methods (the old model is the frozen model of the end of the previous task):
   classes' output weights scaled to the mean norm of the old ones (weight aligning).
 
 With ``--budget`` the whole sequence shares the time: each task gets the time left in
-proportion to the samples it trains on, its learning rate warms up and decays over its share,
-and every task ends with an evaluation, the memory update and a checkpoint (``--resume``
-continues in the task, and in the epoch, where the run was).
+proportion to the samples it trains on (the budget controller ends it there), its learning rate
+warms up and decays over its share; ``--epochs-per-task E`` gives every task E epochs instead.
 """
 from __future__ import annotations
 
-import json
-import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .. import FastvisError, InputError
-from ..atomic import write_atomic
 from ..loader import Batch
-from ..train import checkpoint, ddp, recipe
-from ..train.augment_plan import build_plan
-from ..train.budget import Clock, lr_at
+from ..loader.order import epoch_order
+from ..train import recipe
+from ..train.budget import Clock
 from ..train.config import TrainConfig
-from ..train.data import SAMPLE, build_train_data, eval_sets
-from ..train.datasets import resolve
-from ..train.model import build_model, choose_amp, make_optimizer, peak_lr
-from ..train.recorder import Recorder
+from ..train.data import SAMPLE, TrainData, build_train_data
+from ..train.loop import Trainer
+from ..train.model import make_optimizer
+from ..train.state import TrainState
 from .memory import Memory, herding
 from .methods import DISTIL_METHODS, MEMORY_METHODS, features, frozen, incremental_loss, weight_align
 from .metrics import split_blocks
 from .protocol import class_order, parse_protocol, superclasses, task_classes
-from .state import restore, snapshot
 
-__all__ = ["IncrementalTrainer", "train_incremental"]
+__all__ = ["IncrementalState", "IncrementalTrainer", "train_incremental"]
 
-class IncrementalTrainer:
+
+@dataclass
+class IncrementalState(TrainState):
+    """The core's state (the phase is the task) and what a class-incremental run adds."""
+
+    task_seconds: float = 0.0  # training time of the current task
+    share: float | None = None  # seconds of the budget the current task gets
+    overhead: float | None = None  # seconds the last task's end took
+    matrix: dict = field(default_factory=dict)  # split -> accuracy on each task so far, after each task
+    seen: dict = field(default_factory=dict)  # split -> accuracy on the classes seen, after each task
+    nme_seen: dict = field(default_factory=dict)  # the same for the nearest-mean classifier
+
+
+class IncrementalTrainer(Trainer):
+    evaluates_during_training = False  # every task ends with an evaluation of every task so far
+
+    # -- the mode's configuration, data and model ---------------------------------------------------
     def __init__(self, cfg: TrainConfig, clock: Clock | None = None):
-        cfg = cfg.resolved()
-        o = cfg.optim  # the class-incremental literature's batch and learning rate, unless given
+        super().__init__(cfg, clock)
+        if self.world.distributed:
+            from ..train.config import MODE_REFUSES
+
+            raise FastvisError(f"torchrun: {MODE_REFUSES['incremental']['nproc_per_node'][1]}")
+        self.method = self.cfg.incremental.cl_method
+
+    def prepare(self, cfg: TrainConfig) -> TrainConfig:
+        """The class-incremental literature's batch and learning rate unless given; with
+        ``--epochs-per-task`` every task trains that many epochs (no time sharing)."""
+        o, inc = cfg.optim, cfg.incremental
         batch = o.batch_size if o.batch_size is not None else recipe.get("incremental_batch")
         lr = o.lr if o.lr is not None else recipe.get("incremental_lr") * batch / recipe.get("incremental_batch")
-        self.cfg = cfg = cfg.replace(batch_size=batch, lr=lr)
-        self.clock = clock or Clock()
-        self.device, self.world = ddp.setup_device(cfg.speed.device, cfg.speed.ddp_timeout)
-        if self.world.distributed:
-            raise FastvisError("class-incremental runs use one process (start them without torchrun)")
-        self.recorder = Recorder(cfg.output.out, True, not cfg.output.quiet)
-        inc = cfg.incremental
-        self.method = inc.cl_method
-        if cfg.optim.ema_decay or cfg.eval.teacher:
-            raise InputError("--ema and --teacher are not used by class-incremental runs (--incremental)")
+        changes = dict(batch_size=batch, lr=lr)
+        if inc.epochs_per_task is not None:
+            changes.update(epochs=inc.epochs_per_task, budget=None)
+        return cfg.replace(**changes)
 
-    # -- setup ------------------------------------------------------------------------------------
-    def setup(self) -> None:
-        cfg, device, inc = self.cfg, self.device, self.cfg.incremental
-        train_path, val_path, self.dataset_name = resolve(cfg.data.data, cfg.data.val, cfg.data.cache_dir,
-                                                          not cfg.output.quiet, cfg.data.verify,
-                                                          not cfg.data.holdout)
-        data = build_train_data(cfg.replace(loader="resident"), train_path, self.world, device)
+    def new_state(self) -> IncrementalState:
+        return IncrementalState()
+
+    def build_data(self, train_path) -> TrainData:
+        data = build_train_data(self.cfg.replace(loader="resident"), train_path, self.world, self.device)
         if data.dataset is None:
             raise FastvisError(f"{train_path}: class-incremental training holds the data on the device "
                                "(the resident loader)")
-        self.data, ds = data, data.dataset
+        return data
+
+    def setup_mode(self) -> None:
+        inc, data, device = self.cfg.incremental, self.data, self.device
         k = data.num_classes
-        coarse = superclasses(train_path, k) if inc.class_order == "coarse" else None
+        coarse = superclasses(self.train_path, k) if inc.class_order == "coarse" else None
         self.order = class_order(inc.class_order, k, coarse)
         self.sizes = parse_protocol(inc.incremental, k)
         if self.method in MEMORY_METHODS and inc.memory < k:
@@ -89,45 +109,32 @@ class IncrementalTrainer:
         self.tasks = task_classes(self.order, self.sizes)
         self.position = torch.empty(k, dtype=torch.long, device=device)
         self.position[torch.tensor(self.order, device=device)] = torch.arange(k, device=device)
-        self.train_pos = self.position[ds.labels]
+        self.train_pos = self.position[data.dataset.labels]
         self.class_idx = [(self.train_pos == p).nonzero().flatten() for p in range(k)]
-        self.eval_sets = eval_sets(data, val_path, cfg, device)
-        self.plan = build_plan(cfg, data, self.world, self.recorder.log)
-        self.model_name = cfg.data.model or recipe.get("incremental_model")
-        torch.manual_seed(cfg.output.seed)
-        # a model initialised from the data (FastNet's whitening) sees the first task's images only
-        first = torch.cat([self.class_idx[p] for p in range(self.sizes[0])])[:SAMPLE]
-        self.model, self.params, self.flops = build_model(self.model_name, cfg, k, data.image_shape, device,
-                                                          lambda: self.normalize(ds.batch(first)[0]))
-        self.amp, self.amp_reason = choose_amp(cfg.speed.amp, device, self.model, data.image_shape, k,
-                                               cfg.speed.channels_last)
-        self.peak_lr = peak_lr(cfg, self.model_name)
         self.memory = Memory(inc.memory if self.method in MEMORY_METHODS else 0)
         self.old_model: torch.nn.Module | None = None
         self.means: torch.Tensor | None = None  # icarl: class means of the exemplars (positions)
-        self.st = {"task": 0, "epoch": 0, "step": 0, "task_step": 0, "global_epoch": 0, "task_seconds": 0.0,
-                   "share": None, "train_seconds": 0.0, "matrix": {}, "seen": {}, "nme_seen": {}, "history": [],
-                   "overhead": None, "time": 0.0}
-        self.optimizer = None
-        self.recorder.log(f"class-incremental {inc.incremental} ({len(self.tasks)} tasks), {self.method}, "
-                          f"memory {self.memory.size}, order {inc.class_order}; model {self.model_name}; "
-                          f"precision {'bf16' if self.amp else 'fp32'} ({self.amp_reason})")
-        self.recorder.start(None, {})
-        if cfg.output.resume:
-            self.resume(cfg.output.resume)
-        else:
-            write_atomic(self.recorder.out / "metrics.jsonl", "")
-        cfg.save(self.recorder.out / "config.json")
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        from ..augment import normalize
+    def choose_model(self) -> tuple[str, None, str]:
+        if self.cfg.data.model:
+            return self.cfg.data.model, None, "--model"
+        return recipe.get("incremental_model"), None, "the class-incremental default"
 
-        return normalize(images, self.data.mean, self.data.std, channels_last=self.cfg.speed.channels_last)
+    def whitening_images(self) -> torch.Tensor:
+        """A model initialised from the data (FastNet's whitening) sees the first task's images only."""
+        first = torch.cat([self.class_idx[p] for p in range(self.sizes[0])])[:SAMPLE]
+        return self.data.dataset.batch(first)[0]
 
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+    def setup(self) -> None:
+        super().setup()
+        inc = self.cfg.incremental
+        self.recorder.log(f"class-incremental {inc.incremental} ({len(self.tasks)} tasks), {self.method}, memory "
+                          f"{self.memory.size}, order {inc.class_order}; model {self.model_name}")
 
-    # -- what a task trains on ----------------------------------------------------------------------
+    # -- what a task trains on ------------------------------------------------------------------------
+    def phases(self) -> int:
+        return len(self.tasks)
+
     def bounds(self, t: int) -> tuple[int, int]:
         """(classes before task ``t``, classes seen after it), as output positions."""
         before = sum(self.sizes[:t])
@@ -153,115 +160,73 @@ class IncrementalTrainer:
             out.append(n)
         return out
 
-    # -- the run ----------------------------------------------------------------------------------------
-    def fit(self) -> dict:
-        self.setup()
-        st = self.st
-        while st["task"] < len(self.tasks):
-            t = st["task"]
-            if self.optimizer is None:
-                self.optimizer = make_optimizer(self.model, self.cfg, self.peak_lr)
-            if st["share"] is None:
-                st["share"] = self._share(t)
-            self._train_task(t)
-            t0 = self.clock()
-            self._end_task(t)
-            st["overhead"] = self.clock() - t0
-            st["train_seconds"] += st["task_seconds"]
-            st["task"], st["task_step"], st["epoch"], st["task_seconds"], st["share"] = t + 1, 0, 0, 0.0, None
-            self.optimizer = None
-            self.save_checkpoint()
-        return self.finish()
-
-    def _share(self, t: int) -> float | None:
+    def _share(self, t: int) -> float:
         """Seconds of training for task ``t`` under a budget: the time left (less each remaining
         task's evaluation and memory update, as long as the last one took) in proportion to the
         samples each remaining task trains on."""
         budget = self.cfg.schedule.budget
-        if self.cfg.incremental.epochs_per_task is not None or budget is None:
-            return None
-        left_tasks = len(self.tasks) - t
         share, factor, end = recipe.get("incremental_overhead")
-        overhead = self.st["overhead"] if self.st["overhead"] is not None else share * budget / len(self.tasks)
-        left = recipe.get("incremental_budget_use") * budget - self.clock() - left_tasks * factor * overhead - end
+        overhead = self.state.overhead if self.state.overhead is not None else share * budget / len(self.tasks)
+        left = (recipe.get("incremental_budget_use") * budget - self.clock()
+                - (len(self.tasks) - t) * factor * overhead - end)
         w = self._weights(t)
-        share = left * w[0] / sum(w)
-        if share <= 0:
+        seconds = left * w[0] / sum(w)
+        if seconds <= 0:
             raise FastvisError(f"--budget {budget:g}s leaves no time for task {t + 1} of {len(self.tasks)}; give a "
                                "longer budget, or --epochs-per-task")
-        return share
+        return seconds
 
-    def _progress(self, spe: int) -> float:
-        st, inc = self.st, self.cfg.incremental
-        if inc.epochs_per_task is not None or st["share"] is None:
-            epochs = inc.epochs_per_task if inc.epochs_per_task is not None else self.cfg.schedule.epochs
-            return st["task_step"] / max(1, int(round(epochs * spe)))
-        return st["task_seconds"] / st["share"]
+    def begin_phase(self, t: int) -> None:
+        st = self.state
+        self.task_idx = self.task_indices(t)
+        self.task_batch = min(self.cfg.optim.batch_size, len(self.task_idx))
+        self.steps_per_epoch = max(1, len(self.task_idx) // self.task_batch)
+        self.before, self.seen = self.bounds(t)
+        if st.phase_step == 0:  # a new task: a new optimiser (resumed inside a task: the checkpoint's)
+            self.optimizer = make_optimizer(self.raw_model, self.cfg, self.peak_lr)
+            st.task_seconds = 0.0
+            st.share = self._share(t) if self.budget is not None else None
+        self._task_began = (self.clock(), st.task_seconds)
+        if self.budget is None:
+            st.total_steps = max(1, int(round(self.cfg.schedule.epochs * self.steps_per_epoch)))
+        else:
+            self.budget.begin(st.progress, seconds=(1 - st.progress) * st.share)
 
-    def _train_task(self, t: int) -> None:
-        st, cfg, b = self.st, self.cfg, self.cfg.optim.batch_size
-        idx = self.task_indices(t)
-        batch = min(b, len(idx))
-        spe = max(1, len(idx) // batch)
-        before, seen = self.bounds(t)
-        while self._progress(spe) < 1:
-            seed = cfg.output.seed * 1_000_003 + t * 10_007 + st["epoch"]  # not tuning: seed mixing
-            g = torch.Generator().manual_seed(seed)
-            order = idx[torch.randperm(len(idx), generator=g).to(idx.device)]
-            first = st["task_step"] - st["epoch"] * spe
-            self.recorder.open_bar(st["epoch"], spe - first)
-            previous, n, loss_sum = self.clock(), 0, 0.0  # n steps since the last report
-            for k in range(first, spe):
-                if self._progress(spe) >= 1:
-                    break
-                pick = order[k * batch:(k + 1) * batch]
-                x, _ = self.data.dataset.batch(pick)
-                loss = self._step(Batch(x, self.train_pos[pick], pick), t, before, seen, spe)
-                now = self.clock()
-                st["task_seconds"] += now - previous
-                previous = now
-                n, loss_sum = n + 1, loss_sum + loss
-                if n == 20 or k == spe - 1:  # not tuning: how often the bar and the NaN check look
-                    self._check(loss_sum / n, t)
-                    self.recorder.update_bar(n, batch, loss_sum / n, self.lr, spe - k - 1)
-                    n, loss_sum = 0, 0.0
-            self.recorder.close_bar()
-            if st["task_step"] - st["epoch"] * spe >= spe:
-                st["epoch"] += 1
-                st["global_epoch"] += 1
-                self.save_checkpoint()
-                st["task_seconds"] += self.clock() - previous  # the checkpoint's time is the task's too
+    def phase_batches(self, epoch: int, first: int) -> Iterator[Batch]:
+        """The task's samples (and the memory) in an order fixed by the seed, the task and the epoch."""
+        idx, b = self.task_idx, self.task_batch
+        key = self.state.phase * 10_007 + epoch  # not tuning: seed mixing
+        order = idx[epoch_order(len(idx), self.cfg.output.seed, key).to(idx.device)]
+        for k in range(first, self.steps_per_epoch):
+            pick = order[k * b:(k + 1) * b]
+            yield Batch(self.data.dataset.batch(pick)[0], self.train_pos[pick], pick)
 
-    def _step(self, batch: Batch, t: int, before: int, seen: int, spe: int) -> float:
-        st = self.st
-        self.lr = self.optimizer.set_lr(lr_at(self._progress(spe), 1.0, self.cfg.optim.warmup))
-        x, y, targets = self.plan(batch, st["step"], st["epoch"])
-        self.model.train()
-        with self.autocast():
-            logits = self.model(x).float()[:, :seen]
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, targets, images: torch.Tensor) -> torch.Tensor:
         old = None
-        if self.old_model is not None and self.method in DISTIL_METHODS and before > 0:
+        if self.old_model is not None and self.method in DISTIL_METHODS and self.before > 0:
             with torch.no_grad(), self.autocast():
-                old = self.old_model(x).float()
-        loss = incremental_loss(self.method, logits, y, targets, old, before, self.cfg.optim.label_smoothing,
-                                self.cfg.incremental.cl_temperature)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        st["step"] += 1
-        st["task_step"] += 1
-        return float(loss.detach())
+                old = self.old_model(images).float()
+        return incremental_loss(self.method, logits.float()[:, :self.seen], labels, targets, old, self.before,
+                                self.cfg.optim.label_smoothing, self.cfg.incremental.cl_temperature)
 
-    def _check(self, loss: float, t: int) -> None:
-        if not math.isfinite(loss):
-            raise FastvisError(f"loss became {loss} in task {t + 1}, epoch {self.st['epoch']}; stopped, the last "
-                               f"good checkpoint is {self.recorder.out / 'checkpoint.pt'} (lower --lr)")
+    def where(self) -> str:
+        return f"task {self.state.phase + 1}, epoch {self.state.epoch}"
 
-    # -- the end of a task -------------------------------------------------------------------------------
+    def _task_time(self) -> float:
+        t0, before = self._task_began
+        return before + self.clock() - t0
+
+    # -- the end of a task -------------------------------------------------------------------------
+    @property
+    def feature_model(self) -> torch.nn.Module:
+        """The model the memory, the class means and the evaluations read (EMA weights if any;
+        never the compiled wrapper: the classifier's input is read by a hook on the model)."""
+        return self.ema.model if self.ema is not None else self.raw_model
+
     def features(self, images: torch.Tensor, flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(L2-normalised features before the classifier, logits) of images as stored."""
         x = self.normalize(images)
-        return features(self.model, x.flip(3) if flip else x, self.autocast)
+        return features(self.feature_model, x.flip(3) if flip else x, self.autocast)
 
     def _class_features(self, indices: torch.Tensor, flip: bool = False) -> torch.Tensor:
         out = []
@@ -270,10 +235,15 @@ class IncrementalTrainer:
             out.append(self.features(x, flip)[0])
         return torch.cat(out)
 
-    def _end_task(self, t: int) -> None:
+    def end_phase(self, t: int) -> None:
+        st = self.state
+        st.task_seconds = self._task_time()
+        t0 = self.clock()
         before, seen = self.bounds(t)
         if self.method == "wa" and t > 0:
-            gamma = weight_align(self.model, before, seen)
+            gamma = weight_align(self.raw_model, before, seen)
+            if self.ema is not None:
+                weight_align(self.ema.model, before, seen)
             self.recorder.log(f"weight aligning: new-class weights scaled by {gamma:.3f}")
         if self.memory.size:
             self.memory.shrink(seen)
@@ -288,12 +258,13 @@ class IncrementalTrainer:
                 f = self._class_features(ex) + self._class_features(ex, flip=True)
                 means.append(F.normalize(f.mean(0), dim=0))
             self.means = torch.stack(means)
-        self.old_model = frozen(self.model) if self.method in DISTIL_METHODS else None
-        self._evaluate(t)
+        self.old_model = frozen(self.feature_model) if self.method in DISTIL_METHODS else None
+        self._evaluate_tasks(t)
+        st.overhead = self.clock() - t0
 
     @torch.no_grad()
-    def _evaluate(self, t: int) -> None:
-        st = self.st
+    def _evaluate_tasks(self, t: int) -> None:
+        st = self.state
         before, seen = self.bounds(t)
         for split, es in self.eval_sets.items():
             pos = self.position[es.labels]
@@ -313,65 +284,81 @@ class IncrementalTrainer:
             hit = torch.cat(hits).float()
             task_of = torch.bucketize(pos[idx], torch.tensor(np.cumsum(self.sizes), device=pos.device), right=True)
             row = [float(hit[task_of == j].mean()) for j in range(t + 1)]
-            st["matrix"].setdefault(split, []).append(row)
-            st["seen"].setdefault(split, []).append(float(hit.mean()))
+            recall = [float(hit[pos[idx] == c].mean()) for c in range(seen) if bool((pos[idx] == c).any())]
+            st.matrix.setdefault(split, []).append(row)
+            st.seen.setdefault(split, []).append(float(hit.mean()))
             entry = {"task": t + 1, "classes": seen, "split": split, "accuracy": float(hit.mean()), "per_task": row,
-                     "step": st["step"], "epochs": st["epoch"], "task_seconds": st["task_seconds"],
-                     "share_seconds": st["share"], "time": self.clock()}
+                     "balanced_accuracy": sum(recall) / max(1, len(recall)), "step": st.step, "epochs": st.epoch,
+                     "task_seconds": st.task_seconds, "share_seconds": st.share, "time": self.clock()}
             if nme_hits:
                 nme = float(torch.cat(nme_hits).float().mean())
-                st["nme_seen"].setdefault(split, []).append(nme)
+                st.nme_seen.setdefault(split, []).append(nme)
                 entry["nme_accuracy"] = nme
-            st["history"].append(entry)
-            self._write_row(entry)
+            st.history.append(entry)
+            self.recorder.write_row(entry)
             self.recorder.log(f"task {t + 1}/{len(self.tasks)} ({seen} classes): accuracy on the classes seen "
                               f"{100 * entry['accuracy']:.2f}% ({split})"
                               + (f", nearest-mean {100 * entry['nme_accuracy']:.2f}%" if nme_hits else ""))
 
-    def _write_row(self, row: dict) -> None:
-        with open(self.recorder.out / "metrics.jsonl", "a") as fp:
-            fp.write(json.dumps(row) + "\n")
-
-    # -- persistence -----------------------------------------------------------------------------------
+    # -- persistence -------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        self.st["time"] = self.clock()
-        checkpoint.save_atomic(snapshot(self), self.recorder.out / "checkpoint.pt")
+        if self.state.phase < len(self.tasks) and self.state.phase_step:  # inside a task: its time so far
+            self.state.task_seconds = self._task_time()
+        super().save_checkpoint()
 
-    def resume(self, path: str) -> None:
-        restore(self, checkpoint.load(path, map_location=self.device), path)
-        text = "".join(json.dumps(row) + "\n" for row in self.st["history"])
-        write_atomic(self.recorder.out / "metrics.jsonl", text)
-        self.clock.offset = self.st["time"]
-        self.recorder.log(f"resumed from {path} in task {self.st['task'] + 1}, epoch {self.st['epoch']}")
+    def checkpoint_extra(self) -> dict:
+        return {"old_model": self.old_model.state_dict() if self.old_model is not None else None,
+                "means": self.means.cpu() if self.means is not None else None, "memory": self.memory.state_dict(),
+                "class_order": self.order, "incremental": True}
+
+    def check_checkpoint(self, saved: dict, path) -> None:
+        if not saved.get("incremental"):
+            raise FastvisError(f"{path}: not a class-incremental run's checkpoint")
+        if "phase" not in saved:
+            raise FastvisError(f"{path}: written by an earlier version of fastvis; start the run again")
+        if saved["model_name"] != self.model_name or saved["class_order"] != self.order:
+            raise FastvisError(f"{path}: a run of another model or class order")
+
+    def restore_extra(self, saved: dict, path) -> None:
+        self.old_model = frozen(self.raw_model, saved["old_model"]) if saved["old_model"] is not None else None
+        self.means = saved["means"].to(self.device) if saved["means"] is not None else None
+        self.memory.load_state_dict(saved["memory"], self.device)
+
+    # -- the end ---------------------------------------------------------------------------------------------
+    def hyper(self) -> dict:
+        inc = self.cfg.incremental
+        return {**{k: v for k, v in self.cfg.hyper().items() if k not in ("lr",)}, "model": self.model_name,
+                "peak_lr": self.peak_lr, "amp": "bf16" if self.amp else "off", "protocol": inc.incremental,
+                "cl_method": self.method, "memory": self.memory.size, "class_order": inc.class_order,
+                "epochs_per_task": inc.epochs_per_task, "cl_temperature": inc.cl_temperature}
 
     def finish(self) -> dict:
         from .report import write_incremental_report
 
-        st, inc = self.st, self.cfg.incremental
-        splits = split_blocks(st["matrix"], st["seen"], st["nme_seen"])
+        st, inc = self.state, self.cfg.incremental
+        splits = split_blocks(st.matrix, st.seen, st.nme_seen)
         headline = "test" if "test" in splits else next(iter(splits))
-        hyper = {**{k: v for k, v in self.cfg.hyper().items() if k not in ("lr",)}, "model": self.model_name,
-                 "peak_lr": self.peak_lr, "amp": "bf16" if self.amp else "off", "protocol": inc.incremental,
-                 "cl_method": self.method, "memory": self.memory.size, "class_order": inc.class_order,
-                 "epochs_per_task": inc.epochs_per_task, "cl_temperature": inc.cl_temperature}
+        rows = [r for r in st.history if r["split"] == headline]
+        metric = self.cfg.eval.metric
+        values = [r.get("balanced_accuracy" if metric == "balanced_accuracy" else "accuracy") for r in rows]
         summary = {
             "model": self.model_name, "dataset": self.dataset_name, "image_size": list(self.data.image_shape),
-            "params": self.params, "flops": self.flops, "steps": st["step"], "train_seconds": st["train_seconds"],
+            "params": self.params, "flops": self.flops, "steps": st.step, "train_seconds": st.train_seconds,
             "total_seconds": self.clock(), "budget_seconds": self.cfg.schedule.budget, "device": str(self.device),
             "amp": "bf16" if self.amp else "off", "split": headline, "num_classes": self.data.num_classes,
+            "metric": metric, "last": values[-1] if metric in ("top1", "balanced_accuracy") else None,
             "incremental": {"protocol": inc.incremental, "method": self.method, "memory": self.memory.size,
                             "class_order": self.order, "class_order_spec": inc.class_order,
                             "tasks": [[self.order[p] for p in range(*self.bounds(t))] for t in range(len(self.tasks))],
                             "split": headline, **splits[headline], "splits": splits},
-            "hyper": hyper,
+            "hyper": self.hyper(),
         }
         out = self.recorder.out
         write_incremental_report(summary, out / "incremental.png", out / "report.pdf")
-        summary["total_seconds"] = self.clock()
-        write_atomic(out / "summary.json", json.dumps(summary, indent=1))
+        self.recorder.close(summary, self.clock)
         block = summary["incremental"]
         self.recorder.log(f"done: average incremental accuracy {100 * block['average_incremental']:.2f}%, last "
-                          f"{100 * block['last']:.2f}% ({headline}), {st['train_seconds']:.0f}s training -> {out}")
+                          f"{100 * block['last']:.2f}% ({headline}), {st.train_seconds:.0f}s training -> {out}")
         return summary
 
 

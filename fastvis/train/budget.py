@@ -76,6 +76,7 @@ class BudgetController:
         self.eval_time = 0.0  # seconds per full evaluation
         self._eval_step_time = 0.0  # the step time when eval_time was measured
         self.start: float | None = None
+        self.end: float | None = None  # a fixed end instead of the deadline
         self.start_progress = 0.0
         self.last = 0.0
 
@@ -114,15 +115,17 @@ class BudgetController:
         """When training must stop (seconds on the clock)."""
         return self.budget * (1 - self.MARGIN) - self.reserve()
 
-    def begin(self, progress: float = 0.0) -> None:
-        """Training starts now (or resumes at ``progress``)."""
+    def begin(self, progress: float = 0.0, seconds: float | None = None) -> None:
+        """Training starts now (or resumes at ``progress``) and runs to the deadline, or for
+        ``seconds`` (a share of the budget: one task of a class-incremental run)."""
         self.start, self.start_progress, self.last = self.clock(), progress, progress
+        self.end = None if seconds is None else self.start + seconds
 
     def progress(self) -> float:
         """The elapsed fraction of the training span, never decreasing; >= 1 means stop."""
         from . import ddp
 
-        span = max(self.deadline() - self.start, 1e-9)
+        span = max((self.deadline() if self.end is None else self.end) - self.start, 1e-9)
         p = self.start_progress + (1 - self.start_progress) * (self.clock() - self.start) / span
         p = ddp.broadcast_float(self.world, max(p, self.last), self.device)
         self.last = p
@@ -139,4 +142,4 @@ class BudgetController:
     def steps_left(self) -> int:
         if not self.step_time:
             return 0
-        return max(0, int((self.deadline() - self.clock()) / self.step_time))
+        return max(0, int(((self.deadline() if self.end is None else self.end) - self.clock()) / self.step_time))

@@ -278,6 +278,15 @@ class TrainConfig:
         ra = self.augment.randaugment
         if ra is not None and not re.fullmatch(r"\d+,\d+", ra):
             raise InputError(f"--randaugment {ra}: expected N,M (ops per image, magnitude), e.g. 2,9")
+        mode = self.mode
+        for name, (refused, why) in MODE_REFUSES.get(mode, {}).items():
+            if refused(self.get(name)):
+                raise InputError(f"{flag_of(name)} {self.get(name)}: not in {mode} runs ({why})")
+
+    @property
+    def mode(self) -> str:
+        """What kind of run: ``train`` (ordinary) or ``incremental`` (class-incremental)."""
+        return "incremental" if self.incremental.incremental else "train"
 
     def save(self, path: str | os.PathLike) -> None:
         from ..atomic import write_atomic
@@ -452,6 +461,20 @@ def load_file(path: str | os.PathLike) -> dict:
             raise FastvisError(f"{p}: unknown option {key!r}{_suggest(key)}")
     return {k: coerce(k, v, f"{p}: ") for k, v in flat.items()}
 
+
+#: what each mode cannot use, with the reason; every other option works in every mode
+MODE_REFUSES = {
+    "incremental": {
+        "nproc_per_node": (lambda v: v > 1, "the exemplar memory and the nearest-mean classifier are built in one "
+                           "process; class-incremental runs use one"),
+        "teacher": (lambda v: v is not None, "the distilling methods (--cl-method icarl, lwf, wa) learn from the "
+                    "previous task's model, not from a teacher checkpoint"),
+        "loader": (lambda v: v not in ("auto", "resident"), "the tasks are drawn from the training data held on "
+                   "the device (the resident loader)"),
+        "tta_shift": (lambda v: v > 0, "the nearest-mean classifier averages an image's features with its "
+                      "mirror's only (--tta)"),
+    },
+}
 
 #: options of earlier versions, ignored in the config.json of their run folders
 RETIRED = {"halt_after_epoch"}

@@ -1,29 +1,38 @@
-"""The time-budgeted trainer: the loop, one training step, and evaluation.
+"""The training core: setup, one training step, the epoch loop over phases, evaluation, the
+budget, checkpoints and resume, for every mode of fastvis-train.
 
 Its parts each live in their own module: the options (:mod:`.config`), the training data
 behind any loader (:mod:`.data`), the ordered batch transforms (:mod:`.augment_plan`), the
-model and optimiser (:mod:`.model`), the loss and distillation (:mod:`.loss`), the budget
+model and optimiser (:mod:`.model`, :mod:`.optim`), the loss (:mod:`.loss`), the budget
 (:mod:`.budget`), what the run reports (:mod:`.recorder`) and what a checkpoint saves
-(:mod:`.state`). Every step takes a global batch from the loader, augments it on the device,
-and trains with SGD under a warm-up/linear-decay schedule driven by progress; with a budget
-the step count is fitted after timing a few steps and an evaluation, and re-fitted every epoch.
+(:mod:`.state`); every default they derive comes from :mod:`.recipe`.
+
+A run is a sequence of phases. An ordinary run is one phase over all the data; a mode that
+subclasses :class:`Trainer` (class-incremental learning, :mod:`fastvis.incremental.runner`)
+brings only what is its own through the hooks in the first section of the class: its phases and
+the samples each trains on, its loss, what happens at a phase's end, its checkpoint's extra
+state and its summary. Every step takes a batch, augments it on the device and trains under a
+warm-up/linear-decay schedule driven by the phase's progress (steps of ``--epochs``, or time of
+the ``--budget`` share, measured by :class:`~.budget.BudgetController`).
 """
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 
 from .. import FastvisError
 from ..atomic import write_atomic
+from ..loader import Batch
 from ..models import list_models
 from . import checkpoint, ddp, recipe
 from .augment_plan import build_plan
 from .budget import BudgetController, Clock, lr_at
 from .config import TrainConfig
-from .data import build_train_data, eval_sets, training_samples
+from .data import TrainData, build_train_data, eval_sets, training_samples
 from .datasets import resolve
 from .ema import EMA, Lookahead
 from .evaluation import tta_logits, tta_views
@@ -42,19 +51,115 @@ class TrainingDiverged(FastvisError):
 
 
 class Trainer:
+    #: evaluations of the watched split during training (the curve, the best model)
+    evaluates_during_training = True
+
     def __init__(self, cfg: TrainConfig, clock: Clock | None = None):
-        self.cfg = cfg = cfg.resolved()
+        self.cfg = cfg = self.prepare(cfg.resolved())
         self.clock = clock or Clock()
         self.device, self.world = ddp.setup_device(cfg.speed.device, cfg.speed.ddp_timeout)
         if cfg.optim.batch_size is not None and cfg.optim.batch_size % self.world.size:
             raise FastvisError(f"--batch-size {cfg.optim.batch_size} must be a multiple of the {self.world.size} "
                                "processes")
         self.amp, self.amp_reason = bool(cfg.speed.amp), ""  # decided in setup, once the model is built
-        self.state = TrainState()
+        self.state = self.new_state()
         self.recorder = Recorder(cfg.output.out, self.world.main, not cfg.output.quiet)
         self.budget: BudgetController | None = None
         self.eval_interval: int | None = None  # steps between evaluations inside epochs (0: none)
         self.first_loss = self.last_loss = self.lr = None
+        self.final: dict | None = None  # the last final evaluation
+        self._trained_until: float | None = None
+
+    # -- what a mode brings: an ordinary run is one phase over all the data ------------------------
+    def prepare(self, cfg: TrainConfig) -> TrainConfig:
+        """The configuration, with the mode's own defaults filled in."""
+        return cfg
+
+    def new_state(self) -> TrainState:
+        return TrainState()
+
+    def build_data(self, train_path) -> TrainData:
+        return build_train_data(self.cfg, train_path, self.world, self.device)
+
+    def setup_mode(self) -> None:
+        """After the data and the evaluation sets, before the model."""
+
+    def choose_model(self) -> tuple[str, object, str]:
+        """``(model name, its measured speed or None, why)``."""
+        cfg, data = self.cfg, self.data
+        seconds = recipe.get("budget_model_share") * cfg.schedule.budget - self.clock() if cfg.schedule.budget \
+            else None  # the training time the budget leaves, less its share for evaluations and the end
+        return pick_model(cfg, self.device, data.image_shape, data.num_classes, data.n, seconds, self.recorder.log)
+
+    def whitening_images(self) -> torch.Tensor:
+        return self.data.sample
+
+    def phases(self) -> int:
+        return 1
+
+    def begin_phase(self, phase: int) -> None:
+        """Before the phase's first step (also when a run resumes inside it): its steps per epoch,
+        its total steps (``--epochs``) or its share of the budget."""
+        st = self.state
+        self.steps_per_epoch = self.data.steps_per_epoch
+        if self.cfg.schedule.epochs is not None:
+            st.total_steps = max(1, int(round(self.cfg.schedule.epochs * self.steps_per_epoch)))
+        elif self.budget.start is None:
+            self.budget.begin(st.progress)
+
+    def phase_batches(self, epoch: int, first: int) -> Iterator[Batch]:
+        return self.data.batches(epoch, first)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, targets, images: torch.Tensor) -> torch.Tensor:
+        return self.criterion(logits, labels, targets, images)
+
+    def end_phase(self, phase: int) -> None:
+        """After the phase's last step: the final evaluations of every split."""
+        for split, dataset in self.eval_sets.items():  # the watched split first, the test split last
+            self.final = self.evaluate(dataset, tta=self.cfg.eval.tta)
+            self._record(self.final, split, final=True)
+
+    def checkpoint_extra(self) -> dict:
+        return {}
+
+    def check_checkpoint(self, saved: dict, path) -> None:
+        """Refuse a checkpoint of another run before loading it."""
+        if saved.get("incremental"):
+            raise FastvisError(f"{path}: a class-incremental run's checkpoint (resume it with --incremental)")
+        if saved["model_name"] != self.model_name:
+            raise FastvisError(f"{path}: checkpoint is a {saved['model_name']}, this run a {self.model_name}")
+
+    def restore_extra(self, saved: dict, path) -> None:
+        """A checkpoint loaded: check it belongs to this run and take the mode's own state."""
+        st, epochs = self.state, self.cfg.schedule.epochs
+        if epochs is not None:  # --epochs given again, possibly more than before
+            total = max(1, int(round(epochs * self.data.steps_per_epoch)))
+            if total < st.step:
+                raise FastvisError(f"--epochs {epochs:g}: the run in {path} already trained "
+                                   f"{st.step / self.data.steps_per_epoch:.2f} epochs")
+        elif saved.get("total_steps") is not None:
+            raise FastvisError(f"{path}: the run was started with --epochs; resume it with --epochs")
+        if "phase_step" not in saved:  # a checkpoint of an earlier version
+            st.phase_step = st.step
+        st.phase = 0  # one phase: whether it trains on is the schedule's to say (more --epochs, or done)
+        # a run killed after its last checkpoint evaluates again at the end: its final rows once
+        st.history = [row for row in st.history if not row.get("final")]
+
+    def finish(self) -> dict:
+        st = self.state
+        if self.final is None:  # resumed after its last checkpoint: the final evaluations again
+            self.end_phase(0)
+        start, _, start_step = self._began
+        trained = (self._trained_until or self.clock()) - start
+        summary = self.summary(self.final, (st.step - start_step) * self.cfg.optim.batch_size / max(trained, 1e-9))
+        self.recorder.finish(summary, st.history, self.clock)
+        return summary
+
+    def hyper(self) -> dict:
+        return run_hyper(self)
+
+    def summary(self, final: dict, images_per_second: float) -> dict:
+        return run_summary(self, final, images_per_second)
 
     # -- setup ------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -67,10 +172,12 @@ class Trainer:
             torch.distributed.barrier()
             if not world.main:
                 train_path, val_path, self.dataset_name = resolve(*args, False, cfg.data.verify, need_val)
+        self.train_path = train_path
         if cfg.optim.batch_size is None:  # the recipe's for this device and the data's size
             n = training_samples(train_path, cfg.data.holdout)
             self.cfg = cfg = cfg.replace(batch_size=recipe.batch_size(device.type, n, world.size))
-        self.data = data = build_train_data(cfg, train_path, world, device)
+        self.data = data = self.build_data(train_path)
+        self.steps_per_epoch = data.steps_per_epoch
         # evaluated during training (the curve, the best model, the budget): the holdout when there is one
         self.eval_sets = eval_sets(data, val_path, cfg, device)
         self.watch_split = next(iter(self.eval_sets))
@@ -79,17 +186,14 @@ class Trainer:
         if cfg.eval.metric == "auc" and self.positive is None:
             raise FastvisError(f"--metric auc needs two classes; this data has {data.num_classes}")
         self.plan = build_plan(cfg, data, world, self.recorder.log)
-        # the training time the budget leaves (less a tenth for evaluations and the end)
-        seconds = recipe.get("budget_model_share") * cfg.schedule.budget - self.clock() if cfg.schedule.budget \
-            else None
-        self.model_name, speed, why = pick_model(cfg, device, data.image_shape, data.num_classes, data.n, seconds,
-                                                 self.recorder.log)
+        self.setup_mode()
+        self.model_name, speed, why = self.choose_model()
         if world.distributed and not cfg.data.model:  # every rank trains rank 0's choice
             names = list_models()
             self.model_name = names[ddp.broadcast_int(world, names.index(self.model_name), device)]
         torch.manual_seed(cfg.output.seed)
         model, self.params, self.flops = build_model(self.model_name, cfg, data.num_classes, data.image_shape,
-                                                     device, lambda: self.normalize(data.sample))
+                                                     device, lambda: self.normalize(self.whitening_images()))
         self.raw_model = model
         self.amp, self.amp_reason = choose_amp(cfg.speed.amp, device, model, data.image_shape, data.num_classes,
                                                cfg.speed.channels_last, speed)
@@ -110,15 +214,12 @@ class Trainer:
             if cfg.eval.teacher else None
         self.criterion = Criterion(data.num_classes, cfg.optim.label_smoothing, teacher, cfg.eval.kd_alpha,
                                    cfg.eval.kd_temperature, self.autocast)
-        self.steps_per_epoch = data.steps_per_epoch
-        if cfg.schedule.epochs is not None:
-            self.state.total_steps = max(1, int(round(cfg.schedule.epochs * self.steps_per_epoch)))
-        else:
+        if cfg.schedule.epochs is None:
             sizes = sum(len(d) for d in self.eval_sets.values()) / len(self.watch)
-            fixed, per_param, speed = recipe.get("checkpoint_seconds")
+            fixed, per_param, disk = recipe.get("checkpoint_seconds")
             self.budget = BudgetController(cfg.schedule.budget, self.clock, world, device,
                                            final_evals=sizes * len(tta_views(cfg.eval.tta, cfg.eval.tta_shift)),
-                                           ckpt_time=fixed + per_param * self.params / speed)
+                                           ckpt_time=fixed + per_param * self.params / disk)
         if cfg.output.resume:
             self.resume(cfg.output.resume)
         wandb = dict(project=cfg.output.wandb_project, mode=cfg.output.wandb_mode) if cfg.output.wandb else None
@@ -140,17 +241,22 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What evaluations use: the EMA weights when there are, else the trained model."""
+        return self.ema.model if self.ema is not None else self.model
+
     # -- one step ---------------------------------------------------------------------------------
     def train_step(self, batch, progress: float) -> torch.Tensor:
-        st = self.state
-        o = self.cfg.optim
-        whiten = max(0.0, 1 - st.step / (o.whiten_bias_epochs * self.steps_per_epoch)) if o.whiten_bias_epochs else 0.0
+        st, o = self.state, self.cfg.optim
+        whiten = max(0.0, 1 - st.step / (o.whiten_bias_epochs * self.steps_per_epoch)) if o.whiten_bias_epochs \
+            else 0.0
         self.lr = self.optimizer.set_lr(lr_at(progress, 1.0, o.warmup), whiten)
         x, y, targets = self.plan(batch, st.step, st.epoch)
         self.model.train()
         with self.autocast():
             logits = self.model(x)
-        loss = self.criterion(logits, y, targets, x)
+        loss = self.loss(logits, y, targets, x)
         if st.step == 0:  # recorded for checks: the same for any number of processes
             self.first_loss = ddp.all_sum(self.world, [float(loss.detach())], self.device)[0] / self.world.size
         self.optimizer.zero_grad(set_to_none=True)
@@ -159,8 +265,9 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.raw_model)
         st.step += 1
+        st.phase_step += 1
         if self.lookahead is not None:
-            self.lookahead.update(self.raw_model, st.step, progress)
+            self.lookahead.update(self.raw_model, st.phase_step, progress)
         return loss.detach()
 
     # -- evaluation --------------------------------------------------------------------------------
@@ -168,7 +275,7 @@ class Trainer:
     def evaluate(self, dataset=None, tta: bool = False, limit: int | None = None) -> dict:
         """top-1, top-5 and loss on ``dataset`` (default: the one watched during training)."""
         dataset = self.watch if dataset is None else dataset
-        model = self.ema.model if self.ema is not None else self.model
+        model = self.eval_model
         model.eval()
         n = len(dataset) if limit is None else min(limit, len(dataset))
         idx = torch.arange(self.world.rank, n, self.world.size)
@@ -191,9 +298,8 @@ class Trainer:
     # -- the run --------------------------------------------------------------------------------------
     def fit(self) -> dict:
         self.setup()
-        cfg, st, spe = self.cfg, self.state, self.steps_per_epoch
-        start, trained_before, start_step = self.clock(), st.train_seconds, st.step
-        self._began = (start, trained_before)  # for the training time of evaluations inside epochs
+        st = self.state
+        self._began = (self.clock(), st.train_seconds, st.step)  # this process's start: times and speeds
         if self.budget is not None:
             self._time_evaluation()
             b = self.budget
@@ -201,32 +307,41 @@ class Trainer:
                 raise FastvisError(f"--budget {b.budget:g}s leaves no time to train: {self.clock():.0f}s went to "
                                    f"setting up and {b.reserve():.0f}s are needed for the final evaluation and the "
                                    "report; give a longer budget, or --epochs")
-            b.begin(st.progress)
+        while st.phase < self.phases():
+            self.begin_phase(st.phase)
+            self._train_phase()
+            if self.lookahead is not None:
+                self.lookahead.finish(self.raw_model)
+            st.train_seconds = self._train_seconds()
+            self._trained_until = self.clock()
+            self.end_phase(st.phase)
+            st.phase += 1
+            if st.phase < self.phases():  # the next phase starts from its beginning
+                st.phase_step, st.epoch, st.progress = 0, 0, 0.0
+            self.save_checkpoint()
+        summary = self.finish()
+        ddp.teardown(self.world)
+        return summary
+
+    def _train_seconds(self) -> float:
+        start, trained_before, _ = self._began
+        return trained_before + self.clock() - start
+
+    def _train_phase(self) -> None:
+        st, spe = self.state, self.steps_per_epoch
         while True:
-            stop, epoch_seconds = self._train_epoch(st.step - st.epoch * spe)
-            if st.step - st.epoch * spe >= spe:
+            stop, epoch_seconds = self._train_epoch(st.phase_step - st.epoch * spe)
+            if st.phase_step - st.epoch * spe >= spe:
                 st.epoch += 1
             if stop or self._progress() >= 1:
-                break
-            st.train_seconds = trained_before + self.clock() - start
+                return
+            st.train_seconds = self._train_seconds()
             if self._evaluation_due(epoch_seconds):
                 self._evaluate_watched()
             t = self.clock()
             self.save_checkpoint()
             if self.budget is not None:
                 self.budget.observe_checkpoint(self.clock() - t)
-        if self.lookahead is not None:
-            self.lookahead.finish(self.raw_model)
-        this_run = self.clock() - start
-        st.train_seconds = trained_before + this_run
-        for split, dataset in self.eval_sets.items():  # the watched split first, the test split last
-            final = self.evaluate(dataset, tta=cfg.eval.tta)
-            self._record(final, split, final=True)
-        self.save_checkpoint()
-        summary = self.summary(final, (st.step - start_step) * cfg.optim.batch_size / max(this_run, 1e-9))
-        self.recorder.finish(summary, st.history, self.clock)
-        ddp.teardown(self.world)
-        return summary
 
     def _time_evaluation(self) -> None:
         """Time part of an evaluation (after a warm-up one) for the budget's reserve."""
@@ -242,9 +357,8 @@ class Trainer:
                           f"end; training until {b.deadline():.0f}s")
 
     def _evaluate_watched(self) -> None:
-        start, trained_before = self._began
         t = self.clock()
-        self.state.train_seconds = trained_before + t - start
+        self.state.train_seconds = self._train_seconds()
         self._record(self.evaluate(), self.watch_split)
         if self.budget is not None:
             self.budget.observe_eval(self.clock() - t)
@@ -255,15 +369,17 @@ class Trainer:
         has that many points (with a budget: of the steps it is expected to train, once the speed
         is known, and while evaluations take at most their share of the time)."""
         st, spe, points = self.state, self.steps_per_epoch, recipe.get("curve_points")
+        if not self.evaluates_during_training:
+            return False
         if self.eval_interval is None:
             if self.budget is None:
                 total = st.total_steps
             elif self.budget.steps >= 10:
-                total = st.step + self.budget.steps_left()
+                total = st.phase_step + self.budget.steps_left()
             else:
                 return False
             self.eval_interval = max(1, total // points) if total < points * spe else 0
-        if not self.eval_interval or st.step % self.eval_interval:
+        if not self.eval_interval or st.phase_step % self.eval_interval:
             return False
         if self.budget is None:
             return True
@@ -273,6 +389,8 @@ class Trainer:
     def _evaluation_due(self, epoch_seconds: float) -> bool:
         """Every epoch with --epochs; with a budget, spaced to take at most 10% of the time and only
         while one fits before the deadline."""
+        if not self.evaluates_during_training:
+            return False
         if self.budget is None:
             return True
         every = self.budget.eval_every(epoch_seconds)
@@ -280,22 +398,25 @@ class Trainer:
 
     def _progress(self) -> float:
         st = self.state
-        st.progress = self.budget.progress() if self.budget is not None else st.step / st.total_steps
+        st.progress = self.budget.progress() if self.budget is not None else st.phase_step / st.total_steps
         return st.progress
 
+    def _steps_left(self) -> int:
+        st = self.state
+        return st.total_steps - st.phase_step if self.budget is None else self.budget.steps_left()
+
     def _train_epoch(self, first: int) -> tuple[bool, float]:
-        """Steps ``first`` to the end of the epoch, or until the schedule is done. Returns (stop, the
+        """Steps ``first`` to the end of the epoch, or until the phase is done. Returns (stop, the
         seconds a whole epoch takes at the speed seen)."""
         st, spe, b = self.state, self.steps_per_epoch, self.cfg.optim.batch_size
         loss_sum, n, steps, stop = torch.zeros((), device=self.device), 0, 0, False
-        left = st.total_steps - st.step if self.budget is None else self.budget.steps_left() or spe
-        self.recorder.open_bar(st.epoch, min(spe - first, left))
+        self.recorder.open_bar(st.epoch, min(spe - first, self._steps_left() or spe))
         t0 = previous = self.clock()
-        batches = self.data.batches(st.epoch, first)
+        batches = self.phase_batches(st.epoch, first)
         for k, batch in enumerate(batches, start=first):
             progress = self._progress()
             if progress >= 1:
-                stop = True  # the schedule is done: go to the final evaluation
+                stop = True  # the phase is done: go to its end
                 break
             loss_sum += self.train_step(batch, progress)
             n, steps = n + 1, steps + 1
@@ -305,8 +426,7 @@ class Trainer:
                 previous = now
             if n == 20 or k == spe - 1:  # not tuning: how often the progress bar and the NaN check look
                 self._check_loss(loss_sum, n)
-                left = self.budget.steps_left() if self.budget is not None else st.total_steps - st.step
-                self.recorder.update_bar(n, b, self.last_loss, self.lr, left)
+                self.recorder.update_bar(n, b, self.last_loss, self.lr, self._steps_left())
                 loss_sum.zero_()
                 n = 0
             if k < spe - 1 and self._evaluation_inside_epoch_due():
@@ -322,13 +442,17 @@ class Trainer:
         seconds = self.clock() - t0
         return stop, seconds * spe / max(steps, 1)
 
+    def where(self) -> str:
+        """Where the run is, for messages."""
+        return f"epoch {self.state.epoch}, step {self.state.step}"
+
     def _check_loss(self, loss_sum: torch.Tensor, n: int) -> None:
         value = ddp.all_sum(self.world, [float(loss_sum) / n], self.device)[0] / self.world.size
         if not math.isfinite(value):
             last = self.recorder.out / "checkpoint.pt"
             kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
-            raise TrainingDiverged(f"loss became {value} at epoch {self.state.epoch}, step {self.state.step}; "
-                                   f"stopped, {kept} (lower --lr, or turn --amp off)")
+            raise TrainingDiverged(f"loss became {value} at {self.where()}; stopped, {kept} (lower --lr, or turn "
+                                   "--amp off)")
         self.last_loss = value
 
     def _record(self, metrics: dict, split: str, final: bool = False) -> None:
@@ -352,43 +476,27 @@ class Trainer:
                 st.best, st.best_epoch = value, row["epoch"]
         self.recorder.record(row, self.data.num_classes)
 
-    # -- persistence and outputs ---------------------------------------------------------------------
+    # -- persistence ------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
         if self.world.main:
             state = snapshot(self.state, self.raw_model, self.optimizer, self.ema, self.lookahead,
                              steps_per_epoch=self.steps_per_epoch, config=self.cfg.as_dict(),
                              model_name=self.model_name, num_classes=self.data.num_classes,
-                             in_channels=int(self.data.image_shape[0]), mean=self.data.mean, std=self.data.std)
+                             in_channels=int(self.data.image_shape[0]), mean=self.data.mean, std=self.data.std,
+                             **self.checkpoint_extra())
             checkpoint.save_atomic(state, self.recorder.out / "checkpoint.pt")
 
     def resume(self, path: str) -> None:
         saved = checkpoint.load(path, map_location=self.device)
-        if saved["model_name"] != self.model_name:
-            raise FastvisError(f"{path}: checkpoint is a {saved['model_name']}, this run a {self.model_name}")
+        self.check_checkpoint(saved, path)
         restore(saved, self.state, self.raw_model, self.optimizer, self.ema, self.lookahead)
+        self.restore_extra(saved, path)
         st = self.state
-        if self.cfg.schedule.epochs is not None:  # --epochs given again, possibly more than before
-            total = max(1, int(round(self.cfg.schedule.epochs * self.steps_per_epoch)))
-            if total < st.step:
-                raise FastvisError(f"--epochs {self.cfg.schedule.epochs:g}: the run in {path} already trained "
-                                   f"{st.step / self.steps_per_epoch:.2f} epochs")
-            st.total_steps = total
-        elif saved.get("total_steps") is not None:
-            raise FastvisError(f"{path}: the run was started with --epochs; resume it with --epochs")
-        # a run killed after its last checkpoint evaluates again at the end: its final rows once
-        st.history = [row for row in st.history if not row.get("final")]
         if self.world.main:  # metrics.jsonl holds the checkpoint's history, no row twice
             text = "".join(json.dumps(row) + "\n" for row in st.history)
             write_atomic(self.recorder.out / "metrics.jsonl", text)
-        self.clock.offset = self.state.train_seconds
-        self.recorder.log(f"resumed from {path} at epoch {self.state.epoch}, step {self.state.step} "
-                          f"({100 * self.state.progress:.0f}% of the schedule)")
-
-    def hyper(self) -> dict:
-        return run_hyper(self)
-
-    def summary(self, final: dict, images_per_second: float) -> dict:
-        return run_summary(self, final, images_per_second)
+        self.clock.offset = st.train_seconds
+        self.recorder.log(f"resumed from {path} at {self.where()} ({100 * st.progress:.0f}% of the schedule)")
 
 
 def train(cfg: TrainConfig, clock: Clock | None = None) -> dict:

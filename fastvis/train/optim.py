@@ -129,10 +129,10 @@ class Optimizer:
     def load_state_dict(self, state: dict) -> None:
         if "sgd" not in state:  # a checkpoint of a plain torch.optim.SGD
             state = {"sgd": state, "muon": None}
+        kind = "muon" if state.get("muon") is not None else "sgd"
+        if (state.get("muon") is None) != (self.muon is None):
+            raise InputError(f"the checkpoint was trained with another optimizer (--optimizer {kind}, this run "
+                             f"{self.kind})")
         for name in ("sgd", "muon"):
-            own, saved = getattr(self, name), state.get(name)
-            if (own is None) != (saved is None):
-                raise InputError(f"the checkpoint was trained with another optimizer ({name} "
-                                 f"{'missing' if saved is None else 'not used here'})")
-            if own is not None:
-                own.load_state_dict(saved)
+            if getattr(self, name) is not None:
+                getattr(self, name).load_state_dict(state[name])

@@ -71,12 +71,18 @@ class Recorder:
         only for more than 5 classes; balanced accuracy and AUC for few)."""
         if not self.main:
             return
+        self.write_row(row)
+        self.log(f"epoch {row['epoch']:.2f}: top-1 {100 * row['top1']:.2f}%  {_more(row, num_classes)}"
+                 f"val loss {row['val_loss']:.3f}  ({row['time']:.0f}s)")
+
+    def write_row(self, row: dict) -> None:
+        """A line of metrics.jsonl and a wandb step."""
+        if not self.main:
+            return
         with open(self.out / "metrics.jsonl", "a") as fp:
             fp.write(json.dumps(row) + "\n")
         if self.wandb is not None:
             self.wandb.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=row["step"])
-        self.log(f"epoch {row['epoch']:.2f}: top-1 {100 * row['top1']:.2f}%  {_more(row, num_classes)}"
-                 f"val loss {row['val_loss']:.3f}  ({row['time']:.0f}s)")
 
     # -- the end -----------------------------------------------------------------------------------
     def finish(self, summary: dict, history: list[dict], clock) -> None:
@@ -85,11 +91,17 @@ class Recorder:
             return
         write_curve(history, self.out / "curve.png")
         write_report(summary, summary["hyper"], history, self.out / "report.pdf")
+        self.close(summary, clock)
+        self.log(f"done: top-1 {100 * summary['top1']:.2f}% (best {100 * summary['best_top1']:.2f}%), "
+                 f"{_more(summary, summary.get('num_classes', 0))}{summary['train_seconds']:.0f}s training, "
+                 f"{summary['total_seconds']:.0f}s in all -> {self.out}")
+
+    def close(self, summary: dict, clock) -> None:
+        """summary.json (its total time read last) and the wandb run's summary."""
+        if not self.main:
+            return
         summary["total_seconds"] = clock()
         write_atomic(self.out / "summary.json", json.dumps(summary, indent=1))
         if self.wandb is not None:
             self.wandb.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
             self.wandb.finish()
-        self.log(f"done: top-1 {100 * summary['top1']:.2f}% (best {100 * summary['best_top1']:.2f}%), "
-                 f"{_more(summary, summary.get('num_classes', 0))}{summary['train_seconds']:.0f}s training, "
-                 f"{summary['total_seconds']:.0f}s in all -> {self.out}")

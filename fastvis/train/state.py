@@ -13,7 +13,9 @@ __all__ = ["TrainState", "restore", "snapshot"]
 @dataclass
 class TrainState:
     step: int = 0
-    epoch: int = 0  # completed epochs
+    epoch: int = 0  # completed epochs of the phase
+    phase: int = 0  # an ordinary run has one; a class-incremental run one per task
+    phase_step: int = 0  # steps of the phase
     total_steps: int | None = None  # --epochs runs; None for budgeted runs (they stop on time)
     progress: float = 0.0  # of the learning-rate schedule: steps done of total_steps, or time used of the budget
     eval_every: int = 1  # epochs between evaluations
@@ -41,7 +43,7 @@ def restore(checkpoint: dict, state: TrainState, model: torch.nn.Module, optimiz
         ema.load_state_dict(checkpoint["ema"])
     if lookahead is not None and checkpoint.get("lookahead"):
         lookahead.load_state_dict(checkpoint["lookahead"])
-    for f in fields(TrainState):
+    for f in fields(state):
         if f.name in checkpoint:
             setattr(state, f.name, checkpoint[f.name])
     torch.set_rng_state(checkpoint["rng"].cpu())

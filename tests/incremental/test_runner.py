@@ -83,7 +83,8 @@ def test_joint_training_bounds_finetuning_from_above(cl_data, tmp_path):
     assert fine["forgetting"] > joint["forgetting"]
 
 
-# killed after the 2nd checkpoint (inside the first task's epochs) or the 5th (the first task's end)
+# killed after the 2nd checkpoint (inside the first task's epochs) or the 5th (the first epoch of the
+# second task: the first task wrote 3 at its epochs and 1 at its end)
 @pytest.mark.parametrize("halt", [2, 5])
 def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(cl_data, tmp_path, halt):
     args = ["--data", cl_data[0], "--val", cl_data[1], "--model", "tinynet", "--incremental", "B0-4", "--cl-method",
@@ -171,9 +172,28 @@ def test_the_coarse_order_makes_tasks_of_superclasses(cl_data, tmp_path):
     (["--incremental", "B0-3"], "do not split into 3 equal tasks"),
     (["--incremental", "B0-4", "--memory", "4"], "at least one exemplar of each of the 8 classes"),
     (["--incremental", "B0-4", "--class-order", "1,2,3"], "each of the 8 class ids once"),
-    (["--incremental", "B0-4", "--ema"], "not used by class-incremental runs"),
+    (["--incremental", "B0-4", "--loader", "streaming"], "--loader streaming: not in incremental runs (the tasks"),
+    (["--incremental", "B0-4", "--nproc-per-node", "2"], "--nproc-per-node 2: not in incremental runs"),
 ])
 def test_bad_incremental_options_get_one_line(cl_data, tmp_path, extra, message):
     proc = train_cli("--data", cl_data[0], "--val", cl_data[1], "--model", "tinynet", "--epochs-per-task", "1",
                      "--device", "cpu", "-q", "--out", tmp_path / "x", *extra)
     assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_the_core_s_options_work_in_class_incremental_runs(cl_data, tmp_path, monkeypatch):
+    """What the training core does reaches the class-incremental mode: compile, EMA, lookahead,
+    Muon, wandb, --metric."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "run"
+    summary = train_incremental(config(cl_data, out, model="fastnet_s", incremental="B0-2", compile=True,
+                                       ema_decay=0.9, lookahead=True, optimizer="muon", wandb=True,
+                                       metric="balanced_accuracy", epochs_per_task=2, lr=None))
+    assert summary["metric"] == "balanced_accuracy"
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert summary["last"] == rows[-1]["balanced_accuracy"] and 0 <= summary["last"] <= 1
+    assert list((out / "wandb").glob("offline-run-*"))
+    assert summary["hyper"]["optimizer"] == "muon" and summary["hyper"]["compile"] is True
+    assert summary["incremental"]["last"] > 0.5  # 8 classes, chance is 0.125

@@ -46,6 +46,13 @@ def test_the_batch_gives_an_epoch_enough_steps(samples, device, processes, expec
         assert samples // b >= recipe.get("min_steps_per_epoch")
 
 
+def test_the_recipe_prints_from_the_command_line():
+    from tests.helpers import train_cli
+
+    out = train_cli("--recipe", check=0).stdout
+    assert all(name in out for name in recipe.RECIPE) and "evidence: " in out
+
+
 def test_learning_rates_scale_with_the_batch():
     assert recipe.peak_lr("fastnet_s", "sgd", 256) == pytest.approx(recipe.get("lr_sgd")["fastnet_s"] / 2)
     assert recipe.peak_lr("resnet18", "sgd", 512) == recipe.get("lr_sgd")["*"]
