@@ -41,6 +41,7 @@ from ..train import recipe
 from ..train.budget import Clock
 from ..train.config import TrainConfig
 from ..train.data import SAMPLE, TrainData, build_train_data
+from ..train.evaluation import tta_views
 from ..train.loop import Trainer
 from ..train.model import make_optimizer
 from ..train.state import TrainState
@@ -262,6 +263,15 @@ class IncrementalTrainer(Trainer):
         self._evaluate_tasks(t)
         st.overhead = self.clock() - t0
 
+    def _tta_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and logits averaged over the test-time augmentation's views (--tta, --tta-shift)."""
+        feats = logits = 0
+        views = tta_views(self.cfg.eval.tta, self.cfg.eval.tta_shift, self.normalize(images))
+        for w, view in views:
+            f, z = features(self.feature_model, view, self.autocast)
+            feats, logits = feats + w * f, logits + w * z
+        return F.normalize(feats, dim=1), logits
+
     @torch.no_grad()
     def _evaluate_tasks(self, t: int) -> None:
         st = self.state
@@ -273,11 +283,7 @@ class IncrementalTrainer(Trainer):
             for s in range(0, len(idx), self.cfg.eval.eval_batch_size):
                 part = idx[s:s + self.cfg.eval.eval_batch_size]
                 x, _ = es.batch(part)
-                feats, logits = self.features(x)
-                if self.cfg.eval.tta:
-                    feats2, logits2 = self.features(x, flip=True)
-                    logits = (logits + logits2) / 2
-                    feats = F.normalize(feats + feats2, dim=1)
+                feats, logits = self._tta_features(x)
                 hits.append(logits[:, :seen].argmax(1) == pos[part])
                 if self.means is not None:
                     nme_hits.append((feats @ self.means.T).argmax(1) == pos[part])

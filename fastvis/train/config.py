@@ -30,6 +30,7 @@ from typing import Any
 
 from .. import FastvisError, InputError
 from ..loader import LOADERS
+from . import recipe
 from .budget import parse_duration
 from .metrics import METRICS
 
@@ -91,23 +92,26 @@ class OptimOptions:
     batch_size: int | None = option(None, "global batch size (default: the recipe's for the device, halved until "
                                     "an epoch has enough steps for the data's size)", bounds="[1, inf)")
     lr: float | None = option(None, "peak learning rate (default: by model, scaled with the batch)", bounds="(0, inf)")
-    weight_decay: float = option(5e-4, "L2 weight decay (not on biases and norms)", bounds="[0, inf)")
-    momentum: float = option(0.9, "SGD momentum", bounds="[0, 1)")
+    weight_decay: float = option(recipe.get("weight_decay"), "L2 weight decay (not on biases and norms)",
+                                 bounds="[0, inf)")
+    momentum: float = option(recipe.get("momentum"), "SGD momentum", bounds="[0, 1)")
     nesterov: bool = option(True, "Nesterov momentum")
-    warmup: float = option(0.05, "fraction of training spent warming up", bounds="[0, 1)")
-    label_smoothing: float = option(0.1, "label smoothing of the targets", bounds="[0, 1)")
+    warmup: float = option(recipe.get("warmup"), "fraction of training spent warming up", bounds="[0, 1)")
+    label_smoothing: float = option(recipe.get("label_smoothing"), "label smoothing of the targets", bounds="[0, 1)")
     drop_path: float = option(0.0, "stochastic depth rate (ResNets, WRN, timm)", bounds="[0, 1)")
     ema_decay: float = option(0.0, "keep an exponential moving average of the weights (--ema alone: decay 0.999; "
                               "0: off)", flag="--ema", const=0.999, metavar="DECAY", bounds="[0, 1)")
-    optimizer: str = option("sgd", "sgd (Nesterov SGD for every parameter) or muon (torch.optim.Muon for the "
-                            "convolution filters, Nesterov SGD for the rest)", choices=("sgd", "muon"))
+    optimizer: str | None = option(None, "sgd (Nesterov SGD for every parameter) or muon (torch.optim.Muon for the "
+                                   "convolution filters, Nesterov SGD for the rest); default: the recipe's for the "
+                                   "model", choices=("sgd", "muon"))
     muon_lr: float | None = option(None, "peak learning rate of the filters under --optimizer muon (default: the "
                                    "recipe's)", bounds="(0, inf)")
     norm_lr_scale: float | None = option(None, "learning rate of the normalisation layers' shifts and scales (and "
                                          "FastNet's whitening bias) as a multiple of --lr (default: the recipe's)",
                                          metavar="X", bounds="(0, inf)")
-    whiten_bias_epochs: float = option(3.0, "FastNet: train the whitening layer's bias for this many epochs (its lr "
-                                       "falling to zero over them), then leave it", metavar="E", bounds="[0, inf)")
+    whiten_bias_epochs: float = option(recipe.get("whiten_bias_epochs"), "FastNet: train the whitening layer's bias "
+                                       "for this many epochs (its lr falling to zero over them), then leave it",
+                                       metavar="E", bounds="[0, inf)")
     lookahead: bool = option(False, "every 5 steps pull the weights towards their moving average (decay rising "
                              "with progress to 0.77) and train on from there; the run ends on the average")
 
@@ -117,7 +121,7 @@ class AugmentOptions:
     """augmentation (on the device)"""
 
     crop: bool = option(True, "random crop with reflect padding")
-    padding: int = option(4, "padding of the random crop", bounds="[0, inf)")
+    padding: int = option(recipe.get("padding"), "padding of the random crop", bounds="[0, inf)")
     flip: str = option("random", "horizontal flips: random, alternating (each image both ways over two epochs), none",
                        choices=("random", "alternating", "none"))
     randaugment: str | None = option(None, "RandAugment with N ops at magnitude M, e.g. 2,9", metavar="N,M")
@@ -161,8 +165,9 @@ class EvalOptions:
     """evaluation and distillation"""
 
     tta: bool = option(True, "flip test-time augmentation in the final evaluation (--no-tta: off)")
-    tta_shift: int = option(0, "test-time augmentation also averages the views shifted by this many pixels (up-left "
-                            "and down-right, each with its flip; 0: flips only)", metavar="PIXELS", bounds="[0, 8]")
+    tta_shift: int = option(recipe.get("tta_shift"), "test-time augmentation also averages the views shifted by "
+                            "this many pixels (up-left and down-right, each with its flip; 0: flips only)",
+                            metavar="PIXELS", bounds="[0, 8]")
     metric: str = option("top1", "what the best result tracks on the watched split: top1, balanced_accuracy (the "
                          "mean recall over classes) or auc (two classes: ROC AUC of the defect class)",
                          choices=METRICS)
@@ -471,8 +476,6 @@ MODE_REFUSES = {
                     "previous task's model, not from a teacher checkpoint"),
         "loader": (lambda v: v not in ("auto", "resident"), "the tasks are drawn from the training data held on "
                    "the device (the resident loader)"),
-        "tta_shift": (lambda v: v > 0, "the nearest-mean classifier averages an image's features with its "
-                      "mirror's only (--tta)"),
     },
 }
 

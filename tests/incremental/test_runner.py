@@ -188,7 +188,7 @@ def test_the_core_s_options_work_in_class_incremental_runs(cl_data, tmp_path, mo
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     out = tmp_path / "run"
-    summary = train_incremental(config(cl_data, out, model="fastnet_s", incremental="B0-2", compile=True,
+    summary = train_incremental(config(cl_data, out, model="tinynet", incremental="B0-2", compile=True,
                                        ema_decay=0.9, lookahead=True, optimizer="muon", wandb=True,
                                        metric="balanced_accuracy", epochs_per_task=2, lr=None))
     assert summary["metric"] == "balanced_accuracy"
