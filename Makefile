@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup train test clean
+.PHONY: setup train test test-fast clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ train: $(VENV)/.installed
 test: $(VENV)/.test-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# The developer's loop: the suite without the slow tests (trainings in other processes, torchrun,
+# killed runs, compiles, real-data checks; tests/conftest.py marks them)
+test-fast: $(VENV)/.test-deps
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -76,7 +76,28 @@ def rng():
     return np.random.default_rng(1234)
 
 
+#: what makes a test slow: it starts a training in another process (or torchrun, or an
+#: ablation), kills a run, or compiles a model; such tests are marked ``slow`` here, whether or
+#: not their module says so, and ``make test-fast`` (``-m "not slow"``) leaves them out
+SLOW_CALLS = ("train_cli(", "train_killed(", "train_exact(", "check_resume(", "torch.distributed.run",
+              "compile=True", "_ablate(", "--nproc-per-node", "fastvis.cli.train")
+
+
+def _starts_slow_work(item) -> bool:
+    import inspect
+
+    fn = getattr(item, "function", None)
+    try:
+        source = inspect.getsource(fn) if fn is not None else ""
+    except (OSError, TypeError):
+        return False
+    return any(call in source for call in SLOW_CALLS)
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "slow" not in item.keywords and _starts_slow_work(item):
+            item.add_marker(pytest.mark.slow)
     if HAS_CUDA:
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")

@@ -16,9 +16,9 @@ class ConvGroup(nn.Module):
     def __init__(self, cin, cout, momentum=0.4):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, padding="same", bias=False)
-        self.bn1 = nn.BatchNorm2d(cout, momentum=momentum, eps=1e-12)
+        self.bn1 = nn.BatchNorm2d(cout, momentum=momentum)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding="same", bias=False)
-        self.bn2 = nn.BatchNorm2d(cout, momentum=momentum, eps=1e-12)
+        self.bn2 = nn.BatchNorm2d(cout, momentum=momentum)
         self.bn1.weight.requires_grad_(False)
         self.bn2.weight.requires_grad_(False)
 
