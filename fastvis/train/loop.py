@@ -187,7 +187,7 @@ class Trainer(Evaluations):
             names = list_models()
             self.model_name = names[ddp.broadcast_int(world, names.index(self.model_name), device)]
         if cfg.optim.optimizer is None:  # the recipe's for the model
-            self.cfg = cfg = cfg.replace(optimizer=recipe.optimizer(self.model_name))
+            self.cfg = cfg = cfg.replace(optimizer=recipe.optimizer(self.model_name, int(data.image_shape[0])))
         torch.manual_seed(cfg.output.seed)
         model, self.params, self.flops = build_model(self.model_name, cfg, data.num_classes, data.image_shape,
                                                      device, lambda: self.normalize(self.whitening_images()))
