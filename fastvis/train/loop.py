@@ -358,8 +358,7 @@ class Trainer(Evaluations):
             self._check_loss(loss_sum, n)
         self.recorder.close_bar()
         self.sync()
-        seconds = self.clock() - t0
-        return stop, seconds * spe / max(steps, 1)
+        return stop, (self.clock() - t0) * spe / max(steps, 1)
 
     def where(self) -> str:
         """Where the run is, for messages."""
@@ -391,7 +390,7 @@ class Trainer(Evaluations):
         self.restore_extra(saved, path)
         st = self.state
         if self.world.main:  # metrics.jsonl holds the checkpoint's history, no row twice
-            text = "".join(json.dumps(row) + "\n" for row in st.history)
+            text = "".join(f"{json.dumps(row)}\n" for row in st.history)
             write_atomic(self.recorder.out / "metrics.jsonl", text)
         self.clock.offset = st.train_seconds
         self.recorder.log(f"resumed from {path} at {self.where()} ({100 * st.progress:.0f}% of the schedule)")

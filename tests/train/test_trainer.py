@@ -39,9 +39,11 @@ def test_run_writes_every_output(data, tmp_path):
 
 
 def simulated_run(data, tmp_path, monkeypatch, budget: float, slow_after: float, **kw) -> tuple[dict, list]:
-    """A budgeted run on a simulated clock: a training step costs 0.25 s, a full evaluation 2 s,
-    a checkpoint 0.5 s and the report 3 s; after ``slow_after`` seconds everything runs three
-    times slower. Returns the summary and the learning rate of every step."""
+    """A budgeted run on a simulated clock: a training step costs 0.25 s, a full evaluation 2 s
+    for each view it averages, a checkpoint 0.5 s and the report 3 s; after ``slow_after`` seconds everything runs three
+    times slower. TTA averages 2 views (no shifted ones), so that the final evaluation is about a
+    tenth of the budget, as in a real run. Returns the summary and the learning rate of every step."""
+    from fastvis.train.evaluation import tta_views
     from fastvis.train.loop import Trainer
     from fastvis.train.recorder import Recorder
 
@@ -58,7 +60,8 @@ def simulated_run(data, tmp_path, monkeypatch, budget: float, slow_after: float,
     def timed_evaluate(self, dataset=None, tta=False, limit=None):
         out = evaluate(self, dataset, tta, limit)
         n = len(self.watch if dataset is None else dataset)
-        clock.tick(2.0 * (min(limit, n) if limit else n) / 64 * (2 if tta else 1) * slow())
+        views = len(tta_views(tta, self.cfg.eval.tta_shift))
+        clock.tick(2.0 * (min(limit, n) if limit else n) / 64 * views * slow())
         return out
 
     def timed_save(self):
@@ -73,6 +76,7 @@ def simulated_run(data, tmp_path, monkeypatch, budget: float, slow_after: float,
     monkeypatch.setattr(Trainer, "evaluate", timed_evaluate)
     monkeypatch.setattr(Trainer, "save_checkpoint", timed_save)
     monkeypatch.setattr(Recorder, "finish", timed_finish)
+    kw.setdefault("tta_shift", 0)
     summary = train(train_config(data, tmp_path, epochs=None, budget=budget, **kw), clock)
     return summary, lrs
 
