@@ -119,3 +119,58 @@ def test_time_to_accuracy_benchmark_runs_both_trainers(tmp_path):
         assert 0 <= r["top1"] <= 1 and r["images_per_second"] > 0 and r["epochs"] > 0
     assert result["split"] == "test split" and result["top1_ratio"] >= 0
     assert "time to accuracy" in proc.stdout and "top-1 ratio" in proc.stdout
+
+
+# a stand-in for the record's script (which fastvis does not ship): only the texts the CPU changes touch
+STAND_IN = '''"""stand-in"""
+import torch
+from math import ceil
+
+@torch.compile
+def zeropower_via_newtonschulz5(G):
+    X = G.bfloat16()
+    return X
+
+class CifarNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(2, 2).half()
+
+def print_training_details(variables, is_final_entry):
+    pass
+
+def main(run, model):
+    data = torch.load("cifar10/train.pt", map_location=torch.device("cuda"))
+    train_loader = range(len(data["labels"]) // 4)
+    total_train_steps = ceil(8 * len(train_loader))
+    starter, ender = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    starter.record()
+    x = zeropower_via_newtonschulz5(torch.ones(2, 2))
+    ender.record()
+    torch.cuda.synchronize()
+    time_seconds = starter.elapsed_time(ender) / 1000
+    print_training_details(locals(), is_final_entry=False)
+    print_training_details(locals(), is_final_entry=True)
+    return float(total_train_steps) + float(x.sum()) / 100 + float(model.head.weight.dtype == torch.float32)
+
+if __name__ == "__main__":
+    model = CifarNet().cuda()
+'''
+
+
+def test_record_benchmark_changes_only_what_a_cpu_needs(tmp_path):
+    import torch
+
+    from fastvis.bench.record import run_record, cpu_source
+
+    with pytest.raises(SystemExit, match="other.py: has no '.half\\(\\)'"):
+        cpu_source(STAND_IN.replace(".half()", ""), 4, "other.py")
+    script = tmp_path / "record.py"
+    script.write_text(STAND_IN)
+    (tmp_path / "cifar10").mkdir()
+    torch.save({"labels": torch.zeros(40, dtype=torch.long)}, tmp_path / "cifar10" / "train.pt")
+    run_record(script, tmp_path, 2.5, 0, tmp_path / "result.json")
+    result = json.loads((tmp_path / "result.json").read_text())
+    # 2.5 epochs of 10 steps, fp32 Newton-Schulz on the CPU (4 ones / 100), an fp32 model
+    assert result["top1"] == pytest.approx(25 + 0.04 + 1)
+    assert result["train_seconds"] >= 0 and result["wall_seconds"] >= result["train_seconds"]

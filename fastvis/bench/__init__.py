@@ -8,5 +8,6 @@ COMMANDS = {
     "train": ("fastvis.bench.train", "time to accuracy: fastvis-train against the plain PyTorch baseline"),
     "baseline": ("fastvis.bench.baseline", "plain PyTorch training baseline inside a time budget"),
     "defects": ("fastvis.bench.defects", "defect synthesis on radiograph crops: many/few real defects, without/with"),
+    "record": ("fastvis.bench.record", "the CIFAR-10 record's script (your copy) against fastnet at the same epochs"),
     "small": ("fastvis.bench.small", "a small data set in a short budget: enough steps, against a long run"),
 }
