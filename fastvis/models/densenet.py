@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .registry import register
 from .resnet import he_init
 
 __all__ = ["DenseNet"]
@@ -54,3 +55,20 @@ class DenseNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))
+
+
+# DenseNet-BC (growth 12) for CIFAR-size images and crops: depth 3 x 2n + 4
+@register("densenet_bc40")
+def _densenet_bc40(num_classes, in_channels=3, drop_path_rate=0.0):
+    return DenseNet(num_classes, (6, 6, 6), 12, in_channels=in_channels)
+
+
+@register("densenet_bc100")
+def _densenet_bc100(num_classes, in_channels=3, drop_path_rate=0.0):
+    return DenseNet(num_classes, (16, 16, 16), 12, in_channels=in_channels)
+
+
+# DenseNet-121 (growth 32) with the 7x7/2 stem, for larger images
+@register("densenet121")
+def _densenet121(num_classes, in_channels=3, drop_path_rate=0.0):
+    return DenseNet(num_classes, (6, 12, 24, 16), 32, in_channels=in_channels, stem="imagenet", init_features=64)

@@ -11,6 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .registry import register
+
 
 class ConvGroup(nn.Module):
     def __init__(self, cin, cout, momentum=0.4):
@@ -66,3 +68,18 @@ class FastNet(nn.Module):
         x = self.groups(x)
         x = torch.amax(x, dim=(2, 3))
         return self.fc(x) * self.scale
+
+
+@register("fastnet")
+def _fastnet(num_classes, in_channels=3, drop_path_rate=0.0):
+    return FastNet(num_classes, in_channels=in_channels)
+
+
+@register("fastnet_m")
+def _fastnet_m(num_classes, in_channels=3, drop_path_rate=0.0):
+    return FastNet(num_classes, widths=(48, 192, 192), in_channels=in_channels)
+
+
+@register("fastnet_s")
+def _fastnet_s(num_classes, in_channels=3, drop_path_rate=0.0):
+    return FastNet(num_classes, widths=(32, 128, 128), in_channels=in_channels)

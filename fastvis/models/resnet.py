@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .registry import register
+
 
 def he_init(model: nn.Module) -> None:
     """He (fan-out) initialisation of every convolution; batch norms start as the identity."""
@@ -217,3 +219,32 @@ class WideResNet(nn.Module):
     def forward(self, x):
         x = F.relu(self.bn(self.blocks(self.stem(x))))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+# -- registered variants ------------------------------------------------------------------------
+def _resnet(block, layers, **kw):
+    return lambda num_classes, in_channels=3, drop_path_rate=0.0: ResNet(
+        block, layers, num_classes=num_classes, in_channels=in_channels, drop_path_rate=drop_path_rate, **kw)
+
+
+for _att in (None, "se", "cbam"):
+    _prefix = f"{_att}_" if _att else ""
+    register(f"{_prefix}resnet18")(_resnet(BasicBlock, [2, 2, 2, 2], attention=_att))
+    register(f"{_prefix}resnet34")(_resnet(BasicBlock, [3, 4, 6, 3], attention=_att))
+    register(f"{_prefix}resnet50")(_resnet(Bottleneck, [3, 4, 6, 3], attention=_att))
+register("preact_resnet18")(_resnet(PreActBlock, [2, 2, 2, 2], preact=True))
+# the CIFAR ResNet of He et al. (2016) with n = 5 (6n + 2 = 32 layers, 0.47 M parameters): the
+# backbone of the class-incremental literature (iCaRL, LwF, WA on CIFAR-100)
+register("resnet32")(_resnet(BasicBlock, [5, 5, 5], widths=(16, 32, 64), stem_out=16))
+register("resnext29_8x64d")(_resnet(Bottleneck, [3, 3, 3], widths=(64, 128, 256), groups=8, base_width=64))
+register("resnext29_4x32d")(_resnet(Bottleneck, [3, 3, 3], widths=(64, 128, 256), groups=4, base_width=32))
+
+
+@register("wrn16_8")
+def _wrn16_8(num_classes, in_channels=3, drop_path_rate=0.0):
+    return WideResNet(16, 8, num_classes, in_channels=in_channels, drop_path_rate=drop_path_rate)
+
+
+@register("wrn28_10")
+def _wrn28_10(num_classes, in_channels=3, drop_path_rate=0.0):
+    return WideResNet(28, 10, num_classes, in_channels=in_channels, drop_path_rate=drop_path_rate)

@@ -11,8 +11,8 @@ from .imagefolder import ImageFolderSource, is_archive
 
 KINDS = ("cifar100", "cifar10", "imagefolder", "dicom")
 
-__all__ = ["KINDS", "CifarSource", "DicomSource", "ImageFolderSource", "Source", "SourceError", "detect_kind",
-           "open_source"]
+__all__ = ["KINDS", "SOURCE_KINDS", "CifarSource", "DicomSource", "ImageFolderSource", "Source", "SourceError",
+           "detect_kind", "open_source"]
 
 
 def _looks_like_dicom(path: Path, limit: int = 64) -> bool:
@@ -82,6 +82,40 @@ def detect_kind(source: str | Path) -> str:
                       f"({', '.join(KINDS)})")
 
 
+def _cifar(source, kind: str, o: dict) -> Source:
+    src = None if str(source) in CIFAR_SPECS else source
+    return CifarSource(kind, src, split=o["split"] or "train", verify=o["verify"], cache=o["cache"],
+                       progress=o["progress"])
+
+
+def _imagefolder(source, kind: str, o: dict) -> Source:
+    return ImageFolderSource(source, split=o["split"], size=o["size"], max_side=o["max_side"], jpeg=o["jpeg"],
+                             skip_bad=o["skip_bad"], workers=o["workers"], shuffle=o["shuffle"])
+
+
+def _dicom(source, kind: str, o: dict) -> Source:
+    return DicomSource(source, labels=o["labels"], size=o["size"], keep_tags=o["keep_tags"], workers=o["workers"],
+                       shuffle=o["shuffle"], skip_bad=o["skip_bad"])
+
+
+_CIFAR_REFUSES = {"size": "CIFAR images are stored as they are", "max_side": "CIFAR images are stored as they are",
+                  "jpeg": "CIFAR images are stored as they are",
+                  "shuffle": "CIFAR samples keep the archive's (random) order",
+                  "labels": "CIFAR archives carry their labels", "keep_tags": "CIFAR images have no DICOM tags"}
+
+#: every kind of source: how it opens, and the options that do not apply to it (with why)
+SOURCE_KINDS: dict[str, tuple] = {
+    "cifar100": (_cifar, _CIFAR_REFUSES),
+    "cifar10": (_cifar, _CIFAR_REFUSES),
+    "imagefolder": (_imagefolder, {"labels": "class folders name the labels (--labels is for DICOM folders)",
+                                   "keep_tags": "images have no DICOM tags"}),
+    "dicom": (_dicom, {"max_side": "DICOM pixels are kept losslessly (--size applies)",
+                       "jpeg": "DICOM pixels are kept losslessly (--size applies)"}),
+}
+assert set(SOURCE_KINDS) == set(KINDS)
+_UNSET = {"jpeg": (None, 0)}  # --raw (jpeg 0) is how CIFAR and DICOM pixels are kept anyway
+
+
 def open_source(
     source: str | Path,
     kind: str | None = None,
@@ -98,22 +132,18 @@ def open_source(
     keep_tags: list[str] | tuple[str, ...] = (),
     shuffle: int | None = None,
 ) -> Source:
-    """Open ``source`` (dataset name, folder or archive) as a :class:`Source` of the given kind."""
+    """Open ``source`` (dataset name, folder or archive) as a :class:`Source` of the given kind
+    (:data:`SOURCE_KINDS`); an option that does not apply to the kind is refused, with why."""
     kind = kind or detect_kind(source)
-    if kind in CIFAR_SPECS:
-        if size is not None or max_side is not None or jpeg or shuffle is not None:
-            raise SourceError("CIFAR images are stored as they are, in the archive's (random) order: --size, "
-                              "--max-side, --jpeg and --shuffle do not apply")
-        src = None if str(source) in CIFAR_SPECS else source
-        return CifarSource(kind, src, split=split or "train", verify=verify, cache=cache, progress=progress)
-    if kind == "imagefolder":
-        return ImageFolderSource(source, split=split, size=size, max_side=max_side, jpeg=jpeg,
-                                 skip_bad=skip_bad, workers=workers, shuffle=shuffle)
-    if kind == "dicom":
-        if max_side is not None or jpeg:
-            raise SourceError("DICOM pixels are kept losslessly: --max-side and --jpeg do not apply (--size does)")
-        return DicomSource(source, labels=labels, size=size, keep_tags=keep_tags, workers=workers, shuffle=shuffle,
-                           skip_bad=skip_bad)
-    if labels or keep_tags:
-        raise SourceError("--labels and --keep-tags apply to DICOM folders only")
-    raise SourceError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
+    if kind not in SOURCE_KINDS:
+        raise SourceError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
+    build, refuses = SOURCE_KINDS[kind]
+    options = dict(split=split, verify=verify, cache=cache, size=size, max_side=max_side, jpeg=jpeg,
+                   skip_bad=skip_bad, progress=progress, workers=workers, labels=labels, keep_tags=keep_tags,
+                   shuffle=shuffle)
+    given = [name for name in refuses if options[name] not in _UNSET.get(name, (None, (), []))]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        reasons = "; ".join(dict.fromkeys(refuses[name] for name in given))
+        raise SourceError(f"{source}: {flags} do not apply to {kind} sources ({reasons})")
+    return build(source, kind, options)

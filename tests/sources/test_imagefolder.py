@@ -101,6 +101,19 @@ def test_plain_class_folders_without_split(tmp_path, tree):
     assert src.info["classes"] == ["ant", "cat", "zebra"]
 
 
+def test_an_option_of_another_kind_of_source_is_refused_with_why(tmp_path, tree):
+    from fastvis.sources import open_source
+
+    flat = {rel.split("/", 1)[1]: img for rel, img in tree.items() if rel.startswith("train/")}
+    root = write_folder(tmp_path / "flat", flat)
+    with pytest.raises(SourceError, match=r"flat: --labels, --keep-tags do not apply to imagefolder sources \(class "
+                                          r"folders name the labels .*; images have no DICOM tags\)"):
+        open_source(root, labels="labels.csv", keep_tags=["PatientAge"])
+    with pytest.raises(SourceError, match="--size do not apply to cifar10 sources"):
+        open_source("cifar10", size=16)
+    assert len(open_source(root, jpeg=0)) == len(flat)  # --raw is the default for small images
+
+
 def test_conversion_keeps_pixels_and_counts(tmp_path, tree):
     src = ImageFolderSource(write_tar(tmp_path / "d.tar.gz", tree))
     assert src.mode == "raw"  # small images are stored raw by default

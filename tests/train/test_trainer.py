@@ -158,6 +158,19 @@ def test_every_registered_model_builds_and_runs():
             assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10), name
 
 
+def test_a_model_registered_twice_is_named_in_a_warning(monkeypatch):
+    from fastvis.models import register, registry
+
+    monkeypatch.setattr(registry, "_BUILDERS", dict(registry._BUILDERS))
+
+    def other_tinynet(num_classes, in_channels=3, drop_path_rate=0.0):
+        return torch.nn.Linear(in_channels, num_classes)
+
+    with pytest.warns(UserWarning, match="'tinynet' registered twice: .*other_tinynet replaces .*tinynet._tinynet"):
+        register("tinynet")(other_tinynet)
+    assert isinstance(create_model("tinynet", 4), torch.nn.Linear) and "tinynet" in list_models()
+
+
 def test_densenets_have_their_published_sizes_and_take_one_channel():
     def params(m):
         return sum(p.numel() for p in m.parameters())
