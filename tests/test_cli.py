@@ -161,7 +161,7 @@ if __name__ == "__main__":
 def test_record_benchmark_changes_only_what_a_cpu_needs(tmp_path):
     import torch
 
-    from fastvis.bench.record import run_record, cpu_source
+    from fastvis.bench.record import cpu_source, run_record
 
     with pytest.raises(SystemExit, match="other.py: has no '.half\\(\\)'"):
         cpu_source(STAND_IN.replace(".half()", ""), 4, "other.py")
