@@ -162,3 +162,12 @@ def test_one_option_list_for_the_config_the_command_line_and_the_file(tmp_path):
     with pytest.raises(Exception, match="unknown option 'cutmx'.*'cutmix'"):
         config_from_args(parser.parse_args(["--config", str(flat)]))
     assert TrainConfig.from_options(cutmix=0.5).get("cutmix") == 0.5
+    # the config.json of an earlier version: model under [data], the teacher under [eval], an [output] group
+    old = tmp_path / "old.json"
+    old.write_text('{"data": {"model": "resnet18"}, "eval": {"kd_alpha": 0.3, "tta": false}, '
+                   '"output": {"seed": 5, "out": "x"}, "speed": {"halt_after_epoch": 2}}')
+    cfg = config_from_args(parser.parse_args(["--config", str(old)]))
+    assert (cfg.network.model, cfg.network.kd_alpha, cfg.eval.tta, cfg.run.seed) == ("resnet18", 0.3, False, 5)
+    old.write_text('{"data": {"seed": 5}}')  # moved, but never from [data]
+    with pytest.raises(Exception, match=r"\[data\] has no option 'seed'"):
+        config_from_args(parser.parse_args(["--config", str(old)]))

@@ -106,7 +106,7 @@ def _slug(name: str) -> str:
 def plan_runs(base: TrainConfig, variants: list[Variant], seeds: int, out: Path) -> list[Run]:
     """Every (variant, seed) run, ordered seed by seed (so that partial results are paired)."""
     runs = []
-    first = base.output.seed
+    first = base.run.seed
     for k in range(seeds):
         for v in [Variant("base"), *variants]:
             folder = Path(out) / _slug(v.name) / f"seed{first + k}"

@@ -67,8 +67,8 @@ def _ablate_after(cfg, args) -> int:
     from .ablate import ablate
     from .ablate import build_parser as ablate_parser
 
-    out = Path(cfg.output.out)
-    folder = out / "ablation" / "base" / f"seed{cfg.output.seed}"
+    out = Path(cfg.run.out)
+    folder = out / "ablation" / "base" / f"seed{cfg.run.seed}"
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("summary.json", "metrics.jsonl", "config.json"):
         shutil.copyfile(out / name, folder / name)
@@ -115,13 +115,13 @@ def main(argv: list[str] | None = None) -> int:
 
             inc = cfg.incremental
             if inc.class_order_runs > 1 or inc.seeds_per_order > 1:
-                run_order_study(cfg, print if not cfg.output.quiet else (lambda *_: None))
+                run_order_study(cfg, print if not cfg.run.quiet else (lambda *_: None))
             else:
                 train_incremental(cfg, Clock(STARTED))
             return 0
         n = cfg.speed.nproc_per_node
         if n > 1 and "WORLD_SIZE" not in os.environ:  # every process gets the same output folder
-            code = _relaunch([*argv, "--out", cfg.output.out] if "out" not in args else argv, n)
+            code = _relaunch([*argv, "--out", cfg.run.out] if "out" not in args else argv, n)
         else:
             from ..train.ddp import peer_failure
             from ..train.loop import train

@@ -117,8 +117,8 @@ class IncrementalTrainer(Trainer):
         self.means: torch.Tensor | None = None  # icarl: class means of the exemplars (positions)
 
     def choose_model(self) -> tuple[str, None, str]:
-        if self.cfg.data.model:
-            return self.cfg.data.model, None, "--model"
+        if self.cfg.network.model:
+            return self.cfg.network.model, None, "--model"
         return recipe.get("incremental_model"), None, "the class-incremental default"
 
     def whitening_images(self) -> torch.Tensor:
@@ -149,7 +149,7 @@ class IncrementalTrainer(Trainer):
             idx = torch.cat([idx, self.memory.indices().to(idx.device)])
         return idx
 
-    def _weights(self, t: int) -> list[int]:
+    def _samples_per_task(self, t: int) -> list[int]:
         """The samples each task from ``t`` on trains on (the memory counted as full)."""
         out = []
         for u in range(t, len(self.tasks)):
@@ -170,7 +170,7 @@ class IncrementalTrainer(Trainer):
         overhead = self.state.overhead if self.state.overhead is not None else share * budget / len(self.tasks)
         left = (recipe.get("incremental_budget_use") * budget - self.clock()
                 - (len(self.tasks) - t) * factor * overhead - end)
-        w = self._weights(t)
+        w = self._samples_per_task(t)
         seconds = left * w[0] / sum(w)
         if seconds <= 0:
             raise FastvisError(f"--budget {budget:g}s leaves no time for task {t + 1} of {len(self.tasks)}; give a "
@@ -197,7 +197,7 @@ class IncrementalTrainer(Trainer):
         """The task's samples (and the memory) in an order fixed by the seed, the task and the epoch."""
         idx, b = self.task_idx, self.task_batch
         key = self.state.phase * 10_007 + epoch  # not tuning: seed mixing
-        order = idx[epoch_order(len(idx), self.cfg.output.seed, key).to(idx.device)]
+        order = idx[epoch_order(len(idx), self.cfg.run.seed, key).to(idx.device)]
         for k in range(first, self.steps_per_epoch):
             pick = order[k * b:(k + 1) * b]
             yield Batch(self.data.dataset.batch(pick)[0], self.train_pos[pick], pick)

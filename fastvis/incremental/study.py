@@ -33,11 +33,11 @@ def orders_of(k: int, first: str) -> list[str]:
 
 
 def run_order_study(cfg: TrainConfig, log=print) -> dict:
-    inc, root = cfg.incremental, Path(cfg.output.out)
+    inc, root = cfg.incremental, Path(cfg.run.out)
     runs = []
     for order in orders_of(inc.class_order_runs, inc.class_order):
         for s in range(inc.seeds_per_order):
-            seed = cfg.output.seed + s
+            seed = cfg.run.seed + s
             out = root / f"order-{order.replace(':', '')}" / f"seed{seed}"
             done = out / "summary.json"
             if not done.is_file():

@@ -24,11 +24,11 @@ from .config import TrainConfig
 from .data import TrainData
 from .ddp import World
 
-__all__ = ["AugmentPlan", "Stage", "Views", "build_plan"]
+__all__ = ["AugmentPlan", "Stage", "AugmentedBatch", "build_plan"]
 
 
 @dataclass
-class Views:
+class AugmentedBatch:
     """What flows through the plan: images, class ids, soft targets once mixed, dataset indices."""
 
     images: torch.Tensor
@@ -42,7 +42,7 @@ class Views:
 class Stage:
     name: str
     key: int | None  # seed stream; None for deterministic stages
-    apply: Callable[[Views, int], Views]
+    apply: Callable[[AugmentedBatch, int], AugmentedBatch]
 
 
 @dataclass
@@ -63,7 +63,7 @@ class AugmentPlan:
     def __call__(self, batch: Batch, step: int, epoch: int):
         """``(images, labels, soft targets or None)`` of this rank for training step ``step``."""
         stream = step * 1009 + self.world.rank if self.per_rank else step  # not tuning: each rank its own stream
-        v = Views(batch.images, batch.labels, None, batch.indices, epoch)
+        v = AugmentedBatch(batch.images, batch.labels, None, batch.indices, epoch)
         for stage in self.stages:
             v = stage.apply(v, self.seed_of(stream, stage.key) if stage.key is not None else 0)
         if self.world.distributed and not self.per_rank:
@@ -102,7 +102,7 @@ def _defect_stage(cfg: TrainConfig, data: TrainData, stats: dict, log) -> Stage:
     stats["defect_pastes"] = 0
     p = cfg.radiograph.defect_paste
 
-    def paste(v: Views, seed: int) -> Views:
+    def paste(v: AugmentedBatch, seed: int) -> AugmentedBatch:
         v.images, v.labels, params = aug_ops.defect_paste(v.images, v.labels, bank, defect, normal, p, generator=seed)
         stats["defect_pastes"] += len(params.index)
         return v
@@ -110,9 +110,9 @@ def _defect_stage(cfg: TrainConfig, data: TrainData, stats: dict, log) -> Stage:
     return Stage("defect_paste", 8, paste)
 
 
-def _images(fn: Callable[..., torch.Tensor]) -> Callable[[Views, int], Views]:
+def _on_images(fn: Callable[..., torch.Tensor]) -> Callable[[AugmentedBatch, int], AugmentedBatch]:
     """A stage from a transform of the images alone: ``fn(images, seed)``."""
-    def apply(v: Views, seed: int) -> Views:
+    def apply(v: AugmentedBatch, seed: int) -> AugmentedBatch:
         v.images = fn(v.images, seed)
         return v
 
@@ -129,11 +129,11 @@ def build_plan(cfg: TrainConfig, data: TrainData, world: World, log=print) -> Au
         stages.append(_defect_stage(cfg, data, stats, log))
     if (aug.crop or aug.flip == "random") and "crop" not in data.applies:
         pad, flip_p = (aug.padding if aug.crop else 0), (0.5 if aug.flip == "random" else 0.0)
-        stages.append(Stage("random_crop_flip", 1, _images(lambda x, s: aug_ops.random_crop_flip(
+        stages.append(Stage("random_crop_flip", 1, _on_images(lambda x, s: aug_ops.random_crop_flip(
             x, padding=pad, padding_mode="reflect", flip_p=flip_p, generator=s))))
     if aug.flip == "alternating":
-        def alternate(v: Views, _seed: int) -> Views:
-            v.images = aug_ops.alternating_flip(v.images, v.indices, v.epoch, cfg.output.seed)
+        def alternate(v: AugmentedBatch, _seed: int) -> AugmentedBatch:
+            v.images = aug_ops.alternating_flip(v.images, v.indices, v.epoch, cfg.run.seed)
             return v
 
         stages.append(Stage("alternating_flip", None, alternate))
@@ -142,24 +142,24 @@ def build_plan(cfg: TrainConfig, data: TrainData, world: World, log=print) -> Au
             n, m = (int(v) for v in aug.randaugment.split(","))
         except ValueError:
             raise FastvisError(f"--randaugment takes N,M (e.g. 2,9), not {aug.randaugment!r}") from None
-        stages.append(Stage("randaugment", 2, _images(lambda x, s: aug_ops.randaugment(x, n, m, generator=s))))
+        stages.append(Stage("randaugment", 2, _on_images(lambda x, s: aug_ops.randaugment(x, n, m, generator=s))))
     if aug.autoaugment:
-        stages.append(Stage("autoaugment", 3, _images(lambda x, s: aug_ops.autoaugment(x, generator=s))))
+        stages.append(Stage("autoaugment", 3, _on_images(lambda x, s: aug_ops.autoaugment(x, generator=s))))
     if aug.trivialaugment:
-        stages.append(Stage("trivialaugment", 4, _images(lambda x, s: aug_ops.trivialaugment(x, generator=s))))
+        stages.append(Stage("trivialaugment", 4, _on_images(lambda x, s: aug_ops.trivialaugment(x, generator=s))))
     if "normalize" not in data.applies:
         mean, std, last = data.mean, data.std, cfg.speed.channels_last
-        stages.append(Stage("normalize", None, _images(lambda x, s: aug_ops.normalize(x, mean, std,
+        stages.append(Stage("normalize", None, _on_images(lambda x, s: aug_ops.normalize(x, mean, std,
                                                                                        channels_last=last))))
     if aug.cutout:
-        stages.append(Stage("cutout", 5, _images(lambda x, s: aug_ops.cutout(x, aug.cutout, generator=s))))
+        stages.append(Stage("cutout", 5, _on_images(lambda x, s: aug_ops.cutout(x, aug.cutout, generator=s))))
     if aug.erasing:
-        stages.append(Stage("random_erasing", 6, _images(lambda x, s: aug_ops.random_erasing(x, p=aug.erasing,
+        stages.append(Stage("random_erasing", 6, _on_images(lambda x, s: aug_ops.random_erasing(x, p=aug.erasing,
                                                                                                generator=s))))
     if aug.cutmix or aug.mixup:
         k = data.num_classes
 
-        def mix(v: Views, seed: int) -> Views:
+        def mix(v: AugmentedBatch, seed: int) -> AugmentedBatch:
             if aug.cutmix and aug.mixup:
                 v.images, v.targets = aug_ops.mix(v.images, v.labels, k, aug.mixup, aug.cutmix, 0.5, aug.mix_prob,
                                                   generator=seed)
@@ -170,4 +170,4 @@ def build_plan(cfg: TrainConfig, data: TrainData, world: World, log=print) -> Au
             return v
 
         stages.append(Stage("cutmix/mixup", 7, mix))
-    return AugmentPlan(stages, cfg.output.seed, world, data.per_rank, stats)
+    return AugmentPlan(stages, cfg.run.seed, world, data.per_rank, stats)

@@ -61,7 +61,6 @@ class DataOptions:
                             "seeded, never trained on: evaluations during training and the choice of the best "
                             "model use them; with --val the final evaluation is on --val too", metavar="N",
                             bounds="[0, inf)")
-    model: str | None = option(None, "model name (see --list-models) or timm:NAME; default: by device and budget")
     loader: str = option("auto", "training data held on the device (resident), streamed from the file "
                          "(streaming), decoded and random-resized-cropped per batch (jpeg: nvjpeg on CUDA, Pillow on "
                          "CPU), or a DALI pipeline (dali); auto: resident when it fits, else streaming; jpeg when "
@@ -74,6 +73,16 @@ class DataOptions:
     cache_dir: str | None = option(None, "where datasets are downloaded and converted", hyper=False)
     verify: bool = option(True, "check downloaded archives against their md5 (--no-verify for archives built "
                           "elsewhere)", hyper=False)
+
+
+@dataclass
+class NetworkOptions:
+    """the network, and a teacher to distil from"""
+
+    model: str | None = option(None, "model name (see --list-models) or timm:NAME; default: by device and budget")
+    teacher: str | None = option(None, "distil from this checkpoint (any registered model)", metavar="CKPT")
+    kd_alpha: float = option(0.5, "weight of the teacher's term", bounds="[0, 1]")
+    kd_temperature: float = option(4.0, "softmax temperature of distillation", bounds="(0, inf)")
 
 
 @dataclass
@@ -162,7 +171,7 @@ class SpeedOptions:
 
 @dataclass
 class EvalOptions:
-    """evaluation and distillation"""
+    """evaluation"""
 
     tta: bool = option(True, "flip test-time augmentation in the final evaluation (--no-tta: off)")
     tta_shift: int = option(recipe.get("tta_shift"), "test-time augmentation also averages the views shifted by "
@@ -172,9 +181,6 @@ class EvalOptions:
                          "mean recall over classes) or auc (two classes: ROC AUC of the defect class)",
                          choices=METRICS)
     eval_batch_size: int = option(1024, "batch size of evaluations", hyper=False, bounds="[1, inf)")
-    teacher: str | None = option(None, "distil from this checkpoint (any registered model)", metavar="CKPT")
-    kd_alpha: float = option(0.5, "weight of the teacher's term", bounds="[0, 1]")
-    kd_temperature: float = option(4.0, "softmax temperature of distillation", bounds="(0, inf)")
 
 
 @dataclass
@@ -202,12 +208,12 @@ class IncrementalOptions:
 
 
 @dataclass
-class OutputOptions:
-    """output"""
+class RunOptions:
+    """the run: its seed, folder, resume and logging"""
 
+    seed: int = option(0, "seed of the initialisation, the sample order and the augmentations")
     out: str | None = option(None, "output folder (default runs/<data>-<time>)", hyper=False)
     resume: str | None = option(None, "continue from a checkpoint (or its folder)", metavar="CKPT", hyper=False)
-    seed: int = option(0, "seed of the initialisation, the sample order and the augmentations")
     wandb: bool = option(False, "log to Weights & Biases", hyper=False)
     wandb_mode: str = option("offline", "wandb mode", choices=("offline", "online", "disabled"), hyper=False)
     wandb_project: str = option("fastvis", "wandb project", hyper=False)
@@ -217,6 +223,7 @@ class OutputOptions:
 @dataclass
 class TrainConfig:
     data: DataOptions = field(default_factory=DataOptions)
+    network: NetworkOptions = field(default_factory=NetworkOptions)
     schedule: ScheduleOptions = field(default_factory=ScheduleOptions)
     optim: OptimOptions = field(default_factory=OptimOptions)
     augment: AugmentOptions = field(default_factory=AugmentOptions)
@@ -224,7 +231,7 @@ class TrainConfig:
     speed: SpeedOptions = field(default_factory=SpeedOptions)
     eval: EvalOptions = field(default_factory=EvalOptions)
     incremental: IncrementalOptions = field(default_factory=IncrementalOptions)
-    output: OutputOptions = field(default_factory=OutputOptions)
+    run: RunOptions = field(default_factory=RunOptions)
 
     # -- addressing options by name ----------------------------------------------------------------
     @classmethod
@@ -266,7 +273,7 @@ class TrainConfig:
         changes = {}
         if s.epochs is None and s.budget is None:
             changes["budget"] = parse_duration("3h")
-        if self.output.out is None:
+        if self.run.out is None:
             stem = os.path.basename(str(self.data.data)).split(".")[0]
             changes["out"] = os.path.join("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
         return self.replace(**changes) if changes else self
@@ -449,15 +456,16 @@ def load_file(path: str | os.PathLike) -> dict:
         raise FastvisError(f"{p}: expected a table of options, got {type(raw).__name__}")
     flat: dict[str, Any] = {}
     for key, value in raw.items():
-        key = canonical_name(key) if key.replace("-", "_") not in GROUPS else key.replace("-", "_")
+        group = key.replace("-", "_")
+        key = canonical_name(key) if group not in GROUPS and group not in MOVED_FROM else group
         if key in RETIRED:
             continue
-        if key in GROUPS and isinstance(value, dict):
+        if (key in GROUPS or key in MOVED_FROM) and isinstance(value, dict):
             for k, v in value.items():
                 k = canonical_name(k)
                 if k in RETIRED:
                     continue
-                if OPTIONS.get(k, (None,))[0] != key:
+                if OPTIONS.get(k, (None,))[0] != key and k not in MOVED_FROM.get(key, ()):
                     raise FastvisError(f"{p}: [{key}] has no option {k!r}{_suggest(k)}")
                 flat[k] = v
         elif key in OPTIONS:
@@ -481,6 +489,10 @@ MODE_REFUSES = {
 
 #: options of earlier versions, ignored in the config.json of their run folders
 RETIRED = {"halt_after_epoch"}
+
+#: options that earlier versions kept in another group (and the group renamed): their config.json still reads
+MOVED_FROM = {"data": {"model"}, "eval": {"teacher", "kd_alpha", "kd_temperature"},
+              "output": {"out", "resume", "seed", "wandb", "wandb_mode", "wandb_project", "quiet"}}
 
 #: options a resumed run may change; any other given again must equal the run's own
 MAY_CHANGE = {"budget", "epochs", "out", "resume", "quiet", "wandb", "wandb_mode", "wandb_project",

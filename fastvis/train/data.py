@@ -138,7 +138,7 @@ def _resident(cfg: TrainConfig, path, device, train_ids, hold_ids) -> TrainData:
     sample = ds.batch(pick)[0] if ds.params is not None else ds.images[:SAMPLE]
     mean, std = ds.mean_std()
     # every rank reads the global batch (augmented identically, then sliced)
-    loader = ResidentLoader(ds, cfg.optim.batch_size, seed=cfg.output.seed)
+    loader = ResidentLoader(ds, cfg.optim.batch_size, seed=cfg.run.seed)
     if len(loader) == 0:
         raise FastvisError(f"{path}: {n} training samples make no whole batch of {cfg.optim.batch_size}; lower "
                            "--batch-size")
@@ -149,7 +149,7 @@ def _resident(cfg: TrainConfig, path, device, train_ids, hold_ids) -> TrainData:
 
 def _streamed(cfg: TrainConfig, reader: BetonReader, kind: str, world: World, device, train_ids) -> TrainData:
     """Streaming, jpeg and dali: each rank reads its part of every epoch (of ``train_ids``)."""
-    path, seed = reader.path, cfg.output.seed
+    path, seed = reader.path, cfg.run.seed
     batch = cfg.optim.batch_size // world.size
     sizes = reader.image_sizes("image")
     stored = tuple(int(v) for v in sizes[0])

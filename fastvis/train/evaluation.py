@@ -91,7 +91,7 @@ class Evaluations:
         recipe's ``curve_points`` evaluates every 1/curve_points of its steps, so that its curve
         has that many points (with a budget: of the steps it is expected to train, once the speed
         is known, and while evaluations take at most their share of the time)."""
-        st, spe, points = self.state, self.steps_per_epoch, recipe.get("curve_points")
+        st, per_epoch, points = self.state, self.steps_per_epoch, recipe.get("curve_points")
         if not self.evaluates_during_training:
             return False
         if self.eval_interval is None:
@@ -101,7 +101,7 @@ class Evaluations:
                 total = st.phase_step + self.budget.steps_left()
             else:
                 return False
-            self.eval_interval = max(1, total // points) if total < points * spe else 0
+            self.eval_interval = max(1, total // points) if total < points * per_epoch else 0
         if not self.eval_interval or st.phase_step % self.eval_interval:
             return False
         if self.budget is None:

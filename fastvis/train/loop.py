@@ -58,7 +58,7 @@ class Trainer(Evaluations):
                                "processes")
         self.amp, self.amp_reason = bool(cfg.speed.amp), ""  # decided in setup, once the model is built
         self.state = self.new_state()
-        self.recorder = Recorder(cfg.output.out, self.world.main, not cfg.output.quiet)
+        self.recorder = Recorder(cfg.run.out, self.world.main, not cfg.run.quiet)
         self.budget: BudgetController | None = None
         self.eval_interval: int | None = None  # steps between evaluations inside epochs (0: none)
         self.first_loss = self.last_loss = self.lr = None
@@ -162,7 +162,7 @@ class Trainer(Evaluations):
         args = (cfg.data.data, cfg.data.val, cfg.data.cache_dir)
         need_val = not cfg.data.holdout
         if world.main:  # rank 0 downloads and converts; the others then find the files
-            train_path, val_path, self.dataset_name = resolve(*args, not cfg.output.quiet, cfg.data.verify, need_val)
+            train_path, val_path, self.dataset_name = resolve(*args, not cfg.run.quiet, cfg.data.verify, need_val)
         if world.distributed:
             torch.distributed.barrier()
             if not world.main:
@@ -183,12 +183,12 @@ class Trainer(Evaluations):
         self.plan = build_plan(cfg, data, world, self.recorder.log)
         self.setup_mode()
         self.model_name, speed, why = self.choose_model()
-        if world.distributed and not cfg.data.model:  # every rank trains rank 0's choice
+        if world.distributed and not cfg.network.model:  # every rank trains rank 0's choice
             names = list_models()
             self.model_name = names[ddp.broadcast_int(world, names.index(self.model_name), device)]
         if cfg.optim.optimizer is None:  # the recipe's for the model
             self.cfg = cfg = cfg.replace(optimizer=recipe.optimizer(self.model_name, int(data.image_shape[0])))
-        torch.manual_seed(cfg.output.seed)
+        torch.manual_seed(cfg.run.seed)
         model, self.params, self.flops = build_model(self.model_name, cfg, data.num_classes, data.image_shape,
                                                      device, lambda: self.normalize(self.whitening_images()))
         self.raw_model = model
@@ -207,23 +207,23 @@ class Trainer(Evaluations):
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[world.local_rank] if device.type == "cuda" else None)
         self.model = torch.compile(model) if cfg.speed.compile else model
-        teacher = load_teacher(cfg.eval.teacher, data.num_classes, device, cfg.speed.channels_last) \
-            if cfg.eval.teacher else None
-        self.criterion = Criterion(data.num_classes, cfg.optim.label_smoothing, teacher, cfg.eval.kd_alpha,
-                                   cfg.eval.kd_temperature, self.autocast)
+        teacher = load_teacher(cfg.network.teacher, data.num_classes, device, cfg.speed.channels_last) \
+            if cfg.network.teacher else None
+        self.criterion = Criterion(data.num_classes, cfg.optim.label_smoothing, teacher, cfg.network.kd_alpha,
+                                   cfg.network.kd_temperature, self.autocast)
         if cfg.schedule.epochs is None:
             sizes = sum(len(d) for d in self.eval_sets.values()) / len(self.watch)
             fixed, per_param, disk = recipe.get("checkpoint_seconds")
             self.budget = BudgetController(cfg.schedule.budget, self.clock, world, device,
                                            final_evals=sizes * len(tta_views(cfg.eval.tta, cfg.eval.tta_shift)),
                                            ckpt_time=fixed + per_param * self.params / disk)
-        if cfg.output.resume:
-            self.resume(cfg.output.resume)
-        wandb = dict(project=cfg.output.wandb_project, mode=cfg.output.wandb_mode) if cfg.output.wandb else None
+        if cfg.run.resume:
+            self.resume(cfg.run.resume)
+        wandb = dict(project=cfg.run.wandb_project, mode=cfg.run.wandb_mode) if cfg.run.wandb else None
         self.recorder.start(wandb, {**self.hyper(), "params": self.params, "flops": self.flops})
         if world.main:
             cfg.save(self.recorder.out / "config.json")
-            if not cfg.output.resume:  # a fresh start: no rows of an earlier start that left no checkpoint
+            if not cfg.run.resume:  # a fresh start: no rows of an earlier start that left no checkpoint
                 write_atomic(self.recorder.out / "metrics.jsonl", "")
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
@@ -300,10 +300,10 @@ class Trainer(Evaluations):
         return trained_before + self.clock() - start
 
     def _train_phase(self) -> None:
-        st, spe = self.state, self.steps_per_epoch
+        st, per_epoch = self.state, self.steps_per_epoch
         while True:
-            stop, epoch_seconds = self._train_epoch(st.phase_step - st.epoch * spe)
-            if st.phase_step - st.epoch * spe >= spe:
+            stop, epoch_seconds = self._train_epoch(st.phase_step - st.epoch * per_epoch)
+            if st.phase_step - st.epoch * per_epoch >= per_epoch:
                 st.epoch += 1
             if stop or self._progress() >= 1:
                 return
@@ -327,9 +327,9 @@ class Trainer(Evaluations):
     def _train_epoch(self, first: int) -> tuple[bool, float]:
         """Steps ``first`` to the end of the epoch, or until the phase is done. Returns (stop, the
         seconds a whole epoch takes at the speed seen)."""
-        st, spe, b = self.state, self.steps_per_epoch, self.cfg.optim.batch_size
+        st, per_epoch, batch_size = self.state, self.steps_per_epoch, self.cfg.optim.batch_size
         loss_sum, n, steps, stop = torch.zeros((), device=self.device), 0, 0, False
-        self.recorder.open_bar(st.epoch, min(spe - first, self._steps_left() or spe))
+        self.recorder.open_bar(st.epoch, min(per_epoch - first, self._steps_left() or per_epoch))
         t0 = previous = self.clock()
         batches = self.phase_batches(st.epoch, first)
         for k, batch in enumerate(batches, start=first):
@@ -343,12 +343,12 @@ class Trainer(Evaluations):
                 now = self.clock()
                 self.budget.observe_step(now - previous)
                 previous = now
-            if n == 20 or k == spe - 1:  # not tuning: how often the progress bar and the NaN check look
+            if n == 20 or k == per_epoch - 1:  # not tuning: how often the progress bar and the NaN check look
                 self._check_loss(loss_sum, n)
-                self.recorder.update_bar(n, b, self.last_loss, self.lr, self._steps_left())
+                self.recorder.update_bar(n, batch_size, self.last_loss, self.lr, self._steps_left())
                 loss_sum.zero_()
                 n = 0
-            if k < spe - 1 and self._evaluation_inside_epoch_due():
+            if k < per_epoch - 1 and self._evaluation_inside_epoch_due():
                 if n:
                     self._check_loss(loss_sum, n)
                 self._evaluate_watched()
@@ -358,7 +358,7 @@ class Trainer(Evaluations):
             self._check_loss(loss_sum, n)
         self.recorder.close_bar()
         self.sync()
-        return stop, (self.clock() - t0) * spe / max(steps, 1)
+        return stop, (self.clock() - t0) * per_epoch / max(steps, 1)
 
     def where(self) -> str:
         """Where the run is, for messages."""

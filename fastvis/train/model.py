@@ -19,8 +19,8 @@ def pick_model(cfg: TrainConfig, device: torch.device, image_shape, num_classes:
     """``(model, its measured speed or None, why)``: ``--model``; with a budget, the largest model
     of the device's ladder that gets the epochs it needs in ``seconds`` at the speed measured
     here (:mod:`.recipe`); with ``--epochs``, a default by device."""
-    if cfg.data.model:
-        return cfg.data.model, None, "--model"
+    if cfg.network.model:
+        return cfg.network.model, None, "--model"
     if seconds is None:
         return recipe.get("epochs_model")[device.type if device.type == "cuda" else "cpu"], None, \
             "--epochs without --model"

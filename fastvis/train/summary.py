@@ -14,7 +14,7 @@ def run_hyper(trainer) -> dict:
     h.update(model=trainer.model_name, amp="bf16" if trainer.amp else "off", processes=trainer.world.size)
     h["peak_lr"] = trainer.peak_lr
     del h["lr"]
-    if not trainer.cfg.eval.teacher:
+    if not trainer.cfg.network.teacher:
         del h["kd_alpha"], h["kd_temperature"]
     if not trainer.data.radiographs:
         for k in ("window", "defect_paste", "defect_class"):
