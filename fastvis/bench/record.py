@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -170,7 +171,7 @@ def table(results: dict) -> str:
     for (side, epochs), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         accs = [100 * r["top1"] for r in rs]
         m, s = mean_std(accs)
-        speed = sorted(r["images_per_second"] for r in rs)[len(rs) // 2]
+        speed = statistics.median(r["images_per_second"] for r in rs)
         name = "airbench94_muon.py (CPU, fp32)" if side == "record" else "fastvis-train --model fastnet"
         lines.append(f"| {name} | {epochs:g} | {', '.join(f'{a:.2f}' for a in accs)} | {m:.2f} ± {s:.2f} | "
                      f"{speed:,.0f} |")
