@@ -10,7 +10,8 @@ chosen moment of its life whatever the machine's speed:
 - ``none``: not killed.
 
 With ``TEST_EXACT=1`` in the environment the run computes the same sums in the same order in every
-process: one thread, and no oneDNN (whose kernels now and then split a convolution's sums
+process: fp32 (not a timed choice of bf16 autocast, which may fall either way where the CPU has
+native bf16), one thread, and no oneDNN (whose kernels now and then split a convolution's sums
 differently from one process to the next, about 1e-3 apart after a few steps), so that a resumed
 run can be compared bit for bit with an uninterrupted one.
 
@@ -84,8 +85,11 @@ def main(argv: list[str]) -> int:
     if os.environ.get("TEST_EXACT") == "1":
         import torch
 
+        from fastvis.train import model
+
         torch.set_num_threads(1)
         torch.backends.mkldnn.enabled = False
+        model.cpu_has_fast_bf16 = lambda: False  # fp32: no timed choice of bf16 that may differ between runs
     install(argv[0], int(argv[1]))
     from fastvis.cli.train import main as train_main
 

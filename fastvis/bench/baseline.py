@@ -2,7 +2,8 @@
 CIFAR archive in the python-pickle layout, the pickles read into arrays as torchvision's CIFAR
 datasets do) + DataLoader (per-image crop/flip/normalise in worker processes) + the same CIFAR
 ResNet-18 fastvis has, SGD with Nesterov momentum, learning rate decayed linearly with elapsed
-time, trained until the budget (minus the measured evaluation time) is spent, then evaluated on
+time, trained until the budget (minus the measured evaluation time) is spent (or for ``--epochs``,
+the rate then decayed with the steps), then evaluated on
 the test split, or on the held-out part of the training split fastvis's ``--holdout`` takes.
 
 Usage: fastvis-bench baseline --data ../shared/data/cifar10-jpeg.tar.xz --budget 10m
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None, prog: str | None = None):
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="image-folder tree with train/ and test/, or a tar of one")
     ap.add_argument("--budget", default="10m")
+    ap.add_argument("--epochs", type=float, help="train this many epochs instead of until the budget (the learning "
+                    "rate then decays with the steps)")
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.1)
@@ -94,22 +97,25 @@ def main(argv: list[str] | None = None, prog: str | None = None):
     train_end = budget * 0.97 - eval_time
     t0 = time.perf_counter()
     begin = t0 - start
-    seen = epochs = 0
+    total = max(1, round(args.epochs * len(train_loader))) if args.epochs else None
+    seen = epochs = step = 0
     done = False
     while not done:
         model.train()
         for x, y in train_loader:
             elapsed = time.perf_counter() - start
-            if elapsed >= train_end:
-                done = True
+            done = elapsed >= train_end if total is None else step >= total
+            if done:
                 break
+            progress = (elapsed - begin) / (train_end - begin) if total is None else step / total
             for g in opt.param_groups:
-                g["lr"] = args.lr * max(0.0, 1 - (elapsed - begin) / (train_end - begin))
+                g["lr"] = args.lr * max(0.0, 1 - progress)
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
             seen += len(y)
+            step += 1
         epochs += 1
     train_seconds = time.perf_counter() - t0
     top1 = evaluate()

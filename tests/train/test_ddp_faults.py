@@ -115,7 +115,7 @@ def test_torchrun_restarts_a_run_whose_rank_died_and_it_ends_as_an_uninterrupted
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "--max-restarts=1",
                 "-m", "fastvis.cli.train", "--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "60",
                 "--batch-size", "32", "--device", "cpu", "-q", "--out", str(out), "--resume", "auto",
-                "--ddp-timeout", "30"]
+                "--ddp-timeout", "30", "--no-amp"]
 
     ref = subprocess.run(command(tmp_path / "ref"), cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert ref.returncode == 0, ref.stderr[-3000:]

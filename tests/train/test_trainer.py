@@ -104,6 +104,30 @@ def test_resume_after_a_kill_gives_the_same_result(data, tmp_path):
     assert sa["top1"] == sb["top1"] and sa["val_loss"] == sb["val_loss"]
 
 
+def test_a_resumed_run_keeps_the_precision_and_model_it_chose_by_timing(data, tmp_path, monkeypatch):
+    """bf16 autocast on a CPU is chosen by a timed probe (and the model, with a budget, by timing):
+    a run resumed on a busier machine must not choose again, or it would train another way or
+    refuse its own checkpoint."""
+    from fastvis.cli.train import build_parser
+    from fastvis.train import model as model_module
+    from fastvis.train.config import config_from_args
+    from fastvis.train.speed import Speed
+
+    monkeypatch.setattr(model_module, "cpu_has_fast_bf16", lambda: True)
+    faster = {"bf16": True}
+    monkeypatch.setattr(model_module, "measure_speed",
+                        lambda *a, **k: Speed(1000.0, faster["bf16"], 2.0 if faster["bf16"] else 0.5))
+    base = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--batch-size", "32", "--lr", "0.2",
+            "--device", "cpu", "-q", "--out", str(tmp_path)]
+    first = train(config_from_args(build_parser().parse_args([*base, "--epochs", "1"])))
+    assert first["amp"] == "bf16"
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["speed"]["amp"] is True and saved["network"]["model"] == "tinynet"
+    faster["bf16"] = False  # the probe would now choose fp32
+    again = train(config_from_args(build_parser().parse_args([*base, "--epochs", "2", "--resume", "auto"])))
+    assert again["amp"] == "bf16" and again["steps"] == 16
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch):
     original, steps = Criterion.__call__, []
 
@@ -195,7 +219,7 @@ def test_cli_errors_and_help(tmp_path):
 
 def test_ddp_two_processes_match_one(data, tmp_path):
     args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "1", "--batch-size", "32",
-            "--lr", "0.2", "--device", "cpu", "-q", "--seed", "3"]
+            "--lr", "0.2", "--device", "cpu", "-q", "--seed", "3", "--no-amp"]  # fp32: not a timed choice
     one = train_cli(*args, "--out", tmp_path / "one")
     assert one.returncode == 0, one.stderr
     two = train_cli(*args, "--out", tmp_path / "two", "--nproc-per-node", "2", env={"OMP_NUM_THREADS": "1"})
