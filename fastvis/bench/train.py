@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None, prog: str | None = None):
     ratio = rows["fastvis-train"]["top1"] / max(rows["plain PyTorch (DataLoader)"]["top1"], 1e-9)
     print(f"top-1 ratio fastvis / baseline: {ratio:.2f}x")
     Path(args.json).write_text(json.dumps({"budget_seconds": None if args.epochs else budget,
-                                           "epochs": float(args.epochs) if args.epochs else None, "data": args.data, "split": split,
-                                           "top1_ratio": ratio, "runs": rows}, indent=1))
+                                           "epochs": float(args.epochs) if args.epochs else None, "data": args.data,
+                                           "split": split, "top1_ratio": ratio, "runs": rows}, indent=1))
 
 
 if __name__ == "__main__":
