@@ -2,7 +2,7 @@
 float, CPU or CUDA), draws its random parameters from an explicit generator or seed, and
 comes as a function and as a module (:func:`fastvis.augment.base.module_form`). The
 registry :data:`TRANSFORMS` lists them all."""
-from .base import BatchTransform, module_form
+from .base import AugmentedBatch, BatchTransform, PlanContext, module_form
 from .defects import (
     DefectBank,
     DefectPaste,
@@ -45,7 +45,7 @@ from .mix import (
 from .normalize import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, Normalize, normalize
 from .poisson import BlendStats, poisson_blend, poisson_blend_batch, poisson_blend_reference
 from .policies import AutoAugment, RandAugment, TrivialAugment, apply_ops, autoaugment, randaugment, trivialaugment
-from .registry import TRANSFORMS, TransformSpec
+from .registry import TRANSFORMS, TrainingUse, TransformSpec, training_order
 from .resized_crop import (
     RandomResizedCrop,
     center_boxes,
@@ -56,15 +56,15 @@ from .resized_crop import (
 )
 
 __all__ = [
-    "AlternatingFlip", "AutoAugment", "BatchTransform", "BlendStats", "CIFAR100_MEAN", "CIFAR100_STD", "CIFAR10_MEAN",
-    "CIFAR10_STD", "CutMix", "Cutout", "DefectBank", "DefectPaste", "DefectPasteParams", "GeneratorLike", "MixParams",
-    "Mixup", "Normalize", "RandAugment", "RandomCrop", "RandomCropFlip", "RandomErasing", "RandomFlip", "RandomMix",
-    "RandomResizedCrop", "RandomTranslate", "TRANSFORMS", "ToUnit", "TransformSpec", "TrivialAugment",
-    "alternating_flip", "apply_cutmix", "apply_mixup", "apply_ops", "as_generator", "autoaugment", "center_boxes",
-    "center_crop_resize", "cutmix", "cutmix_params", "cutout", "defect_paste", "defect_paste_params", "erase",
-    "placed_patch", "tight_mask", "valid_map", "hflip", "mix", "mixup", "mixup_params", "module_form", "normalize",
-    "poisson_blend", "poisson_blend_batch",
-    "poisson_blend_reference", "random_crop", "random_crop_flip", "random_erasing", "random_erasing_params",
-    "random_resized_crop", "random_translate", "randaugment", "resized_crops", "rng", "rrc_boxes", "soft_targets",
-    "to_unit", "trivialaugment", "window_params",
+    "AlternatingFlip", "AugmentedBatch", "AutoAugment", "BatchTransform", "BlendStats", "CIFAR100_MEAN",
+    "CIFAR100_STD", "CIFAR10_MEAN", "CIFAR10_STD", "CutMix", "Cutout", "DefectBank", "DefectPaste",
+    "DefectPasteParams", "GeneratorLike", "MixParams", "Mixup", "Normalize", "PlanContext", "RandAugment",
+    "RandomCrop", "RandomCropFlip", "RandomErasing", "RandomFlip", "RandomMix", "RandomResizedCrop",
+    "RandomTranslate", "TRANSFORMS", "ToUnit", "TrainingUse", "TransformSpec", "TrivialAugment", "alternating_flip",
+    "apply_cutmix", "apply_mixup", "apply_ops", "as_generator", "autoaugment", "center_boxes", "center_crop_resize",
+    "cutmix", "cutmix_params", "cutout", "defect_paste", "defect_paste_params", "erase", "hflip", "mix", "mixup",
+    "mixup_params", "module_form", "normalize", "placed_patch", "poisson_blend", "poisson_blend_batch",
+    "poisson_blend_reference", "randaugment", "random_crop", "random_crop_flip", "random_erasing",
+    "random_erasing_params", "random_resized_crop", "random_translate", "resized_crops", "rng", "rrc_boxes",
+    "soft_targets", "tight_mask", "to_unit", "training_order", "trivialaugment", "valid_map", "window_params",
 ]

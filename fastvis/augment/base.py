@@ -6,18 +6,25 @@ takes the options (with the function's defaults) and the generator, and whose ``
 takes the batch inputs and calls the function: the module gives exactly what the function
 gives. A module keeps its generator (a CPU ``torch.Generator``, made from a seed if need be),
 so successive calls draw new parameters and a module built from the same seed replays them.
+
+fastvis-train applies the transforms a run's options turn on as *stages* of one plan
+(:mod:`fastvis.train.augment_plan`): an :class:`AugmentedBatch` flows through them, and each
+transform's module builds its own stage from a :class:`PlanContext` (the registry,
+:data:`fastvis.augment.registry.TRANSFORMS`, says which builder, in which order, with which
+seed stream).
 """
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
 from .generators import as_generator
 
-__all__ = ["BatchTransform", "module_form"]
+__all__ = ["AugmentedBatch", "BatchTransform", "PlanContext", "StageFn", "module_form", "on_images"]
 
 
 class BatchTransform(torch.nn.Module):
@@ -65,3 +72,45 @@ def module_form(function: Callable[..., Any], name: str, inputs: tuple[str, ...]
     return type(name, (BatchTransform,), {"function": staticmethod(function), "inputs": tuple(inputs),
                                           "_signature": options, "__doc__": doc,
                                           "__module__": function.__module__})
+
+
+@dataclass
+class AugmentedBatch:
+    """What flows through a training plan: images, class ids, soft targets once mixed, the
+    samples' indices in the dataset (where the loader gives them), the epoch."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    targets: torch.Tensor | None = None
+    indices: torch.Tensor | None = None
+    epoch: int = 0
+
+
+#: one stage of a training plan: ``(batch, seed) -> batch``, the seed of this step's own stream
+StageFn = Callable[[AugmentedBatch, int], AugmentedBatch]
+
+
+@dataclass
+class PlanContext:
+    """What a transform's stage builder may read when fastvis-train builds its plan."""
+
+    option: Callable[[str], Any]  # a training option's value by its name (fastvis.train.config)
+    seed: int  # the run's seed
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    channels_last: bool
+    radiographs: bool  # one-channel float images in [0, 1] (else uint8 RGB)
+    applied: frozenset[str] = frozenset()  # what the loader already does to every batch ("crop", "normalize")
+    dataset: Any = None  # the resident training set (labels, masks, classes); None when streamed
+    log: Callable[[str], None] = print
+    stats: dict = field(default_factory=dict)  # counters a stage keeps for the run's summary
+
+
+def on_images(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> StageFn:
+    """A stage from a transform of the images alone: ``fn(images, seed)``."""
+    def apply(v: AugmentedBatch, seed: int) -> AugmentedBatch:
+        v.images = fn(v.images, seed)
+        return v
+
+    return apply

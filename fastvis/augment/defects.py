@@ -29,7 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import module_form
+from .. import FastvisError
+from .base import AugmentedBatch, PlanContext, StageFn, module_form
 from .generators import GeneratorLike, rng
 from .poisson import mask_box, poisson_blend_batch
 
@@ -229,3 +230,43 @@ def defect_paste(images: torch.Tensor, labels: torch.Tensor, bank: DefectBank, d
 
 
 DefectPaste = module_form(defect_paste, "DefectPaste", inputs=("images", "labels"))
+
+
+def defect_paste_stage(ctx: PlanContext) -> StageFn | None:
+    """``--defect-paste P``: a bank cut around the masks of the ``--defect-class`` samples of the
+    resident training set, pasted into the other classes' images."""
+    p = ctx.option("defect_paste")
+    if not p:
+        return None
+    ds = ctx.dataset
+    if ds is None or ds.masks is None:
+        raise FastvisError("--defect-paste needs radiographs converted with masks (fastvis-convert DIR OUT "
+                           "--size N --labels CSV with a mask column)")
+    classes = ds.classes or [str(k) for k in range(ctx.num_classes)]
+    name = ctx.option("defect_class") if ctx.option("defect_class") is not None else "defect"
+    if name in classes:
+        defect = classes.index(name)
+    elif str(name).isdigit() and int(name) < ctx.num_classes:
+        defect = int(name)
+    else:
+        raise FastvisError(f"--defect-class {name!r} is not one of the classes {classes}")
+    if "normal" in classes and classes.index("normal") != defect:
+        normal = [classes.index("normal")]
+    else:
+        normal = [k for k in range(ctx.num_classes) if k != defect]
+    pick = ((ds.labels == defect) & (ds.masks.flatten(1).amax(1) > 0)).nonzero().flatten().cpu()
+    if len(pick) == 0:
+        raise FastvisError(f"--defect-paste: no training sample of class {classes[defect]!r} has a mask")
+    bank = DefectBank.from_samples(ds.batch(pick)[0], ds.masks[pick.to(ds.masks.device)])
+    boxes = f" ({bank.from_boxes} box labels narrowed to what stands out in them)" if bank.from_boxes else ""
+    ctx.log(f"defect bank: {len(bank)} patches from {len(pick)} masked {classes[defect]!r} samples{boxes}; pasting "
+            f"brings each batch to {100 * p:g}% {classes[defect]!r} samples")
+    stats = ctx.stats
+    stats["defect_pastes"] = 0
+
+    def paste(v: AugmentedBatch, seed: int) -> AugmentedBatch:
+        v.images, v.labels, params = defect_paste(v.images, v.labels, bank, defect, normal, p, generator=seed)
+        stats["defect_pastes"] += len(params.index)
+        return v
+
+    return paste

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from .base import module_form
+from .base import PlanContext, StageFn, module_form, on_images
 from .generators import GeneratorLike, cpu_tensor, device_seed, rng
 
 __all__ = ["Cutout", "RandomErasing", "cutout", "erase", "random_erasing", "random_erasing_params"]
@@ -81,3 +81,15 @@ def random_erasing(images: torch.Tensor, p: float = 0.5, scale=(0.02, 0.33), rat
 
 Cutout = module_form(cutout, "Cutout")
 RandomErasing = module_form(random_erasing, "RandomErasing")
+
+
+def cutout_stage(ctx: PlanContext) -> StageFn | None:
+    """``--cutout SIZE``."""
+    size = ctx.option("cutout")
+    return on_images(lambda x, s: cutout(x, size, generator=s)) if size else None
+
+
+def random_erasing_stage(ctx: PlanContext) -> StageFn | None:
+    """``--erasing P``."""
+    p = ctx.option("erasing")
+    return on_images(lambda x, s: random_erasing(x, p=p, generator=s)) if p else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from ..kernels.geometric import crop_flip
-from .base import module_form
+from .base import AugmentedBatch, PlanContext, StageFn, module_form, on_images
 from .generators import GeneratorLike, cpu_tensor, rng
 
 __all__ = ["AlternatingFlip", "RandomCrop", "RandomFlip", "RandomTranslate", "alternating_flip", "hflip",
@@ -82,3 +82,28 @@ RandomCropFlip = module_form(random_crop_flip, "RandomCropFlip")
 RandomFlip = module_form(hflip, "RandomFlip")
 RandomTranslate = module_form(random_translate, "RandomTranslate")
 AlternatingFlip = module_form(alternating_flip, "AlternatingFlip", inputs=("images", "indices"))
+
+
+# -- stages of fastvis-train's plan (see fastvis.augment.registry) ---------------------------------
+def crop_flip_stage(ctx: PlanContext) -> StageFn | None:
+    """``--crop`` (reflect padding of ``--padding``) and ``--flip random`` in one pass; none when
+    the loader already crops."""
+    crop, flip = ctx.option("crop"), ctx.option("flip")
+    if not (crop or flip == "random") or "crop" in ctx.applied:
+        return None
+    pad, flip_p = (ctx.option("padding") if crop else 0), (0.5 if flip == "random" else 0.0)
+    return on_images(lambda x, s: random_crop_flip(x, padding=pad, padding_mode="reflect", flip_p=flip_p,
+                                                   generator=s))
+
+
+def alternating_flip_stage(ctx: PlanContext) -> StageFn | None:
+    """``--flip alternating``: each sample flipped by its index and the epoch."""
+    if ctx.option("flip") != "alternating":
+        return None
+    seed = ctx.seed
+
+    def alternate(v: AugmentedBatch, _seed: int) -> AugmentedBatch:
+        v.images = alternating_flip(v.images, v.indices, v.epoch, seed)
+        return v
+
+    return alternate

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..kernels import mix as mix_kernels
-from .base import module_form
+from .base import AugmentedBatch, PlanContext, StageFn, module_form
 from .generators import GeneratorLike, cpu_tensor, rng
 
 __all__ = ["CutMix", "Mixup", "MixParams", "RandomMix", "apply_cutmix", "apply_mixup", "cutmix", "cutmix_params", "mix",
@@ -136,3 +136,22 @@ def mix(images: torch.Tensor, labels: torch.Tensor, num_classes: int, mixup_alph
 CutMix = module_form(cutmix, "CutMix", inputs=("images", "labels"))
 Mixup = module_form(mixup, "Mixup", inputs=("images", "labels"))
 RandomMix = module_form(mix, "RandomMix", inputs=("images", "labels"))
+
+
+def mix_stage(ctx: PlanContext) -> StageFn | None:
+    """``--cutmix ALPHA`` and/or ``--mixup ALPHA`` (both: one or the other per batch), each sample
+    mixed with probability ``--mix-prob``; the soft targets join the batch."""
+    cut, up, p, k = ctx.option("cutmix"), ctx.option("mixup"), ctx.option("mix_prob"), ctx.num_classes
+    if not (cut or up):
+        return None
+
+    def apply(v: AugmentedBatch, seed: int) -> AugmentedBatch:
+        if cut and up:
+            v.images, v.targets = mix(v.images, v.labels, k, up, cut, 0.5, p, generator=seed)
+        elif cut:
+            v.images, v.targets = cutmix(v.images, v.labels, k, cut, p, generator=seed)
+        else:
+            v.images, v.targets = mixup(v.images, v.labels, k, up, p, generator=seed)
+        return v
+
+    return apply

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .base import module_form
+from .base import PlanContext, StageFn, module_form, on_images
 
 __all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "Normalize", "normalize"]
 
@@ -34,3 +34,12 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
 
 
 Normalize = module_form(normalize, "Normalize")
+
+
+def normalize_stage(ctx: PlanContext) -> StageFn | None:
+    """Every run's: the data's mean and std, in the run's memory format (none when the loader
+    already normalises)."""
+    if "normalize" in ctx.applied:
+        return None
+    mean, std, last = ctx.mean, ctx.std, ctx.channels_last
+    return on_images(lambda x, s: normalize(x, mean, std, channels_last=last))

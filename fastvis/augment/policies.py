@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import module_form
+from .. import FastvisError
+from .base import PlanContext, StageFn, module_form, on_images
 from .generators import GeneratorLike, cpu_tensor, rng
 
 __all__ = ["OPS", "AutoAugment", "RandAugment", "TrivialAugment", "apply_ops", "autoaugment", "randaugment",
@@ -287,3 +288,26 @@ def autoaugment(images: torch.Tensor, generator: GeneratorLike = None) -> torch.
 RandAugment = module_form(randaugment, "RandAugment")
 TrivialAugment = module_form(trivialaugment, "TrivialAugment")
 AutoAugment = module_form(autoaugment, "AutoAugment")
+
+
+# -- stages of fastvis-train's plan (see fastvis.augment.registry) ---------------------------------
+def randaugment_stage(ctx: PlanContext) -> StageFn | None:
+    """``--randaugment N,M``."""
+    spec = ctx.option("randaugment")
+    if not spec:
+        return None
+    try:
+        n, m = (int(v) for v in str(spec).split(","))
+    except ValueError:
+        raise FastvisError(f"--randaugment takes N,M (e.g. 2,9), not {spec!r}") from None
+    return on_images(lambda x, s: randaugment(x, n, m, generator=s))
+
+
+def autoaugment_stage(ctx: PlanContext) -> StageFn | None:
+    """``--autoaugment``: the CIFAR-10 policy."""
+    return on_images(lambda x, s: autoaugment(x, generator=s)) if ctx.option("autoaugment") else None
+
+
+def trivialaugment_stage(ctx: PlanContext) -> StageFn | None:
+    """``--trivialaugment``."""
+    return on_images(lambda x, s: trivialaugment(x, generator=s)) if ctx.option("trivialaugment") else None

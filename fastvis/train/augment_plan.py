@@ -7,35 +7,25 @@ already does, whether it holds radiographs) and returns an :class:`AugmentPlan`:
 ``seed * 1_000_003 + s * 97 + key``, so a run replays exactly after a resume and the same
 global batch gets the same augmentation on every rank.
 
-Adding an augmentation to the trainer: one ``Stage`` in :func:`build_plan` (in its place in
-the order, with an unused ``key``) and its option in :mod:`fastvis.train.config`.
+Which stages there are, in which order, with which seed stream, is the transform registry's
+(:data:`fastvis.augment.registry.TRANSFORMS`, each entry's ``training``); each transform's module
+builds its own stage from the run's options. Adding an augmentation to the trainer touches its
+module, its registry entry, its contract settings and its option, not this file.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import torch
-
 from .. import FastvisError
-from .. import augment as aug_ops
+from ..augment.base import AugmentedBatch, PlanContext
+from ..augment.registry import training_order
 from ..loader import Batch
-from .config import TrainConfig
+from .config import TrainConfig, flag_of
 from .data import TrainData
 from .ddp import World
 
 __all__ = ["AugmentPlan", "Stage", "AugmentedBatch", "build_plan"]
-
-
-@dataclass
-class AugmentedBatch:
-    """What flows through the plan: images, class ids, soft targets once mixed, dataset indices."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    targets: torch.Tensor | None = None
-    indices: torch.Tensor | None = None
-    epoch: int = 0
 
 
 @dataclass
@@ -74,100 +64,20 @@ class AugmentPlan:
         return v.images, v.labels, v.targets
 
 
-def _defect_stage(cfg: TrainConfig, data: TrainData, stats: dict, log) -> Stage:
-    """Poisson-blend defect patches (cut around the masks of the defect class) into normal images."""
-    ds = data.dataset
-    if ds is None or ds.masks is None:
-        raise FastvisError("--defect-paste needs radiographs converted with masks (fastvis-convert DIR OUT "
-                           "--size N --labels CSV with a mask column)")
-    classes = ds.classes or [str(k) for k in range(data.num_classes)]
-    name = cfg.radiograph.defect_class if cfg.radiograph.defect_class is not None else "defect"
-    if name in classes:
-        defect = classes.index(name)
-    elif str(name).isdigit() and int(name) < data.num_classes:
-        defect = int(name)
-    else:
-        raise FastvisError(f"--defect-class {name!r} is not one of the classes {classes}")
-    if "normal" in classes and classes.index("normal") != defect:
-        normal = [classes.index("normal")]
-    else:
-        normal = [k for k in range(data.num_classes) if k != defect]
-    pick = ((ds.labels == defect) & (ds.masks.flatten(1).amax(1) > 0)).nonzero().flatten().cpu()
-    if len(pick) == 0:
-        raise FastvisError(f"--defect-paste: no training sample of class {classes[defect]!r} has a mask")
-    bank = aug_ops.DefectBank.from_samples(ds.batch(pick)[0], ds.masks[pick.to(ds.masks.device)])
-    boxes = f" ({bank.from_boxes} box labels narrowed to what stands out in them)" if bank.from_boxes else ""
-    log(f"defect bank: {len(bank)} patches from {len(pick)} masked {classes[defect]!r} samples{boxes}; pasting "
-        f"brings each batch to {100 * cfg.radiograph.defect_paste:g}% {classes[defect]!r} samples")
-    stats["defect_pastes"] = 0
-    p = cfg.radiograph.defect_paste
-
-    def paste(v: AugmentedBatch, seed: int) -> AugmentedBatch:
-        v.images, v.labels, params = aug_ops.defect_paste(v.images, v.labels, bank, defect, normal, p, generator=seed)
-        stats["defect_pastes"] += len(params.index)
-        return v
-
-    return Stage("defect_paste", 8, paste)
-
-
-def _on_images(fn: Callable[..., torch.Tensor]) -> Callable[[AugmentedBatch, int], AugmentedBatch]:
-    """A stage from a transform of the images alone: ``fn(images, seed)``."""
-    def apply(v: AugmentedBatch, seed: int) -> AugmentedBatch:
-        v.images = fn(v.images, seed)
-        return v
-
-    return apply
-
-
 def build_plan(cfg: TrainConfig, data: TrainData, world: World, log=print) -> AugmentPlan:
-    aug, stats = cfg.augment, {}
-    policies = aug.randaugment or aug.autoaugment or aug.trivialaugment
-    if data.radiographs and policies:
-        raise FastvisError("RandAugment/AutoAugment/TrivialAugment work on RGB uint8 images, not radiographs")
+    """The stages the run's options turn on, in the registry's order, each with its seed stream."""
+    ctx = PlanContext(cfg.get, cfg.run.seed, data.num_classes, tuple(data.mean), tuple(data.std),
+                      cfg.speed.channels_last, data.radiographs, frozenset(data.applies), data.dataset, log)
     stages: list[Stage] = []
-    if cfg.radiograph.defect_paste > 0:
-        stages.append(_defect_stage(cfg, data, stats, log))
-    if (aug.crop or aug.flip == "random") and "crop" not in data.applies:
-        pad, flip_p = (aug.padding if aug.crop else 0), (0.5 if aug.flip == "random" else 0.0)
-        stages.append(Stage("random_crop_flip", 1, _on_images(lambda x, s: aug_ops.random_crop_flip(
-            x, padding=pad, padding_mode="reflect", flip_p=flip_p, generator=s))))
-    if aug.flip == "alternating":
-        def alternate(v: AugmentedBatch, _seed: int) -> AugmentedBatch:
-            v.images = aug_ops.alternating_flip(v.images, v.indices, v.epoch, cfg.run.seed)
-            return v
-
-        stages.append(Stage("alternating_flip", None, alternate))
-    if aug.randaugment:
-        try:
-            n, m = (int(v) for v in aug.randaugment.split(","))
-        except ValueError:
-            raise FastvisError(f"--randaugment takes N,M (e.g. 2,9), not {aug.randaugment!r}") from None
-        stages.append(Stage("randaugment", 2, _on_images(lambda x, s: aug_ops.randaugment(x, n, m, generator=s))))
-    if aug.autoaugment:
-        stages.append(Stage("autoaugment", 3, _on_images(lambda x, s: aug_ops.autoaugment(x, generator=s))))
-    if aug.trivialaugment:
-        stages.append(Stage("trivialaugment", 4, _on_images(lambda x, s: aug_ops.trivialaugment(x, generator=s))))
-    if "normalize" not in data.applies:
-        mean, std, last = data.mean, data.std, cfg.speed.channels_last
-        stages.append(Stage("normalize", None, _on_images(lambda x, s: aug_ops.normalize(x, mean, std,
-                                                                                       channels_last=last))))
-    if aug.cutout:
-        stages.append(Stage("cutout", 5, _on_images(lambda x, s: aug_ops.cutout(x, aug.cutout, generator=s))))
-    if aug.erasing:
-        stages.append(Stage("random_erasing", 6, _on_images(lambda x, s: aug_ops.random_erasing(x, p=aug.erasing,
-                                                                                               generator=s))))
-    if aug.cutmix or aug.mixup:
-        k = data.num_classes
-
-        def mix(v: AugmentedBatch, seed: int) -> AugmentedBatch:
-            if aug.cutmix and aug.mixup:
-                v.images, v.targets = aug_ops.mix(v.images, v.labels, k, aug.mixup, aug.cutmix, 0.5, aug.mix_prob,
-                                                  generator=seed)
-            elif aug.cutmix:
-                v.images, v.targets = aug_ops.cutmix(v.images, v.labels, k, aug.cutmix, aug.mix_prob, generator=seed)
-            else:
-                v.images, v.targets = aug_ops.mixup(v.images, v.labels, k, aug.mixup, aug.mix_prob, generator=seed)
-            return v
-
-        stages.append(Stage("cutmix/mixup", 7, mix))
-    return AugmentPlan(stages, cfg.run.seed, world, data.per_rank, stats)
+    for name, use in training_order():
+        apply = use.stage(ctx)
+        if apply is None:
+            continue
+        given = f"{flag_of(use.options[0])} {cfg.get(use.options[0])}" if use.options else name
+        if "rgb" in use.needs and data.radiographs:
+            raise FastvisError(f"{given}: {name} works on RGB uint8 images, not radiographs")
+        if "resident" in use.needs and data.dataset is None:
+            raise FastvisError(f"{given}: {name} needs the resident loader (it works by sample index), not the "
+                               f"{data.kind} loader")
+        stages.append(Stage(name, use.key, apply))
+    return AugmentPlan(stages, cfg.run.seed, world, data.per_rank, ctx.stats)

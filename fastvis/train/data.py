@@ -121,8 +121,6 @@ def build_train_data(cfg: TrainConfig, path: str | Path, world: World, device: t
             if kind == "resident" or "meta" in reader.names:
                 raise
             kind = "streaming"
-    if cfg.augment.flip == "alternating":
-        raise FastvisError("--flip alternating needs the resident loader (it flips by sample index)")
     data = _streamed(cfg, reader, kind, world, device, train_ids)
     if hold_ids is not None:
         data.holdout = load_val(path, data, cfg, device, samples=hold_ids)

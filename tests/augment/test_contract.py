@@ -141,3 +141,30 @@ def test_cuda_gives_what_the_cpu_gives(name, dtype):
         assert b.device.type in ("cuda", "cpu") and a.shape == b.shape and a.dtype == b.dtype
         diff = (a.double() - b.cpu().double()).abs().nan_to_num(0).max() if a.numel() else 0
         assert diff <= (1 if a.dtype == torch.uint8 else 1e-4), (name, dtype)
+
+
+# -- how fastvis-train applies them (each entry's ``training``) -------------------------------------
+def test_training_stages_each_get_a_dtype_they_take_in_the_registry_order():
+    """Walked in the plan's order, from the uint8 of RGB data and the [0, 1] float of radiographs:
+    every stage a kind of data can have receives a dtype it takes (uint8-only ones come before
+    normalize), and the batch leaves as float32."""
+    for start, skip in (("uint8", {"masks"}), ("float32", {"rgb"})):
+        dtype = start
+        for name, use in A.training_order():
+            if skip & set(use.needs):
+                continue
+            spec = A.TRANSFORMS[name]
+            assert dtype in spec.dtypes, (name, dtype)
+            dtype = dtype if spec.output == "same" else spec.output
+        assert dtype == "float32", start
+
+
+def test_training_stages_read_training_options_and_every_augmentation_option_is_read():
+    from fastvis.train.config import OPTIONS
+
+    order = A.training_order()
+    read = {o for _, use in order for o in use.options}
+    assert read <= set(OPTIONS)
+    assert {n for n, (group, _) in OPTIONS.items() if group == "augment"} <= read
+    keys = [use.key for _, use in order if use.key is not None]
+    assert len(keys) == len(set(keys)) and len({use.order for _, use in order}) == len(order)
