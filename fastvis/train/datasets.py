@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
+from ..beton import sidecar_path
 from ..convert import convert
 from ..sources import CIFAR_SPECS, ImageFolderSource, SourceError, detect_kind, open_source
 from ..sources.download import cache_dir
@@ -36,7 +38,7 @@ def resolve(data: str, val: str | None = None, cache: str | Path | None = None, 
         if not val and need_val:
             raise SourceError(f"{path}: give the validation set with --val (a .beton, or a folder), or hold out "
                               "part of the training set with --holdout")
-        return path, _resolve_val(val, folder, progress) if val else None, path.stem
+        return path, _resolve_val(val, folder, progress) if val else None, dataset_name(path)
     kind = detect_kind(path)  # a CIFAR archive or folder by its content, else images
     if kind == "dicom":
         raise SourceError(f"{path}: DICOM folders are converted first (fastvis-convert {path} OUT.beton --size N) "
@@ -59,6 +61,24 @@ def resolve(data: str, val: str | None = None, cache: str | Path | None = None, 
         return train, None, path.stem
     raise SourceError(f"{path}: no test/ or val/ split found; give the validation set with --val, or hold out "
                       "part of the training set with --holdout")
+
+
+#: names that say which part of a dataset a file holds, not which dataset
+SPLIT_NAMES = frozenset({"train", "training", "test", "val", "valid", "validation"})
+
+
+def dataset_name(path: Path) -> str:
+    """What a .beton holds, as the report names it: the dataset its converter recorded in the
+    sidecar (``cifar100``), unless that only names a split (an image folder called ``train``);
+    then the file's name, or the folder it lies in."""
+    try:
+        recorded = json.loads(sidecar_path(path).read_text()).get("dataset")
+    except (OSError, ValueError, AttributeError):  # no sidecar, or not one: the file's checks say so
+        recorded = None
+    for name in (recorded, path.stem, path.resolve().parent.name):
+        if isinstance(name, str) and name and name.lower() not in SPLIT_NAMES:
+            return name
+    return path.stem
 
 
 def _resolve_val(val: str, folder: Path, progress: bool) -> Path:

@@ -138,9 +138,11 @@ def write_report(summary: dict, hyper: dict, history: list[dict], path: Path, ab
         y = _per_class_section(fig, per_class, finals[split].get("confusion"), summary.get("classes") or [], y - 0.035)
     if ablation:
         y = _ablation_section(fig, ablation, y - 0.035)
-    ax = fig.add_axes([0.12, 0.06, 0.8, min(0.3, y - 0.11)])
+    top = y - 0.05  # the chart right under the last section (no blank band above it), at most 0.35 high
+    height = min(0.35, top - 0.06)
+    ax = fig.add_axes([0.12, top - height, 0.8, height])
     if history:
         accuracy_curve(ax, history)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="pdf")
+        fig.savefig(tmp, format=Path(path).suffix[1:] or "pdf")  # report.pdf (or a .png to look at)
     plt.close(fig)

@@ -208,6 +208,18 @@ def test_densenets_have_their_published_sizes_and_take_one_channel():
             assert model(torch.randn(2, 1, size, size)).shape == (2, 2)
 
 
+def test_a_beton_is_named_by_its_dataset_not_by_its_split(tmp_path):
+    from fastvis.train.datasets import dataset_name
+
+    (tmp_path / "crops").mkdir()
+    (tmp_path / "train.beton.json").write_text(json.dumps({"dataset": "cifar100", "split": "train"}))
+    (tmp_path / "crops" / "train.beton.json").write_text(json.dumps({"dataset": "train"}))  # an image folder 'train'
+    (tmp_path / "c100.beton.json").write_text("not json")
+    assert dataset_name(tmp_path / "train.beton") == "cifar100"
+    assert dataset_name(tmp_path / "crops" / "train.beton") == "crops"
+    assert dataset_name(tmp_path / "c100.beton") == "c100"
+
+
 def test_cli_errors_and_help(tmp_path):
     proc = train_cli("--budget", "ten minutes", "--data", "cifar10")
     assert proc.returncode == 1 and "cannot read 'ten minutes'" in proc.stderr and "Traceback" not in proc.stderr
