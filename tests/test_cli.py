@@ -79,6 +79,22 @@ def test_bad_option_is_a_usage_error():
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
 
 
+@pytest.mark.parametrize("option,value,message", [
+    ("--page-size", "3", "must be a power of two from 4,096"), ("--page-size", "0", "power of two"),
+    ("--page-size", "12288", "power of two"), ("--page-size", str(2**40), "to 2,147,483,648"),
+    ("--workers", "-1", "must be a number from 1"), ("--shuffle", "-1", "from 0"),
+    ("--size", "100000", "from 1 to 8,192"), ("--jpeg", "0", "from 1 to 100"), ("--workers", "two", "not a whole"),
+])
+def test_convert_numbers_out_of_range_are_one_usage_line(option, value, message, capsys):
+    from fastvis.cli.convert import build_parser
+
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(["src", "out.beton", option, value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and message in err[-1] and option in err[-1]
+    assert build_parser().parse_args(["src", "out.beton", "--page-size", "65536"]).page_size == 65536
+
+
 def test_loader_benchmark_runs_every_loader_and_plots(tmp_path, ffcv, dali):
     from fastvis.bench.loader import synthetic
 

@@ -97,6 +97,7 @@ class PlanContext:
     option: Callable[[str], Any]  # a training option's value by its name (fastvis.train.config)
     seed: int  # the run's seed
     num_classes: int
+    image_size: tuple[int, int]  # (height, width) of the batches the loader gives
     mean: tuple[float, ...]
     std: tuple[float, ...]
     channels_last: bool

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import FastvisError
 from ..kernels.geometric import crop_flip
 from .base import AugmentedBatch, PlanContext, StageFn, module_form, on_images
 from .generators import GeneratorLike, cpu_tensor, rng
@@ -92,6 +93,9 @@ def crop_flip_stage(ctx: PlanContext) -> StageFn | None:
     if not (crop or flip == "random") or "crop" in ctx.applied:
         return None
     pad, flip_p = (ctx.option("padding") if crop else 0), (0.5 if flip == "random" else 0.0)
+    if pad >= min(ctx.image_size):
+        raise FastvisError(f"--padding {pad}: reflect padding must be smaller than the "
+                           f"{ctx.image_size[0]}x{ctx.image_size[1]} training images")
     return on_images(lambda x, s: random_crop_flip(x, padding=pad, padding_mode="reflect", flip_p=flip_p,
                                                    generator=s))
 

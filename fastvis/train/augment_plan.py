@@ -66,8 +66,9 @@ class AugmentPlan:
 
 def build_plan(cfg: TrainConfig, data: TrainData, world: World, log=print) -> AugmentPlan:
     """The stages the run's options turn on, in the registry's order, each with its seed stream."""
-    ctx = PlanContext(cfg.get, cfg.run.seed, data.num_classes, tuple(data.mean), tuple(data.std),
-                      cfg.speed.channels_last, data.radiographs, frozenset(data.applies), data.dataset, log)
+    ctx = PlanContext(cfg.get, cfg.run.seed, data.num_classes, tuple(data.image_shape[1:]), tuple(data.mean),
+                      tuple(data.std), cfg.speed.channels_last, data.radiographs, frozenset(data.applies),
+                      data.dataset, log)
     stages: list[Stage] = []
     for name, use in training_order():
         apply = use.stage(ctx)

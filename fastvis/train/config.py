@@ -100,7 +100,8 @@ class OptimOptions:
 
     batch_size: int | None = option(None, "global batch size (default: the recipe's for the device, halved until "
                                     "an epoch has enough steps for the data's size)", bounds="[1, inf)")
-    lr: float | None = option(None, "peak learning rate (default: by model, scaled with the batch)", bounds="(0, inf)")
+    lr: float | None = option(None, "peak learning rate (default: by model, scaled with the batch)",
+                              bounds="(0, 100]")  # far above any rate that trains: an overflow guard
     weight_decay: float = option(recipe.get("weight_decay"), "L2 weight decay (not on biases and norms)",
                                  bounds="[0, inf)")
     momentum: float = option(recipe.get("momentum"), "SGD momentum", bounds="[0, 1)")
@@ -211,7 +212,8 @@ class IncrementalOptions:
 class RunOptions:
     """the run: its seed, folder, resume and logging"""
 
-    seed: int = option(0, "seed of the initialisation, the sample order and the augmentations")
+    seed: int = option(0, "seed of the initialisation, the sample order and the augmentations",
+                       bounds="[0, 9.2e18)")  # what torch.manual_seed takes
     out: str | None = option(None, "output folder (default runs/<data>-<time>)", hyper=False)
     resume: str | None = option(None, "continue from a checkpoint (or its folder)", metavar="CKPT", hyper=False)
     wandb: bool = option(False, "log to Weights & Biases", hyper=False)
@@ -290,6 +292,13 @@ class TrainConfig:
         ra = self.augment.randaugment
         if ra is not None and not re.fullmatch(r"\d+,\d+", ra):
             raise InputError(f"--randaugment {ra}: expected N,M (ops per image, magnitude), e.g. 2,9")
+        if ra is not None and not (1 <= int(ra.split(",")[0]) <= 16 and int(ra.split(",")[1]) <= 30):
+            raise InputError(f"--randaugment {ra}: N ops per image from 1 to 16, magnitude M from 0 to 30")
+        if self.network.model is not None and not str(self.network.model).strip():
+            raise InputError("--model '': name a model (fastvis-train --list-models), or leave it out for the recipe's")
+        b, n = self.optim.batch_size, self.speed.nproc_per_node
+        if b is not None and b % n:
+            raise InputError(f"--batch-size {b}: must be a multiple of the {n} processes of --nproc-per-node")
         mode = self.mode
         for name, (refused, why) in MODE_REFUSES.get(mode, {}).items():
             if refused(self.get(name)):
