@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -293,11 +294,12 @@ def test_a_run_killed_at_many_moments_leaves_whole_outputs_and_resumes(data, tmp
     ref = tmp_path / "ref"
     train_cli(*args, "--out", ref, check=0)
     steps = json.loads((ref / "summary.json").read_text())["steps"]
-    seen = []
-    for k, (event, n) in enumerate(KILL_MOMENTS):
+
+    def kill_and_resume(k: int) -> set[str]:
+        event, n = KILL_MOMENTS[k]
         run = tmp_path / f"k{k}"
         train_killed(*args, "--out", run, at=event, n=n)
-        seen.append(set(_whole_outputs(run)))
+        left = set(_whole_outputs(run))
         again = train_cli(*args, "--out", run)
         assert again.returncode == 0, again.stderr[-2000:]
         assert set(_whole_outputs(run)) >= {"summary.json", "report.pdf", "curve.png", "metrics.jsonl"}
@@ -305,6 +307,12 @@ def test_a_run_killed_at_many_moments_leaves_whole_outputs_and_resumes(data, tmp
         assert json.loads((run / "summary.json").read_text())["steps"] == steps
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert len(rows) == len({(r["epoch"], r["split"], bool(r.get("final"))) for r in rows})  # no row twice
+        return left
+
+    # two runs at a time (each run's folder its own; the kills come at events, so sharing the
+    # cores changes nothing but the time the sweep takes)
+    with ThreadPoolExecutor(2) as pool:
+        seen = list(pool.map(kill_and_resume, range(len(KILL_MOMENTS))))
     assert "checkpoint.pt" not in seen[1] and {"checkpoint.pt", "metrics.jsonl"} <= seen[3]  # before, after epoch 1
     assert "curve.png" in seen[-2] and "summary.json" not in seen[-1]  # inside the last writes
 
