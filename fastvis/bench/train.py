@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None, prog: str | None = None):
                                           "images_per_second": b["images_per_second"], "top1": b["top1"],
                                           "wall_seconds": wall}
     split = "held-out part of the training split" if holdout else "test split"
-    length = f"{args.epochs} epochs each" if args.epochs else f"budget {budget:.0f} s"
-    print(f"# time to accuracy, {Path(args.data).name}, {length}, {os.cpu_count()} cores, top-1 on the {split}")
+    how_long = f"{args.epochs} epochs each" if args.epochs else f"budget {budget:.0f} s"
+    print(f"# time to accuracy, {Path(args.data).name}, {how_long}, {os.cpu_count()} cores, top-1 on the {split}")
     print(f"{'run':28s} {'model':12s} {'epochs':>7s} {'images/s':>10s} {'top-1':>7s} {'wall s':>8s}")
     for name, r in rows.items():
         print(f"{name:28s} {r['model']:12s} {r['epochs']:7.2f} {r['images_per_second']:10,.0f} "

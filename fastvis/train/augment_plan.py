@@ -66,9 +66,10 @@ class AugmentPlan:
 
 def build_plan(cfg: TrainConfig, data: TrainData, world: World, log=print) -> AugmentPlan:
     """The stages the run's options turn on, in the registry's order, each with its seed stream."""
-    ctx = PlanContext(cfg.get, cfg.run.seed, data.num_classes, tuple(data.image_shape[1:]), tuple(data.mean),
-                      tuple(data.std), cfg.speed.channels_last, data.radiographs, frozenset(data.applies),
-                      data.dataset, log)
+    ctx = PlanContext(option=cfg.get, seed=cfg.run.seed, num_classes=data.num_classes,
+                      image_size=tuple(data.image_shape[1:]), mean=tuple(data.mean), std=tuple(data.std),
+                      channels_last=cfg.speed.channels_last, radiographs=data.radiographs,
+                      applied=frozenset(data.applies), dataset=data.dataset, log=log)
     stages: list[Stage] = []
     for name, use in training_order():
         apply = use.stage(ctx)

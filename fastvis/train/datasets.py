@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
-from ..beton import sidecar_path
+from ..beton import BetonError, BetonReader
 from ..convert import convert
 from ..sources import CIFAR_SPECS, ImageFolderSource, SourceError, detect_kind, open_source
 from ..sources.download import cache_dir
@@ -72,8 +71,8 @@ def dataset_name(path: Path) -> str:
     sidecar (``cifar100``), unless that only names a split (an image folder called ``train``);
     then the file's name, or the folder it lies in."""
     try:
-        recorded = json.loads(sidecar_path(path).read_text()).get("dataset")
-    except (OSError, ValueError, AttributeError):  # no sidecar, or not one: the file's checks say so
+        recorded = BetonReader(path).info.get("dataset")  # the sidecar as the reader checks it
+    except (OSError, BetonError):  # a damaged file or sidecar: loading the data says so, in one line
         recorded = None
     for name in (recorded, path.stem, path.resolve().parent.name):
         if isinstance(name, str) and name and name.lower() not in SPLIT_NAMES:

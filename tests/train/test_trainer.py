@@ -15,7 +15,7 @@ from fastvis.train.ddp import World
 from fastvis.train.ema import EMA
 from fastvis.train.loop import TrainingDiverged, train
 from fastvis.train.loss import Criterion, kd_loss
-from tests.helpers import FakeClock, check_resume, train_cli, train_config
+from tests.helpers import FakeClock, check_resume, train_cli, train_config, write_set
 
 
 def test_run_writes_every_output(data, tmp_path):
@@ -211,10 +211,16 @@ def test_densenets_have_their_published_sizes_and_take_one_channel():
 def test_a_beton_is_named_by_its_dataset_not_by_its_split(tmp_path):
     from fastvis.train.datasets import dataset_name
 
+    def written(path, recorded):
+        write_set(path, 8, 0)
+        side = path.with_name(path.name + ".json")
+        side.write_text(recorded if isinstance(recorded, str) else
+                        json.dumps({**json.loads(side.read_text()), **recorded}))
+
     (tmp_path / "crops").mkdir()
-    (tmp_path / "train.beton.json").write_text(json.dumps({"dataset": "cifar100", "split": "train"}))
-    (tmp_path / "crops" / "train.beton.json").write_text(json.dumps({"dataset": "train"}))  # an image folder 'train'
-    (tmp_path / "c100.beton.json").write_text("not json")
+    written(tmp_path / "train.beton", {"dataset": "cifar100", "split": "train"})
+    written(tmp_path / "crops" / "train.beton", {"dataset": "train"})  # an image folder called 'train'
+    written(tmp_path / "c100.beton", "not json")
     assert dataset_name(tmp_path / "train.beton") == "cifar100"
     assert dataset_name(tmp_path / "crops" / "train.beton") == "crops"
     assert dataset_name(tmp_path / "c100.beton") == "c100"
