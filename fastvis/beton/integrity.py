@@ -15,8 +15,8 @@ import numpy as np
 
 from .format import ALLOC_DTYPE, GUARD_DTYPE, GUARD_MAGIC, HEADER_DTYPE, BetonError
 
-__all__ = ["MAX_CLASSES", "check_class_ids", "check_guard", "checksum_source", "crc_table", "find_guard", "guard_bytes",
-           "record_bytes", "sidecar_problem", "verify"]
+__all__ = ["MAX_CLASSES", "SampleCheck", "check_class_ids", "check_guard", "checksum_source", "crc_table",
+           "expected_crcs", "find_guard", "guard_bytes", "record_bytes", "sidecar_problem", "verify"]
 
 
 @functools.lru_cache(maxsize=32)
@@ -94,36 +94,72 @@ def checksum_source(reader) -> str | None:
     return "sidecar" if isinstance(record, dict) and record.get("algorithm") == "crc32" else None
 
 
-def verify(reader, indices=None) -> list[int]:
-    """The samples (of ``indices``, default all) whose metadata record or payloads no longer
-    match the CRC-32 written with the file (in the file, or for older files in the sidecar);
-    ``[]`` when all match. ``BetonError`` when there are none (a file from another writer)."""
+def expected_crcs(reader) -> np.ndarray:
+    """The per-sample CRC-32s written with a file (in the file, or for older files in the
+    sidecar); ``BetonError`` when there are none (a file from another writer)."""
     source = checksum_source(reader)
     if source is None:
         raise BetonError(f"{reader.path}: no checksums to verify against (not written by fastvis, and its "
                          "sidecar records none)")
-    expected = reader._crc_table
-    if source == "sidecar":
-        try:
-            expected = np.frombuffer(base64.b64decode(reader.info["checksums"]["per_sample"]), "<u4")
-        except (KeyError, ValueError, TypeError) as exc:
-            raise BetonError(f"{reader.path}.json: unreadable checksums ({exc})") from None
-        if len(expected) != reader.num_samples:
-            raise BetonError(f"{reader.path}.json: {len(expected)} checksums for {reader.num_samples} samples")
+    if source == "file":
+        return reader._crc_table
+    try:
+        expected = np.frombuffer(base64.b64decode(reader.info["checksums"]["per_sample"]), "<u4")
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BetonError(f"{reader.path}.json: unreadable checksums ({exc})") from None
+    if len(expected) != reader.num_samples:
+        raise BetonError(f"{reader.path}.json: {len(expected)} checksums for {reader.num_samples} samples")
+    return expected
+
+
+class SampleCheck:
+    """Checks samples of a reader against the CRC-32s written with the file, each sample once
+    (the training path: a resident loader checks every sample as it loads, a streaming one each
+    batch the first time it is read)."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.expected = expected_crcs(reader)
+        self.records = record_bytes(reader.metadata)
+        self.width = len(self.records) // max(reader.num_samples, 1)
+        self.payloads = [(reader._ptrs[j], reader._sizes[j]) for j in range(len(reader._field_list))
+                         if reader._ptrs[j] is not None]
+        self.good = np.zeros(reader.num_samples, bool)
+
+    def bad(self, idx) -> list[int]:
+        """The samples of ``idx`` (in range) that no longer match their CRC-32."""
+        buf, records, width, expected = self.reader._buf, self.records, self.width, self.expected
+        bad = []
+        for i in idx:
+            i = int(i)
+            crc = 0
+            for ptrs, sizes in self.payloads:
+                p = int(ptrs[i])
+                crc = zlib.crc32(buf[p : p + int(sizes[i])], crc)
+            if zlib.crc32(records[i * width : (i + 1) * width], crc) != int(expected[i]):
+                bad.append(i)
+        return bad
+
+    def __call__(self, idx: np.ndarray) -> None:
+        """Raise ``BetonError`` naming the first sample of ``idx`` (in range) that is damaged."""
+        todo = idx[~self.good[idx]]
+        if not todo.size:
+            return
+        todo = np.unique(todo)
+        bad = self.bad(todo)
+        if bad:
+            more = f" (and {len(bad) - 1} more of the {todo.size} read with it)" if len(bad) > 1 else ""
+            raise BetonError(f"{self.reader.path}: sample {bad[0]} no longer matches the CRC-32 written with the "
+                             f"file{more}: the file is damaged; `fastvis-inspect --verify` lists every damaged "
+                             "sample (convert it again, or --no-checksums to train on it anyway)")
+        self.good[todo] = True
+
+
+def verify(reader, indices=None) -> list[int]:
+    """The samples (of ``indices``, default all) whose metadata record or payloads no longer
+    match the CRC-32 written with the file (:func:`expected_crcs`); ``[]`` when all match."""
     idx = range(reader.num_samples) if indices is None else [reader._index(i) for i in indices]
-    records = record_bytes(reader.metadata)
-    width = len(records) // max(reader.num_samples, 1)
-    bad = []
-    for i in idx:
-        crc = 0
-        for j in range(len(reader._field_list)):
-            if reader._ptrs[j] is not None:
-                p, n = int(reader._ptrs[j][i]), int(reader._sizes[j][i])
-                crc = zlib.crc32(reader._buf[p : p + n], crc)
-        crc = zlib.crc32(records[i * width : (i + 1) * width], crc)
-        if crc != int(expected[i]):
-            bad.append(i)
-    return bad
+    return SampleCheck(reader).bad(idx)
 
 
 MAX_CLASSES = 1 << 17  # class ids beyond this are damage, not classes

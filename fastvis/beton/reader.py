@@ -25,8 +25,9 @@ from .format import (
     is_power_of_two,
     metadata_dtype,
 )
-from .integrity import check_class_ids, check_guard, crc_table, sidecar_problem
+from .integrity import SampleCheck, check_class_ids, check_guard, checksum_source, crc_table, sidecar_problem
 from .integrity import verify as verify_samples
+from .tables import payload_tables
 
 __all__ = ["BetonReader", "sidecar_path"]
 
@@ -47,11 +48,18 @@ class BetonReader:
 
     Opening checks the header, the field descriptors, the metadata and the allocation table
     against the file size and against each other; any inconsistency raises :class:`BetonError`
-    naming the file, so a damaged file never yields out-of-bounds reads.
+    naming the file, so a damaged file never yields out-of-bounds reads. ``checked=True`` (the
+    training path) also checks each sample against the CRC-32 written with the file the first
+    time any of its fields is read (:meth:`read_batch`, ``reader[i]``, :meth:`get`,
+    :meth:`payload`; all of its fields and its metadata record, the label included): a damaged
+    sample raises :class:`BetonError` naming it. Files from other writers carry no CRCs and
+    are read unchecked.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, checked: bool = False):
         self.path = Path(path)
+        self.checked = checked
+        self._sample_check = None
         try:
             st = self.path.stat()
             if stat.S_ISDIR(st.st_mode):
@@ -128,71 +136,11 @@ class BetonReader:
         meta = buf[desc_end:meta_end].copy().view(meta_dtype)  # a private copy, byte for byte
         alloc = np.array(buf[alloc_ptr:].view(ALLOC_DTYPE))
 
-        a_ptr = alloc["ptr"].astype(np.int64)
-        a_size = alloc["size"].astype(np.int64)
-        if len(alloc):
-            if (alloc["ptr"] > np.uint64(alloc_ptr)).any() or (alloc["size"] > np.uint64(alloc_ptr)).any():
-                raise self._fail("allocation table points past the end of the data")
-            end = a_ptr + a_size
-            if (a_ptr < meta_end).any() or (end > alloc_ptr).any():
-                raise self._fail("allocation table points outside the data pages")
-            last = np.maximum(end - 1, a_ptr)
-            if ((a_ptr // page_size) != (last // page_size)).any():
-                raise self._fail("an allocation straddles two pages")
-            if (alloc["sample_id"] >= np.uint64(max(num_samples, 1))).any():
-                raise self._fail("allocation table names a sample that does not exist")
-        order = np.lexsort((a_size, a_ptr))
-        a_ptr, a_size = a_ptr[order], a_size[order]
-        a_sid = alloc["sample_id"].astype(np.int64)[order]
-
-        self._ptrs: list[np.ndarray | None] = []
-        self._sizes: list[np.ndarray | None] = []
-        for j, (name, field) in enumerate(zip(names, fields)):
-            col = meta[f"f{j}"]
-            problem = field.check_meta(col)
-            if problem:
-                raise self._fail(f"field {name!r}: {problem}")
-            ptrs = field.pointers(col)
-            if ptrs is None:
-                self._ptrs.append(None)
-                self._sizes.append(None)
-                continue
-            if (ptrs > np.uint64(alloc_ptr)).any():
-                raise self._fail(f"field {name!r}: a data pointer lies past the end of the data")
-            ptrs = ptrs.astype(np.int64)
-            sizes = field.payload_sizes(col)
-            idx = np.searchsorted(a_ptr, ptrs, side="left")
-            inside = idx < len(a_ptr)
-            idx_c = np.minimum(idx, max(len(a_ptr) - 1, 0))
-            if len(ptrs) and (len(a_ptr) == 0 or not (inside & (a_ptr[idx_c] == ptrs)).all()):
-                raise self._fail(f"field {name!r}: a data pointer matches no allocation (corrupt metadata)")
-            known = sizes >= 0
-            if len(ptrs) == 0:
-                self._ptrs.append(ptrs)
-                self._sizes.append(sizes)
-                continue
-            match = a_size[idx_c] == sizes
-            # zero-size payloads share their pointer with the next allocation: look one further
-            nxt = np.minimum(idx_c + 1, len(a_ptr) - 1)
-            match |= (a_ptr[nxt] == ptrs) & (a_size[nxt] == sizes)
-            if (known & ~match).any():
-                i = int(np.flatnonzero(known & ~match)[0])
-                raise self._fail(
-                    f"field {name!r}: sample {i} should hold {int(sizes[i])} bytes, "
-                    f"its allocation holds {int(a_size[idx_c[i]])}"
-                )
-            # every pointer lies in an allocation of its own sample: a flipped pointer that lands on
-            # another sample's data would otherwise return that sample's pixels as this one's
-            use_next = ~(a_size[idx_c] == sizes) & (a_ptr[nxt] == ptrs) & (a_size[nxt] == sizes)
-            owner = np.where(use_next, a_sid[nxt], a_sid[idx_c])
-            stray = owner != np.arange(len(ptrs))
-            if stray.any():
-                i = int(np.flatnonzero(stray)[0])
-                raise self._fail(f"field {name!r}: sample {i} points into the data of sample {int(owner[i])} "
-                                 "(corrupt metadata)")
-            sizes = np.where(known, sizes, a_size[idx_c])
-            self._ptrs.append(ptrs)
-            self._sizes.append(sizes)
+        try:
+            self._ptrs, self._sizes = payload_tables(names, fields, meta, alloc, alloc_ptr, meta_end, page_size,
+                                                     num_samples)
+        except ValueError as exc:
+            raise self._fail(str(exc)) from None
         if damage is not None:
             raise self._fail(damage)
 
@@ -255,8 +203,28 @@ class BetonReader:
         except ValueError as exc:
             raise self._fail(f"sample {i}, field {self.names[j]!r}: {exc}") from None
 
+    def check(self, indices=None) -> None:
+        """Raise :class:`BetonError` naming the first sample of ``indices`` (default all) that no
+        longer matches the CRC-32 written with the file; each sample is checked once per reader.
+        Files without CRCs (other writers) pass unchecked. :meth:`verify` lists them all instead."""
+        if checksum_source(self) is None:
+            return
+        if self._sample_check is None:
+            self._sample_check = SampleCheck(self)
+        n = self.num_samples
+        idx = np.arange(n) if indices is None else np.asarray(indices, np.int64).reshape(-1)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"indices out of range for {n} samples")
+        self._sample_check(np.where(idx < 0, idx + n, idx))
+
+    def _check(self, idx) -> None:
+        """Reads of a ``checked`` reader: ``idx`` (ids in range) checked first."""
+        if self.checked:
+            self.check(idx)
+
     def __getitem__(self, i):
         i = self._index(i)
+        self._check(i)
         return tuple(self._decode(j, i) for j in range(len(self._field_list)))
 
     def payload(self, i, name: str) -> np.ndarray:
@@ -264,12 +232,15 @@ class BetonReader:
         j, i = self._field_index(name), self._index(i)
         if self._ptrs[j] is None:
             raise TypeError(f"field {name!r} is a scalar field: it has no payload")
+        self._check(i)
         p, n = int(self._ptrs[j][i]), int(self._sizes[j][i])
         return self._buf[p : p + n]
 
     def get(self, i, name: str):
         """One field of one sample."""
-        return self._decode(self._field_index(name), self._index(i))
+        j, i = self._field_index(name), self._index(i)
+        self._check(i)
+        return self._decode(j, i)
 
     def verify(self, indices=None) -> list[int]:
         """The samples (of ``indices``, default all) that no longer match the CRC-32 written with
@@ -325,6 +296,7 @@ class BetonReader:
         if idx.size and (idx.min() < -self.num_samples or idx.max() >= self.num_samples):
             raise IndexError(f"indices out of range for {self.num_samples} samples")
         idx = np.where(idx < 0, idx + self.num_samples, idx)
+        self._check(idx)
         meta = self.metadata[f"f{j}"][idx]
         spec = self.batch_spec(name, meta)
         if spec is None:
@@ -379,10 +351,10 @@ class BetonReader:
         self.close()
 
     def __getstate__(self):
-        return {"path": str(self.path)}
+        return {"path": str(self.path), "checked": self.checked}
 
     def __setstate__(self, state):
-        self.__init__(state["path"])
+        self.__init__(state["path"], state.get("checked", False))
 
 
 def _check_out(out: np.ndarray | None, shape: tuple, dtype) -> np.ndarray:

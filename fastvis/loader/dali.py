@@ -44,6 +44,8 @@ class DaliLoader:
     ``images``: (B, 3, size, size) float32, normalised by ``mean``/``std`` (in [0, 1] units), or
     uint8 when ``mean`` is None; ``labels``: (B,) int64; both on ``device``. Batches are whole
     (the last partial batch of an epoch is dropped). Call ``set_epoch(e)`` before each epoch.
+    ``checked``: each sample is checked against the CRC-32 written with the file the first time
+    it is read.
     A :class:`fastvis.loader.BatchLoader`: it ``applies`` crop, flip (and normalize with
     ``mean``/``std``), ``per_rank``.
     """
@@ -53,13 +55,13 @@ class DaliLoader:
     def __init__(self, path, batch_size: int, size: int | None = None, crop: str = "rrc", padding: int = 4,
                  scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip_p: float = 0.5, mean=None, std=None, seed: int = 0,
                  rank: int = 0, world: int = 1, threads: int | None = None, prefetch: int = 2, device="cpu",
-                 image_field: str = "image", label_field: str = "label", samples=None):
+                 image_field: str = "image", label_field: str = "label", samples=None, checked: bool = True):
         _dali()
         if crop not in ("rrc", "pad"):
             raise ValueError(f"crop must be rrc or pad, not {crop!r}")
         if not 0 <= rank < world:
             raise ValueError(f"rank {rank} outside a world of {world}")
-        self.reader = BetonReader(path)
+        self.reader = BetonReader(path, checked=checked)
         self.sizes = self.reader.image_sizes(image_field)  # TypeError unless an RGB field
         self.uniform = bool(len(self.sizes)) and bool((self.sizes == self.sizes[0]).all())
         if crop == "pad" and not self.uniform:

@@ -66,8 +66,9 @@ class JpegLoader:
     The crops of batch ``k`` of epoch ``e`` are drawn from ``(seed, e, rank, k)`` and the order
     from ``(seed, e)``: the same seed gives the same batches whatever the number of threads.
     With ``world > 1`` each rank reads its own part of every epoch (:func:`shard_indices`).
-    A :class:`fastvis.loader.BatchLoader`: it ``applies`` crop and flip (and normalize with
-    ``mean``/``std``), ``per_rank``.
+    ``checked``: each sample is checked against the CRC-32 written with the file the first time
+    it is read (:class:`fastvis.beton.BetonReader`). A :class:`fastvis.loader.BatchLoader`: it
+    ``applies`` crop and flip (and normalize with ``mean``/``std``), ``per_rank``.
     """
 
     per_rank = True
@@ -76,10 +77,10 @@ class JpegLoader:
                  ratio=(3 / 4, 4 / 3), flip_p: float = 0.5, crop_frac: float = 0.875, seed: int = 0,
                  rank: int = 0, world: int = 1, drop_last: bool = True, threads: int | None = None,
                  prefetch: int = 3, device="cpu", image_field: str = "image", label_field: str = "label",
-                 mean=None, std=None, samples=None):
+                 mean=None, std=None, samples=None, checked: bool = True):
         if not 0 <= rank < world:
             raise ValueError(f"rank {rank} outside a world of {world}")
-        self.reader = BetonReader(path)
+        self.reader = BetonReader(path, checked=checked)
         self.sizes = self.reader.image_sizes(image_field)  # TypeError unless an RGB field
         self.image_field, self.size, self.train = image_field, int(size), train
         self.scale, self.ratio, self.flip_p, self.crop_frac = scale, ratio, flip_p, crop_frac

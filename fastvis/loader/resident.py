@@ -63,15 +63,19 @@ class ResidentDataset:
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu", image_field: str = "image",
              label_field: str = "label", window: str = "auto", size: int | None = None,
-             crop_frac: float = 0.875, samples=None) -> "ResidentDataset":
+             crop_frac: float = 0.875, samples=None, checked: bool = True) -> "ResidentDataset":
         """``size``: hold ``size x size`` centre crops (:func:`fastvis.loader.center_boxes`, the
         evaluation view) of files whose images differ in size or from ``size``, decoded in
         batches (nvjpeg on CUDA); otherwise the images as stored. ``samples``: the sample ids to
-        hold, in that order (default: all)."""
-        reader = BetonReader(path)
+        hold, in that order (default: all). ``checked``: every sample held is first checked
+        against the CRC-32 written with the file, labels included (a damaged one raises
+        :class:`fastvis.beton.BetonError` naming it; about 0.2 s for CIFAR's 50,000 on a CPU)."""
+        reader = BetonReader(path, checked=checked)
         if len(reader) == 0:
             raise InputError(f"{path}: the file holds no samples")
         ids = np.arange(len(reader)) if samples is None else as_samples(samples, len(reader)).numpy()
+        if checked:  # images and labels alike, before anything is held
+            reader.check(ids)
         n = len(ids)
         device = torch.device(device)
         if "meta" in reader.names:  # radiographs (fastvis-convert of a DICOM folder)
@@ -94,7 +98,7 @@ class ResidentDataset:
 
         _check_fits(reader.path, len(ids) * size * size * 3, device)
         loader = JpegLoader(reader.path, 256, size, train=False, crop_frac=crop_frac, drop_last=False, device=device,
-                            image_field=image_field, label_field=label_field, samples=ids)
+                            image_field=image_field, label_field=label_field, samples=ids, checked=False)
         images = torch.cat([x for x, _ in loader])
         return cls(images, *_labels(reader, label_field, device, ids), str(reader.path))
 

@@ -39,7 +39,9 @@ class StreamingLoader:
 
     ``threads`` gather batches in the background, at most ``prefetch`` ahead. On CUDA the
     buffers are pinned and copies run on a side stream; on the CPU each batch is a fresh tensor.
-    Call ``set_epoch(e)`` before each epoch for a new order. A :class:`fastvis.loader.BatchLoader`
+    Call ``set_epoch(e)`` before each epoch for a new order. ``checked``: each sample is checked
+    against the CRC-32 written with the file the first time it is read (a damaged one raises
+    :class:`fastvis.beton.BetonError` naming it). A :class:`fastvis.loader.BatchLoader`
     (``batches`` gives the first two fields as images and labels); nothing ``applies``d.
     """
 
@@ -47,12 +49,12 @@ class StreamingLoader:
 
     def __init__(self, path, batch_size: int, fields=("image", "label"), order: str = "quasi_random",
                  seed: int = 0, rank: int = 0, world: int = 1, drop_last: bool = True, threads: int | None = None,
-                 prefetch: int = 3, device="cpu", window_pages: int = 8, samples=None):
+                 prefetch: int = 3, device="cpu", window_pages: int = 8, samples=None, checked: bool = True):
         if order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
         if not 0 <= rank < world:
             raise ValueError(f"rank {rank} outside a world of {world}")
-        self.reader = BetonReader(path)
+        self.reader = BetonReader(path, checked=checked)
         self.fields = list(fields)
         for f in self.fields:
             if f not in self.reader.fields:

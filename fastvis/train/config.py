@@ -73,6 +73,9 @@ class DataOptions:
     cache_dir: str | None = option(None, "where datasets are downloaded and converted", hyper=False)
     verify: bool = option(True, "check downloaded archives against their md5 (--no-verify for archives built "
                           "elsewhere)", hyper=False)
+    checksums: bool = option(True, "check every sample read for training or evaluation against the CRC-32 written "
+                             "with the file (once per sample; a damaged one stops the run, named); "
+                             "--no-checksums for files you trust", hyper=False)
 
 
 @dataclass
@@ -505,7 +508,7 @@ MOVED_FROM = {"data": {"model"}, "eval": {"teacher", "kd_alpha", "kd_temperature
 
 #: options a resumed run may change; any other given again must equal the run's own
 MAY_CHANGE = {"budget", "epochs", "out", "resume", "quiet", "wandb", "wandb_mode", "wandb_project",
-              "eval_batch_size", "device", "nproc_per_node", "ddp_timeout", "cache_dir", "verify"}
+              "eval_batch_size", "device", "nproc_per_node", "ddp_timeout", "cache_dir", "verify", "checksums"}
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -107,7 +107,7 @@ def training_samples(path: str | Path, holdout: float) -> int:
 def build_train_data(cfg: TrainConfig, path: str | Path, world: World, device: torch.device) -> TrainData:
     """The training set of ``path`` behind the loader ``cfg`` asks for (or the one that suits),
     less the held-out samples of ``--holdout``."""
-    reader = BetonReader(path)
+    reader = BetonReader(path, checked=cfg.data.checksums)
     if len(reader) == 0:
         raise InputError(f"{path}: the file holds no samples")
     kind = _choose(cfg, reader)
@@ -128,7 +128,7 @@ def build_train_data(cfg: TrainConfig, path: str | Path, world: World, device: t
 
 
 def _resident(cfg: TrainConfig, path, device, train_ids, hold_ids) -> TrainData:
-    ds = holdout = ResidentDataset.load(path, device, window=cfg.radiograph.window)
+    ds = holdout = ResidentDataset.load(path, device, window=cfg.radiograph.window, checked=cfg.data.checksums)
     if hold_ids is not None:  # the same file, held once: its two parts as datasets of their own
         ds, holdout = ds.subset(train_ids), ds.subset(hold_ids)
     n = len(ds)
@@ -156,7 +156,7 @@ def _streamed(cfg: TrainConfig, reader: BetonReader, kind: str, world: World, de
         # converted with --shuffle): class by class, its windows would hold few classes
         order = "quasi_random" if reader.info.get("shuffled") is not None else "random"
         loader = loader_class("streaming")(path, batch, order=order, seed=seed, rank=world.rank, world=world.size,
-                                           device=device, samples=train_ids)
+                                           device=device, samples=train_ids, checked=cfg.data.checksums)
         size, sample = stored, loader.sample(SAMPLE)
         mean, std = channel_mean_std(sample)
     else:
@@ -172,7 +172,7 @@ def _streamed(cfg: TrainConfig, reader: BetonReader, kind: str, world: World, de
         # the loader normalises as it crops, unless a uint8 policy has to come first
         norm = dict(mean=mean, std=std) if not policies else {}
         common = dict(flip_p=flip_p, scale=scale, seed=seed, rank=world.rank, world=world.size, device=device,
-                      samples=train_ids)
+                      samples=train_ids, checked=cfg.data.checksums)
         if kind == "jpeg":
             loader = loader_class("jpeg")(path, batch, size[0], **common, **norm)
         else:
@@ -198,7 +198,7 @@ def load_val(path: str | Path, data: TrainData, cfg: TrainConfig, device, sample
     images of the training size (centre crops of photos), radiographs windowed as the training set."""
     c, h, w = data.image_shape
     return ResidentDataset.load(path, device, window=cfg.radiograph.window, size=h if h == w and c == 3 else None,
-                                samples=samples)
+                                samples=samples, checked=cfg.data.checksums)
 
 
 def eval_sets(data: TrainData, val_path, cfg: TrainConfig, device) -> dict[str, ResidentDataset]:
