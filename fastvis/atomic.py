@@ -5,19 +5,23 @@ curve) is built under a temporary name beside its destination, flushed to disk, 
 over it. The temporary name holds the writer's process id (``.NAME.PID.XXXX.part``), so a later
 writer of the same output can remove the temporaries that killed processes left behind
 (:func:`remove_stale`). :func:`check_output` refuses a destination that is not a regular
-file (a device node, a FIFO, a folder) before any work is done.
+file (a device node, a FIFO, a folder) before any work is done. :func:`lock_folder` gives a
+folder one writer at a time (a training run's folder).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from . import InputError
 
-__all__ = ["atomic_path", "check_output", "remove_stale", "temp_file", "write_atomic"]
+__all__ = ["LOCK_NAME", "atomic_path", "check_output", "lock_folder", "remove_stale", "temp_file", "write_atomic"]
 
 
 def check_output(path: str | os.PathLike) -> Path:
@@ -123,3 +127,37 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int = 0o644) 
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+LOCK_NAME = ".fastvis.lock"
+
+
+def lock_folder(folder: str | os.PathLike, what: str = "fastvis-train") -> int:
+    """Make ``folder`` (created if need be) this process's alone: an exclusive ``flock`` on
+    ``folder/.fastvis.lock``, held by the returned descriptor until it is closed or the
+    process ends (the kernel drops the lock of a dead process, so a killed run's lock is taken
+    over by the next start). Another holder: ``InputError`` naming it (its process id, host and
+    start time, which the holder writes into the file)."""
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    try:  # never follow a link, never wait on a FIFO
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open the run folder's lock ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError(f"{path}: the run folder's lock is not a regular file")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "a process"
+        os.close(fd)
+        raise InputError(f"{folder}: another {what} is writing into this folder ({holder}); wait for it to end, "
+                         "or give another --out") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{what}, pid {os.getpid()} on {socket.gethostname()}, started "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+    return fd

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastvis.atomic import check_output, remove_stale, write_atomic
+from fastvis.atomic import LOCK_NAME, check_output, remove_stale, write_atomic
 from fastvis.beton import BetonError, BetonReader, BetonWriter, IntField, RGBImageField
 from tests.helpers import run_cli as cli
 from tests.helpers import train_cli, train_killed
@@ -303,7 +303,8 @@ def test_a_run_killed_at_many_moments_leaves_whole_outputs_and_resumes(data, tmp
         again = train_cli(*args, "--out", run)
         assert again.returncode == 0, again.stderr[-2000:]
         assert set(_whole_outputs(run)) >= {"summary.json", "report.pdf", "curve.png", "metrics.jsonl"}
-        assert not [p.name for p in run.iterdir() if p.name.startswith(".") or p.name.endswith(".part")]
+        assert not [p.name for p in run.iterdir() if p.name != LOCK_NAME and (p.name.startswith(".")
+                                                                               or p.name.endswith(".part"))]
         assert json.loads((run / "summary.json").read_text())["steps"] == steps
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert len(rows) == len({(r["epoch"], r["split"], bool(r.get("final"))) for r in rows})  # no row twice

@@ -158,6 +158,16 @@ class Trainer(Evaluations):
 
     # -- setup ------------------------------------------------------------------------------------
     def setup(self) -> None:
+        """Everything before the first step; the run folder is this run's from here on (a failed
+        setup lets go of it)."""
+        self.recorder.claim()  # one run at a time in a folder, before anything is read from it or written
+        try:
+            self._setup()
+        except BaseException:
+            self.recorder.release()
+            raise
+
+    def _setup(self) -> None:
         cfg, world, device = self.cfg, self.world, self.device
         args = (cfg.data.data, cfg.data.val, cfg.data.cache_dir)
         need_val = not cfg.data.holdout
@@ -269,6 +279,12 @@ class Trainer(Evaluations):
 
     # -- the run --------------------------------------------------------------------------------------
     def fit(self) -> dict:
+        try:
+            return self._fit()
+        finally:
+            self.recorder.release()
+
+    def _fit(self) -> dict:
         self.setup()
         st = self.state
         self._began = (self.clock(), st.train_seconds, st.step)  # this process's start: times and speeds

@@ -4,10 +4,11 @@ evaluation), Weights & Biases, and at the end ``summary.json``, ``curve.png`` an
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .. import FastvisError
-from ..atomic import write_atomic
+from ..atomic import lock_folder, write_atomic
 from .report import write_curve, write_report
 
 __all__ = ["Recorder"]
@@ -25,6 +26,18 @@ class Recorder:
         self.out, self.main, self.progress = Path(out), main, progress
         self.wandb = None
         self.bar = None
+        self._lock: int | None = None
+
+    def claim(self) -> None:
+        """Create the output folder and hold its lock for the run (:func:`fastvis.atomic.lock_folder`):
+        a second run into the same folder is refused, naming the first."""
+        if self.main and self._lock is None:
+            self._lock = lock_folder(self.out)
+
+    def release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def log(self, text: str) -> None:
         if self.main and self.progress:
