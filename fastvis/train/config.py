@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import stat
 import time
 import typing
 from dataclasses import dataclass, field
@@ -437,13 +438,29 @@ def _add(group, f: dataclasses.Field) -> None:
     group.add_argument(*names, **kw)
 
 
+#: a config file is a page of options; anything larger is not one
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_file(path: str | os.PathLike) -> dict:
     """Flat ``{option: value}`` from a TOML, JSON or YAML file, nested by group or flat."""
     p = Path(path)
     try:
-        text = p.read_text()
+        mode = p.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise FastvisError(f"{p}: is a folder, not a config file")
+        if not stat.S_ISREG(mode):  # a FIFO would wait for a writer, /dev/zero never end
+            raise FastvisError(f"{p}: not a regular file (a FIFO, a device or a socket); give a TOML, JSON or "
+                               "YAML file")
+        with open(p, "rb") as fp:
+            data = fp.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise FastvisError(f"{p}: over {MAX_CONFIG_BYTES // 1024} KiB: not a config file")
+        text = data.decode("utf-8")
     except OSError as exc:
         raise FastvisError(f"{p}: cannot read the config file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise FastvisError(f"{p}: not a text file ({exc.reason} at byte {exc.start})") from None
     suffix = p.suffix.lower()
     try:
         if suffix == ".toml":

@@ -38,3 +38,28 @@ def test_padding_as_large_as_the_image_is_refused_before_training(data, tmp_path
         build_plan(cfg, train, World(), log=lambda m: None)
     assert build_plan(train_config(data, tmp_path, padding=15), train, World(), log=lambda m: None).names[0] == \
         "random_crop_flip"
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("fifo", "not a regular file"), ("/dev/zero", "not a regular file"), ("folder", "is a folder"),
+    ("huge", "over 1024 KiB: not a config file"), ("binary", "not a text file"),
+])
+def test_a_config_that_is_no_file_of_options_is_one_line_without_waiting(tmp_path, capsys, kind, message):
+    import os
+
+    from fastvis.cli.train import main
+
+    path = tmp_path / "c.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "huge":
+        path.write_text('{"lr": 0.1, "x": "' + "a" * (1 << 20) + '"}')
+    elif kind == "binary":
+        path.write_bytes(b"\xff\xfe\x00garbage")
+    else:
+        path = kind
+    assert main(["--config", str(path), "--data", "d.beton"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and str(path) in err and len(err.splitlines()) == 1, err

@@ -75,3 +75,13 @@ def test_a_finished_run_started_again_keeps_each_row_once(data, tmp_path):
     assert len(again) == len(first) and [json.loads(r)["step"] for r in again] == [json.loads(r)["step"]
                                                                                    for r in first]
     assert sum(bool(json.loads(r).get("final")) for r in again) == 1  # the final evaluation of --val, once
+
+
+def test_a_fifo_in_place_of_metrics_jsonl_is_refused_without_waiting(data, tmp_path, capsys):
+    from fastvis.cli.train import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    os.mkfifo(run / "metrics.jsonl")
+    assert main(_args(data, run)) == 1
+    assert "metrics.jsonl: exists and is not a regular file" in capsys.readouterr().err
