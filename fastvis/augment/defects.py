@@ -34,8 +34,8 @@ from .base import AugmentedBatch, PlanContext, StageFn, module_form
 from .generators import GeneratorLike, rng
 from .poisson import mask_box, poisson_blend_batch
 
-__all__ = ["DefectBank", "DefectPaste", "DefectPasteParams", "defect_paste", "defect_paste_params", "placed_patch",
-           "tight_mask", "valid_map"]
+__all__ = ["DefectBank", "DefectPaste", "DefectPasteParams", "class_index", "defect_paste", "defect_paste_params",
+           "placed_patch", "tight_mask", "valid_map"]
 
 CLIP = (0.005, 0.995)  # values at or beyond these are taken as clipped by the window (background, saturated)
 
@@ -199,6 +199,17 @@ def _fine(x: torch.Tensor) -> torch.Tensor:
     return x - F.avg_pool2d(F.pad(x[None], (1, 1, 1, 1), mode="replicate"), 3, stride=1)[0]
 
 
+def class_index(classes: list[str], num_classes: int, name: str) -> int:
+    """The id of the class ``name`` (a class name, or an index below ``num_classes``), as
+    ``--defect-class`` names it; one line listing the classes when there is none."""
+    if name in classes:
+        return classes.index(name)
+    if str(name).isdigit() and int(name) < num_classes:
+        return int(name)
+    listed = classes or list(range(num_classes))
+    raise FastvisError(f"--defect-class {name!r} is not one of the classes {listed}")
+
+
 def defect_paste(images: torch.Tensor, labels: torch.Tensor, bank: DefectBank, defect_class: int,
                  normal: Sequence[int], p: float = 0.5, generator: GeneratorLike = None,
                  params: DefectPasteParams | None = None, rotate: bool = True,
@@ -243,13 +254,8 @@ def defect_paste_stage(ctx: PlanContext) -> StageFn | None:
         raise FastvisError("--defect-paste needs radiographs converted with masks (fastvis-convert DIR OUT "
                            "--size N --labels CSV with a mask column)")
     classes = ds.classes or [str(k) for k in range(ctx.num_classes)]
-    name = ctx.option("defect_class") if ctx.option("defect_class") is not None else "defect"
-    if name in classes:
-        defect = classes.index(name)
-    elif str(name).isdigit() and int(name) < ctx.num_classes:
-        defect = int(name)
-    else:
-        raise FastvisError(f"--defect-class {name!r} is not one of the classes {classes}")
+    asked = ctx.option("defect_class")
+    defect = class_index(classes, ctx.num_classes, asked if asked is not None else "defect")
     if "normal" in classes and classes.index("normal") != defect:
         normal = [classes.index("normal")]
     else:

@@ -300,6 +300,15 @@ class TrainConfig:
             raise InputError(f"--randaugment {ra}: N ops per image from 1 to 16, magnitude M from 0 to 30")
         if self.network.model is not None and not str(self.network.model).strip():
             raise InputError("--model '': name a model (fastvis-train --list-models), or leave it out for the recipe's")
+        h = self.data.holdout
+        if h >= 1 and (h != int(h) or h < 2):
+            raise InputError(f"--holdout {h:g}: below 1 it is a fraction of the samples (e.g. 0.1), from 2 on a whole "
+                             "number of them; 1 would hold out a single sample")
+        budget = self.schedule.budget
+        budget = parse_duration(budget) if isinstance(budget, str) else budget
+        if budget is not None and budget > MAX_BUDGET_DAYS * 86400:
+            raise InputError(f"--budget {budget / 3600:g}h: over {MAX_BUDGET_DAYS} days; give --epochs for a run "
+                             "that long")
         b, n = self.optim.batch_size, self.speed.nproc_per_node
         if b is not None and b % n:
             raise InputError(f"--batch-size {b}: must be a multiple of the {n} processes of --nproc-per-node")
@@ -437,6 +446,10 @@ def _add(group, f: dataclasses.Field) -> None:
             kw.update(nargs="?", const=m["const"])
     group.add_argument(*names, **kw)
 
+
+#: the longest --budget taken: a longer one is a typo (3000h for 30h), and a run that long is
+#: better planned in epochs
+MAX_BUDGET_DAYS = 31
 
 #: a config file is a page of options; anything larger is not one
 MAX_CONFIG_BYTES = 1 << 20

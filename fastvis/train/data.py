@@ -195,9 +195,13 @@ def _streamed(cfg: TrainConfig, reader: BetonReader, kind: str, world: World, de
 
 def load_val(path: str | Path, data: TrainData, cfg: TrainConfig, device, samples=None) -> ResidentDataset:
     """The validation set (or the ``samples`` of a file) on the device, as the model sees it: RGB
-    images of the training size (centre crops of photos), radiographs windowed as the training set."""
+    images of the training size (centre crops of photos, for the loaders that crop), radiographs
+    windowed as the training set. Images trained on at their stored size (resident, streaming)
+    are evaluated at it: a file of another size is held as it is (and refused by
+    :func:`eval_sets`), not resized."""
     c, h, w = data.image_shape
-    return ResidentDataset.load(path, device, window=cfg.radiograph.window, size=h if h == w and c == 3 else None,
+    crops = c == 3 and h == w and data.kind not in ("resident", "streaming")
+    return ResidentDataset.load(path, device, window=cfg.radiograph.window, size=h if crops else None,
                                 samples=samples, checked=cfg.data.checksums)
 
 

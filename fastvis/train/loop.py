@@ -183,6 +183,10 @@ class Trainer(Evaluations):
             self.cfg = cfg = cfg.replace(batch_size=recipe.batch_size(device.type, n, world.size))
         self.data = data = self.build_data(train_path)
         self.steps_per_epoch = data.steps_per_epoch
+        epochs = cfg.schedule.epochs
+        if epochs is not None and round(epochs * self.steps_per_epoch) < 1:
+            raise FastvisError(f"--epochs {epochs:g}: less than one step (an epoch of this data is "
+                               f"{self.steps_per_epoch} steps of {cfg.optim.batch_size})")
         # evaluated during training (the curve, the best model, the budget): the holdout when there is one
         self.eval_sets = eval_sets(data, val_path, cfg, device)
         self.watch_split = next(iter(self.eval_sets))

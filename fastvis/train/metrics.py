@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..augment.defects import class_index
+
 __all__ = ["METRICS", "Tally", "balanced_accuracy", "class_metrics", "positive_class", "recall_at_fpr", "roc_auc"]
 
 # what --metric may track (and fastvis-ablate compare): larger is better for all of them
@@ -117,11 +119,9 @@ class Tally:
 def positive_class(classes: list[str], num_classes: int, asked: str | None = None) -> int | None:
     """The class whose recall and AUC are reported for two-class data: ``asked`` (a name or an
     index, as --defect-class), else the class named 'defect', else class 1."""
+    if asked is not None:  # refused when it names no class, whatever the number of classes
+        index = class_index(classes, num_classes, asked)
+        return index if num_classes == 2 else None
     if num_classes != 2:
         return None
-    if asked is not None:
-        if asked in classes:
-            return classes.index(asked)
-        if str(asked).isdigit() and int(asked) < 2:
-            return int(asked)
     return classes.index("defect") if "defect" in classes else 1

@@ -63,3 +63,52 @@ def test_a_config_that_is_no_file_of_options_is_one_line_without_waiting(tmp_pat
     assert main(["--config", str(path), "--data", "d.beton"]) == 1
     err = capsys.readouterr().err.strip()
     assert message in err and str(path) in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(holdout=1.0), "--holdout 1: below 1 it is a fraction"),
+    (dict(holdout=2.5), "--holdout 2.5: below 1 it is a fraction"),
+    (dict(budget="100000h"), "--budget 100000h: over 31 days; give --epochs"),
+])
+def test_options_that_mean_nothing_sensible_are_refused(options, message):
+    base = dict(data="d.beton", out="o")
+    with pytest.raises(InputError) as caught:
+        TrainConfig.from_options(**{**base, **options}).resolved()
+    assert message in str(caught.value)
+    TrainConfig.from_options(**base, holdout=2).resolved()
+    TrainConfig.from_options(**base, holdout=0.99, budget="744h").resolved()
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--epochs", "1e-9"], "--epochs 1e-09: less than one step (an epoch of this data is 8 steps of 32)"),
+    (["--epochs", "1", "--defect-class", "nosuch"], "--defect-class 'nosuch' is not one of the classes"),
+])
+def test_a_run_that_would_train_nothing_or_watch_no_class_is_refused(data, tmp_path, capsys, extra, message):
+    from fastvis.cli.train import main
+
+    args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--device", "cpu", "-q", "--batch-size", "32",
+            "--out", str(tmp_path / "run"), *extra]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_a_validation_file_of_another_image_size_is_refused_not_resized(data, tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    from fastvis.beton import BetonWriter, IntField, RGBImageField
+    from fastvis.cli.train import main
+
+    small = tmp_path / "small.beton"  # 8 px images for a 16 px training set
+    with BetonWriter(small, {"image": RGBImageField(), "label": IntField()}, capacity=8) as w:
+        for y in range(8):
+            w.write((np.full((8, 8, 3), 30 * y, np.uint8), y % 4))
+    (tmp_path / "small.beton.json").write_text(json.dumps({"classes": list("abcd"), "num_classes": 4}))
+    for loader in ("resident", "streaming"):
+        args = ["--data", data[0], "--val", str(small), "--model", "tinynet", "--device", "cpu", "-q", "--epochs",
+                "1", "--batch-size", "32", "--loader", loader, "--out", str(tmp_path / loader)]
+        assert main(args) == 1
+        err = capsys.readouterr().err.strip()
+        assert "small.beton: its images are 3x8x8, the training images 3x16x16" in err, err
