@@ -71,7 +71,7 @@ def test_a_tiny_ablation_end_to_end(data, tmp_path):
     out = tmp_path / "ablate"
     args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "1", "--batch-size", "32",
             "--device", "cpu", "--without", "tta", "--with", "label_smoothing=0.3", "--seeds", "2",
-            "--cumulative", "--out", out]
+            "--cumulative", "--jobs", "2", "--out", out]  # two runs at a time, sharing the cores
     # killed once the first run has finished: the next invocation resumes
     proc = subprocess.Popen(_ablate(*args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = out / "base" / "seed0" / "summary.json"
@@ -81,7 +81,7 @@ def test_a_tiny_ablation_end_to_end(data, tmp_path):
     proc.communicate(timeout=120)
     stamp = first.stat().st_mtime_ns
     done = subprocess.run(_ablate(*args), cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert first.stat().st_mtime_ns == stamp  # not run again
     result = json.loads((out / "ablation.json").read_text())
     assert [v["variant"] for v in result["variants"]] == ["-tta", "label_smoothing=0.3"]
@@ -113,3 +113,14 @@ def test_train_then_ablate_reuses_the_run_as_its_base(data, tmp_path):
     assert "one seed: no interval" in result["sentence"]
     page = " ".join(PdfReader(out / "report.pdf").pages[0].extract_text().split())
     assert "What makes it converge fast" in page
+
+
+def test_runs_share_a_cpu_when_asked_and_the_cuda_devices_otherwise(monkeypatch):
+    import torch
+
+    from fastvis.ablate import runner
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert runner._devices() == [None] and runner._devices(3) == [None, None, None]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert runner._devices() == ["0", "1", "2", "3"] and runner._devices(2) == ["0", "1"]

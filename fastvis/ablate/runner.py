@@ -115,14 +115,18 @@ def plan_runs(base: TrainConfig, variants: list[Variant], seeds: int, out: Path)
     return runs
 
 
-def _devices() -> list[str | None]:
+def _devices(jobs: int | None = None) -> list[str | None]:
+    """Where runs go at once: one per CUDA device (at most ``jobs``); without CUDA, ``jobs``
+    runs on the CPU (default one), each given its share of the cores."""
     try:
         import torch
 
         n = torch.cuda.device_count()
-    except Exception:  # no torch CUDA: one run at a time
+    except Exception:  # no torch CUDA
         n = 0
-    return [str(i) for i in range(n)] or [None]
+    if n:
+        return [str(i) for i in range(n)][: jobs or None]
+    return [None] * max(1, jobs or 1)
 
 
 def _command(run: Run) -> list[str]:
@@ -134,13 +138,14 @@ def _command(run: Run) -> list[str]:
 
 
 def run_all(runs: list[Run], log=print, jobs: int | None = None) -> list[Run]:
-    """Run every run that has no summary yet: in sequence, or one per CUDA device. Returns the
-    runs that failed (the last line of each one's error is logged)."""
+    """Run every run that has no summary yet: in sequence, one per CUDA device, or ``jobs`` at a
+    time on the CPU (:func:`_devices`). Returns the runs that failed (the last line of each
+    one's error is logged)."""
     todo = [r for r in runs if not r.done]
     if len(todo) < len(runs):
         log(f"ablation: {len(runs) - len(todo)} of {len(runs)} runs already finished")
-    devices = _devices()[: jobs or None]
-    running: dict[subprocess.Popen, tuple[Run, str | None]] = {}
+    devices = _devices(jobs)
+    running: dict[subprocess.Popen, tuple[Run, int]] = {}  # the run and its slot of ``devices``
     failed = []
     try:
         _loop(todo, running, devices, failed, log)
@@ -153,18 +158,22 @@ def run_all(runs: list[Run], log=print, jobs: int | None = None) -> list[Run]:
 
 
 def _loop(todo, running, devices, failed, log) -> None:
+    threads = max(1, (os.cpu_count() or 1) // len(devices))
     while todo or running:
-        free = [d for d in devices if d not in {dev for _, dev in running.values()}]
+        free = [k for k in range(len(devices)) if k not in {slot for _, slot in running.values()}]
         while todo and free:
-            run, device = todo.pop(0), free.pop(0)
+            run, slot = todo.pop(0), free.pop(0)
+            device = devices[slot]
             env = dict(os.environ)
             if device is not None:
                 env["CUDA_VISIBLE_DEVICES"] = device
+            elif len(devices) > 1 and "OMP_NUM_THREADS" not in os.environ:  # CPU runs side by side share the cores
+                env["OMP_NUM_THREADS"] = str(threads)
             log(f"ablation: {run.variant.name}, seed {run.seed} -> {run.folder}")
             cmd = _command(run)
             with open(run.folder / "stderr.log", "w") as err:  # a file: a pipe could fill up and block
                 proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
-            running[proc] = (run, device)
+            running[proc] = (run, slot)
         for proc in [p for p in running if p.poll() is not None]:
             run, _ = running.pop(proc)
             err = (run.folder / "stderr.log").read_text().strip().splitlines()

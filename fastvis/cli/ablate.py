@@ -35,7 +35,8 @@ def build_parser():
     g.add_argument("--seeds", type=int, default=3, help="seeds per variant (paired across variants; default 3)")
     g.add_argument("--cumulative", action="store_true", default=False,
                    help="also run the changes added in turn (base, +1st, +1st+2nd, ...): a speed-run style table")
-    g.add_argument("--jobs", type=int, default=None, help="runs at once (default: one per CUDA device, else one)")
+    g.add_argument("--jobs", type=int, default=None,
+                   help="runs at once (default: one per CUDA device; on a CPU one, or N sharing the cores)")
     return p
 
 

@@ -563,6 +563,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         saved_file = folder / "config.json"
         if saved_file.is_file():
             saved = load_file(saved_file)
+            # an option left to the recipe (None, as a config file of every option writes it) is the
+            # run's own choice, kept: the model, precision, batch and optimiser it resolved
+            options = {k: v for k, v in options.items() if v is not None or k == "resume"}
             for name, value in options.items():
                 if name in saved and name not in MAY_CHANGE and value != saved[name]:
                     raise InputError(f"{flag_of(name)} {value}: the run in {folder} was started with {saved[name]}; "

@@ -12,8 +12,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..augment.defects import class_index
-
 __all__ = ["METRICS", "Tally", "balanced_accuracy", "class_metrics", "positive_class", "recall_at_fpr", "roc_auc"]
 
 # what --metric may track (and fastvis-ablate compare): larger is better for all of them
@@ -120,6 +118,8 @@ def positive_class(classes: list[str], num_classes: int, asked: str | None = Non
     """The class whose recall and AUC are reported for two-class data: ``asked`` (a name or an
     index, as --defect-class), else the class named 'defect', else class 1."""
     if asked is not None:  # refused when it names no class, whatever the number of classes
+        from ..augment.defects import class_index  # not at import: defects pulls in the numba kernels
+
         index = class_index(classes, num_classes, asked)
         return index if num_classes == 2 else None
     if num_classes != 2:

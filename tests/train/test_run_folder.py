@@ -85,3 +85,25 @@ def test_a_fifo_in_place_of_metrics_jsonl_is_refused_without_waiting(data, tmp_p
     os.mkfifo(run / "metrics.jsonl")
     assert main(_args(data, run)) == 1
     assert "metrics.jsonl: exists and is not a regular file" in capsys.readouterr().err
+
+
+def test_a_run_from_a_file_of_every_option_resumes_with_the_choices_it_made(data, tmp_path):
+    """fastvis-ablate starts each run from a file listing every option, those left to the recipe
+    as null; a run of it killed after a checkpoint must resume under the same command line,
+    keeping the optimiser, batch, model and precision it resolved at its start."""
+    from fastvis.cli.train import main
+    from fastvis.train.config import TrainConfig
+
+    run = tmp_path / "run"
+    spec = tmp_path / "spec.json"
+    cfg = TrainConfig.from_options(data=data[0], val=data[1], model="tinynet", device="cpu", epochs=1)
+    options = cfg.as_dict()
+    assert options["optim"]["optimizer"] is None and options["speed"]["amp"] is None  # left to the recipe
+    spec.write_text(json.dumps(options))
+    args = ["--config", str(spec), "--out", str(run), "--resume", "auto", "-q"]
+    assert main(args) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["optim"]["optimizer"] is not None and saved["speed"]["amp"] is not None
+    assert main(args) == 0  # was: "--optimizer None: the run ... was started with sgd"
+    again = json.loads((run / "config.json").read_text())
+    assert {k: v for k, v in again.items() if k != "run"} == {k: v for k, v in saved.items() if k != "run"}
