@@ -80,22 +80,26 @@ def main(argv: list[str] | None = None, prog: str | None = None):
     ap.add_argument("--paste", type=float, default=0.5, help="--defect-paste of the runs with synthesis")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--json", default=None, help="default: OUT/defects.json")
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="runs at once (default: one per CUDA device; on a CPU one, or N sharing the cores)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     files = _data(out, args)
-    results = {}
+    planned = {}
     for setting in ("few", "many"):
         base = TrainConfig.from_options(data=str(files[setting]), val=str(files["val"]), model=args.model,
                                         epochs=args.epochs, batch_size=args.batch_size, metric="balanced_accuracy",
                                         window=args.window,
                                         out=str(out / setting / "runs"), quiet=True).resolved()
         variants = parse_variants(base, [], [f"defect-paste={args.paste:g}"])
-        runs = plan_runs(base, variants, args.seeds, out / setting / "runs")
-        failed = run_all(runs, log=print)
-        if failed:
-            raise SystemExit(f"fastvis-bench defects: {len(failed)} run(s) failed; see their stderr.log")
+        planned[setting] = plan_runs(base, variants, args.seeds, out / setting / "runs")
+    failed = run_all([r for runs in planned.values() for r in runs], log=print, jobs=args.jobs)
+    if failed:
+        raise SystemExit(f"fastvis-bench defects: {len(failed)} run(s) failed; see their stderr.log")
+    results = {}
+    for setting, runs in planned.items():
         real = args.few if setting == "few" else args.many
         label = f"{setting}: {real} of {args.normal + real}"
         results[label] = {m: analyse(runs, m) for m in ("balanced_accuracy", "auc")}

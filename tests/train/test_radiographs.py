@@ -136,7 +136,7 @@ def test_defect_benchmark_writes_its_paired_table(tmp_path):
         missing(str(exc))
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     args = ["--out", tmp_path / "d", "--normal", "6", "--many", "6", "--few", "2", "--val", "4", "--tile", "48",
-            "--size", "24", "--epochs", "1", "--seeds", "2", "--model", "tinynet", "--batch-size", "4"]
+            "--size", "24", "--epochs", "1", "--seeds", "2", "--model", "tinynet", "--batch-size", "4", "--jobs", "2"]
     proc = subprocess.run([sys.executable, "-m", "fastvis.cli.bench", "defects", *args], capture_output=True, text=True,
                           timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
