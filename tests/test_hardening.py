@@ -106,10 +106,10 @@ def test_a_conversion_killed_at_any_moment_leaves_no_output_and_no_temporaries(t
 
 # -- damaged files and sidecars ---------------------------------------------------------------------
 
-def _small(path: Path, labels=(0, 1, 2, 1)) -> Path:
+def _small(path: Path, labels=(0, 1, 2, 1), size: int = 4) -> Path:
     with BetonWriter(path, {"image": RGBImageField(), "label": IntField()}, capacity=len(labels)) as w:
         for y in labels:
-            w.write((np.full((4, 4, 3), abs(y) % 256, np.uint8), y))
+            w.write((np.full((size, size, 3), abs(y) % 256, np.uint8), y))
     return path
 
 
@@ -198,7 +198,7 @@ def test_bad_data_is_one_line(data, tmp_path, capsys):
     with BetonWriter(no_image, {"label": IntField()}, capacity=4) as w:
         for y in range(4):
             w.write((y,))
-    more = _small(tmp_path / "more.beton", labels=(0, 1, 9, 1))  # the validation set has a class id 9
+    more = _small(tmp_path / "more.beton", labels=(0, 1, 9, 1), size=16)  # the validation set has a class id 9
     base = ["--model", "tinynet", "--device", "cpu", "-q", "--epochs", "1", "--batch-size", "32"]
     for train, val, message in ((empty, data[1], "no samples"), (no_image, data[1], "no field 'image'"),
                                 (data[0], more, "not the same classes")):

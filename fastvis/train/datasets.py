@@ -1,7 +1,9 @@
 """Where the data comes from: a dataset name, a .beton, or a folder/archive, converted once into the cache."""
 from __future__ import annotations
 
+import glob
 import hashlib
+import os
 from pathlib import Path
 
 from ..beton import BetonError, BetonReader
@@ -42,12 +44,17 @@ def resolve(data: str, val: str | None = None, cache: str | Path | None = None, 
     if kind == "dicom":
         raise SourceError(f"{path}: DICOM folders are converted first (fastvis-convert {path} OUT.beton --size N) "
                           "and trained on as .beton files")
-    key = hashlib.sha1(f"{path.resolve()}:{path.stat().st_mtime_ns}".encode()).hexdigest()[:10]
+    key = content_key(path)
 
     def source(split: str):
         return open_source(path, kind, split=split, verify=verify, cache=folder, progress=progress)
 
-    train = _converted(folder / f"{path.stem}-{key}-train.beton", lambda: source("train"), progress)
+    target = folder / f"{path.stem}-{key}-train.beton"
+    earlier = sorted(p.name for p in folder.glob(f"{glob.escape(path.stem)}-*-train.beton") if p != target)
+    if progress and earlier and not target.exists():
+        print(f"{path}: its files are not those of the conversion in the cache ({', '.join(earlier)}); "
+              "converting it again", flush=True)
+    train = _converted(target, lambda: source("train"), progress)
     if val:
         return train, _resolve_val(val, folder, progress), path.stem
     for split in ("test", "val") if kind == "imagefolder" else ("test",):
@@ -60,6 +67,28 @@ def resolve(data: str, val: str | None = None, cache: str | Path | None = None, 
         return train, None, path.stem
     raise SourceError(f"{path}: no test/ or val/ split found; give the validation set with --val, or hold out "
                       "part of the training set with --holdout")
+
+
+def content_key(path: Path) -> str:
+    """What a conversion in the cache is keyed on: the source's absolute path and, for every
+    file it holds (or the archive itself), its name, size and modification time; so that
+    images added, removed or replaced (even under the same name) give a new conversion, never
+    a stale one. Costs one ``stat`` per file (about a second per million files)."""
+    h = hashlib.sha1(f"fastvis-cache-1\0{path.resolve()}\0".encode())
+    if path.is_dir():
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                try:
+                    st = os.stat(full, follow_symlinks=False)
+                except OSError:  # gone meanwhile: the conversion will say so
+                    continue
+                h.update(f"{os.path.relpath(full, path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    else:
+        st = path.stat()
+        h.update(f"{st.st_size}\0{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:10]
 
 
 #: names that say which part of a dataset a file holds, not which dataset

@@ -13,7 +13,6 @@ the device and trains under a warm-up/linear-decay schedule driven by the phase'
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 
@@ -23,7 +22,7 @@ from .. import FastvisError
 from ..atomic import write_atomic
 from ..loader import Batch
 from ..models import list_models
-from . import checkpoint, ddp, recipe
+from . import ddp, recipe
 from .augment_plan import build_plan
 from .budget import BudgetController, Clock, lr_at
 from .config import TrainConfig
@@ -34,8 +33,9 @@ from .evaluation import Evaluations, tta_views
 from .loss import Criterion, load_teacher
 from .metrics import positive_class
 from .model import build_model, choose_amp, make_optimizer, peak_lr, pick_model
+from .persistence import Persistence
 from .recorder import Recorder
-from .state import TrainState, restore, snapshot
+from .state import TrainState
 from .summary import run_hyper, run_summary
 
 __all__ = ["Trainer", "TrainingDiverged", "train"]
@@ -45,7 +45,7 @@ class TrainingDiverged(FastvisError):
     """The loss became NaN or infinite."""
 
 
-class Trainer(Evaluations):
+class Trainer(Evaluations, Persistence):
     #: evaluations of the watched split during training (the curve, the best model)
     evaluates_during_training = True
 
@@ -392,28 +392,6 @@ class Trainer(Evaluations):
             raise TrainingDiverged(f"loss became {value} at {self.where()}; stopped, {kept} (lower --lr, or turn "
                                    "--amp off)")
         self.last_loss = value
-
-    # -- persistence ------------------------------------------------------------------------------------
-    def save_checkpoint(self) -> None:
-        if self.world.main:
-            state = snapshot(self.state, self.raw_model, self.optimizer, self.ema, self.lookahead,
-                             steps_per_epoch=self.steps_per_epoch, config=self.cfg.as_dict(),
-                             model_name=self.model_name, num_classes=self.data.num_classes,
-                             in_channels=int(self.data.image_shape[0]), mean=self.data.mean, std=self.data.std,
-                             **self.checkpoint_extra())
-            checkpoint.save_atomic(state, self.recorder.out / "checkpoint.pt")
-
-    def resume(self, path: str) -> None:
-        saved = checkpoint.load(path, map_location=self.device)
-        self.check_checkpoint(saved, path)
-        restore(saved, self.state, self.raw_model, self.optimizer, self.ema, self.lookahead)
-        self.restore_extra(saved, path)
-        st = self.state
-        if self.world.main:  # metrics.jsonl holds the checkpoint's history, no row twice
-            text = "".join(f"{json.dumps(row)}\n" for row in st.history)
-            write_atomic(self.recorder.out / "metrics.jsonl", text)
-        self.clock.offset = st.train_seconds
-        self.recorder.log(f"resumed from {path} at {self.where()} ({100 * st.progress:.0f}% of the schedule)")
 
 
 def train(cfg: TrainConfig, clock: Clock | None = None) -> dict:

@@ -35,7 +35,12 @@ def load_teacher(path: str, num_classes: int, device: torch.device, channels_las
     """A frozen model from a checkpoint (its EMA weights where it has them)."""
     state = checkpoint.load(path, map_location="cpu")
     teacher = create_model(state["model_name"], state["num_classes"], in_channels=state.get("in_channels", 3))
-    teacher.load_state_dict(state["ema"]["model"] if state.get("ema") else state["model"])
+    ema = state.get("ema")
+    try:
+        teacher.load_state_dict(ema["model"] if isinstance(ema, dict) and "model" in ema else state["model"])
+    except (RuntimeError, TypeError, KeyError) as exc:
+        raise FastvisError(f"{path}: not a fastvis checkpoint (its weights do not fit a {state['model_name']} of "
+                           f"{state['num_classes']} classes: {checkpoint.mismatch(exc)})") from None
     teacher = teacher.to(device).eval()
     if channels_last:
         teacher = teacher.to(memory_format=torch.channels_last)
