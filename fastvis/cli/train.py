@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _relaunch(argv: list[str], n: int) -> int:
+def _relaunch(argv: list[str], n: int, out: str) -> int:
     """Start ``n`` processes of this command through torchrun (minus the --nproc-per-node option)."""
     rest, skip = [], False
     for a in argv:
@@ -51,7 +52,20 @@ def _relaunch(argv: list[str], n: int) -> int:
         rest.append(a)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
            "-m", "fastvis.cli.train", *rest]
-    return subprocess.call(cmd)
+    from ..train.ddp import exit_with_parent
+
+    agent = subprocess.Popen(cmd, preexec_fn=exit_with_parent if sys.platform.startswith("linux") else None)
+    try:
+        code = agent.wait()
+    except KeyboardInterrupt:  # Ctrl-C reaches the agent too (same process group): let it stop its workers
+        code = agent.wait()
+    if code < 0:  # the agent itself was killed: its workers end with it
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        print(f"fastvis-train: error: the torchrun agent (pid {agent.pid}) was killed by {name}; its workers "
+              f"ended with it; continue the run in {out} with the same command and --out {out} --resume auto",
+              file=sys.stderr)
+        return 128 - code
+    return code
 
 
 def _variant_items(spec: str) -> list[str]:
@@ -121,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         n = cfg.speed.nproc_per_node
         if n > 1 and "WORLD_SIZE" not in os.environ:  # every process gets the same output folder
-            code = _relaunch([*argv, "--out", cfg.run.out] if "out" not in args else argv, n)
+            code = _relaunch([*argv, "--out", cfg.run.out] if "out" not in args else argv, n, cfg.run.out)
         else:
             from ..train.ddp import peer_failure
             from ..train.loop import train

@@ -48,11 +48,13 @@ def setup_device(name: str, timeout: float) -> tuple[torch.device, World]:
     return device, world
 
 
-def _exit_with_parent() -> None:
-    """Linux: end this worker when the process that started it dies, so that killing torchrun's
-    agent leaves no orphaned workers training on and writing outputs. SIGKILL, not SIGTERM: a
-    worker waiting in a collective for a peer runs no Python signal handler until the collective
-    times out (minutes); what it was writing is a temporary that the next start removes."""
+def exit_with_parent() -> None:
+    """Linux: SIGKILL this process when the process that started it dies (PR_SET_PDEATHSIG), so
+    that killing fastvis-train's launcher or torchrun's agent leaves no orphans training on and
+    writing outputs: the launcher's torchrun asks for it before it runs (``preexec_fn``), each
+    worker as it starts. SIGKILL, not SIGTERM: a worker waiting in a collective for a peer runs no
+    Python signal handler until the collective times out (minutes); what it was writing is a
+    temporary that the next start removes. Elsewhere: nothing."""
     try:
         import ctypes
 
@@ -73,7 +75,7 @@ def setup(device_type: str, timeout: float) -> World:
         return World()
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", rank))
-    _exit_with_parent()
+    exit_with_parent()
     if not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
         restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)

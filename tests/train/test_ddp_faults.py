@@ -140,3 +140,51 @@ def test_torchrun_restarts_a_run_whose_rank_died_and_it_ends_as_an_uninterrupted
     a = json.loads((out / "summary.json").read_text())
     b = json.loads((tmp_path / "ref" / "summary.json").read_text())
     assert a["steps"] == b["steps"] == 480 and a["val_loss"] == b["val_loss"] and a["top1"] == b["top1"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_killing_the_launcher_ends_torchrun_and_its_workers(data, tmp_path):
+    """kill -9 of `fastvis-train --nproc-per-node 2` leaves no agent nor workers training on."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    out = tmp_path / "run"
+    launcher = subprocess.Popen([sys.executable, "-m", "fastvis.cli.train", "--nproc-per-node", "2", "--data", data[0],
+                                 "--val", data[1], "--model", "tinynet", "--epochs", "50000", "--batch-size", "32",
+                                 "--device", "cpu", "-q", "--out", str(out)],
+                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    family: list[int] = []
+    try:
+        assert _wait(lambda: (out / "checkpoint.pt").exists()), "the run never wrote its first checkpoint"
+        (agent,) = _children(launcher.pid)
+        family = [agent, *_children(agent)]
+        assert len(family) == 3
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait()
+        assert _wait(lambda: not any(_alive(p) for p in family), limit=60), "torchrun or workers outlived the launcher"
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        for p in family:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_a_killed_agent_is_one_line_saying_how_to_continue(data, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    out = tmp_path / "run"
+    launcher = subprocess.Popen([sys.executable, "-m", "fastvis.cli.train", "--nproc-per-node", "2", "--data", data[0],
+                                 "--val", data[1], "--model", "tinynet", "--epochs", "500", "--batch-size", "32",
+                                 "--device", "cpu", "-q", "--out", str(out)],
+                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait(lambda: (out / "checkpoint.pt").exists()), "the run never wrote its first checkpoint"
+        (agent,) = _children(launcher.pid)
+        os.kill(agent, signal.SIGKILL)
+        err = launcher.communicate(timeout=120)[1]
+        assert launcher.returncode == 128 + signal.SIGKILL
+        assert f"the torchrun agent (pid {agent}) was killed by SIGKILL" in err and "--resume auto" in err, err
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
