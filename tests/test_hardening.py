@@ -364,6 +364,31 @@ def test_every_flipped_bit_is_caught_or_harmless(converted, tmp_path):
     assert BetonReader(src).verify() == []
 
 
+def test_the_training_path_never_reads_a_flipped_bit_as_good(converted, tmp_path):
+    """The same sweep through what training reads (a checked reader: each sample against its
+    CRC-32 at its first read, labels included): every flip is refused with the file named, or
+    every value read is what was written. Zero silent wrong reads."""
+    src, originals = converted
+    size = src.stat().st_size
+    offsets = sorted(set(list(range(0, 2048, 5)) + list(range(2048, size, max(1, size // 600)))))
+    silent, refused = [], 0
+    for k, off in enumerate(offsets):
+        path = _flipped(src, tmp_path / f"t{k % 4}.beton", off, (k + 3) % 8)
+        try:
+            r = BetonReader(path, checked=True)
+            got = [r[i] for i in range(len(r))]
+            labels = r.read_batch("label", range(len(r)))
+        except (BetonError, ValueError) as exc:
+            assert str(path) in str(exc)
+            refused += 1
+            continue
+        if not all(_same(a, b) for a, b in zip(got, originals)) or \
+                list(labels) != [int(o[1]) for o in originals]:
+            silent.append(off)
+    assert not silent, f"bit flips at {silent[:5]} were read as good data"
+    assert refused > len(offsets) // 3  # the others change nothing a reader returns (padding, unused bytes)
+
+
 def test_a_pointer_into_another_sample_is_refused(converted, tmp_path):
     src, _ = converted
     r = BetonReader(src)
