@@ -37,6 +37,10 @@ def _safe_parts(name: str) -> tuple[str, ...] | None:
     return parts
 
 
+def _is_image(name: str) -> bool:
+    return not name.startswith(".") and PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
 class _Tree:
     """The image files of a folder or archive, as relative path components, and a way to read them."""
 
@@ -68,6 +72,8 @@ class _Tree:
             else:
                 with tarfile.open(path, "r:*") as tar:
                     for info in tar:
+                        if (info.issym() or info.islnk()) and _is_image(PurePosixPath(info.name).name):
+                            self.irregular.append((info.name, "a link inside the archive, not followed"))
                         self._add_member(info.name, info.isfile())
         except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
             raise SourceError(f"{path}: corrupt or unreadable {self.kind} ({exc})") from None
@@ -79,7 +85,7 @@ class _Tree:
         if parts is None:
             self.unsafe.append(name)
             return
-        if parts and not parts[-1].startswith(".") and PurePosixPath(parts[-1]).suffix.lower() in IMAGE_EXTENSIONS:
+        if parts and _is_image(parts[-1]):
             self.entries.append(parts)
 
     def read(self, wanted: dict[tuple[str, ...], int],
@@ -174,8 +180,6 @@ class ImageFolderSource(Source):
             entries = [entries[i] for i in np.random.default_rng(shuffle).permutation(len(entries))]
         self.shuffle = shuffle
         self._labels = {prefix + p: index[p[0]] for p in entries}  # full member path -> label, in writing order
-        if tree.unsafe:
-            self.skipped.extend((n, "unsafe path in archive, ignored") for n in tree.unsafe)
 
         if jpeg is None:
             side = size or max_side
@@ -286,7 +290,9 @@ class ImageFolderSource(Source):
 
     def __iter__(self):
         stream = self._tree.read(self._labels, in_order=self.shuffle is not None)
-        bad = list(self._tree.irregular)  # FIFOs, devices, dangling links: never opened
+        # FIFOs, devices, dangling links, links inside archives, member names that would escape: never opened
+        bad = list(self._tree.irregular) + [(n, "unsafe path in archive (absolute or with '..'), not read")
+                                            for n in self._tree.unsafe]
         self.skipped.extend(bad)
         counts: dict[int, int] = {}
         with ThreadPoolExecutor(self.workers) as pool:

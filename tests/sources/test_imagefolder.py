@@ -174,14 +174,35 @@ def test_corrupt_image_fails_or_is_skipped(tmp_path, tree):
     assert BetonReader(out).info["skipped"][0]["file"] == "train/cat/broken.jpg"
 
 
-def test_unsafe_member_names_are_ignored(tmp_path, tree):
+def test_unsafe_member_names_are_bad_inputs_never_read(tmp_path, tree):
     files = dict(tree)
     files["../../evil/0.png"] = next(iter(tree.values()))
     files["/abs/0.png"] = next(iter(tree.values()))
     path = write_tar(tmp_path / "u.tar", files, mode="w")
-    src = ImageFolderSource(path)
+    out = tmp_path / "o.beton"
+    with pytest.raises(SourceError, match=r"unsafe path in archive .* and 1 more bad input.*--skip-bad"):
+        convert(ImageFolderSource(path), out, progress=False)  # like every other bad input: nothing written
+    assert not out.exists()
+    src = ImageFolderSource(path, skip_bad=True)
     check(src, tree, "train")
     assert {n for n, _ in src.skipped} == {"../../evil/0.png", "/abs/0.png"}
+
+
+def test_links_inside_a_tar_are_bad_inputs_not_dropped_silently(tmp_path, tree):
+    import io
+    import tarfile
+
+    path = write_tar(tmp_path / "l.tar", dict(tree), mode="w")
+    with tarfile.open(path, "a") as tar:
+        for name, kind in (("train/cat/sym.png", tarfile.SYMTYPE), ("train/cat/hard.png", tarfile.LNKTYPE)):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, next(n for n in tree if n.startswith("train/cat/"))
+            tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(SourceError, match="a link inside the archive, not followed"):
+        convert(ImageFolderSource(path), tmp_path / "o.beton", progress=False)
+    src = ImageFolderSource(path, skip_bad=True)
+    convert(src, tmp_path / "o.beton", progress=False)
+    assert {n for n, _ in src.skipped} == {"train/cat/sym.png", "train/cat/hard.png"}
 
 
 def test_layout_errors(tmp_path, rng):
