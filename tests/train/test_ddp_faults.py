@@ -48,15 +48,32 @@ def _wait(condition, limit: float = 300.0, every: float = 0.5) -> bool:
     return condition()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
-def test_workers_end_when_the_torchrun_agent_is_killed(data, tmp_path):
+def _start(how: list[str], data, out: Path, epochs: int = 500, stderr=subprocess.DEVNULL) -> subprocess.Popen:
+    """A two-process tinynet run into ``out``, started by ``how`` (torchrun, or fastvis-train's own
+    launcher), one thread a process."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("NUMBA_ENABLE_CUDASIM", None)
+    return subprocess.Popen([sys.executable, "-m", *how, "--data", data[0], "--val", data[1], "--model", "tinynet",
+                             "--epochs", str(epochs), "--batch-size", "32", "--device", "cpu", "-q", "--out", str(out)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+
+
+TORCHRUN = ["torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "fastvis.cli.train"]
+LAUNCHER = ["fastvis.cli.train", "--nproc-per-node", "2"]
+
+
+def _end(proc: subprocess.Popen, pids: list[int]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_workers_end_when_the_torchrun_agent_is_killed(data, tmp_path):
     out = tmp_path / "run"
-    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                              "-m", "fastvis.cli.train", "--data", data[0], "--val", data[1], "--model", "tinynet",
-                              "--epochs", "500", "--batch-size", "32", "--device", "cpu", "-q", "--out", str(out)],
-                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    agent = _start(TORCHRUN, data, out)
     workers: list[int] = []
     try:
         assert _wait(lambda: (out / "checkpoint.pt").exists()), "the run never wrote its first checkpoint"
@@ -66,11 +83,7 @@ def test_workers_end_when_the_torchrun_agent_is_killed(data, tmp_path):
         agent.wait()
         assert _wait(lambda: not any(_alive(w) for w in workers), limit=60), "workers outlived their agent"
     finally:
-        if agent.poll() is None:
-            agent.kill()
-        for w in workers:
-            if _alive(w):
-                os.kill(w, signal.SIGKILL)
+        _end(agent, workers)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and SIGSTOP")
@@ -145,13 +158,8 @@ def test_torchrun_restarts_a_run_whose_rank_died_and_it_ends_as_an_uninterrupted
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_killing_the_launcher_ends_torchrun_and_its_workers(data, tmp_path):
     """kill -9 of `fastvis-train --nproc-per-node 2` leaves no agent nor workers training on."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("NUMBA_ENABLE_CUDASIM", None)
     out = tmp_path / "run"
-    launcher = subprocess.Popen([sys.executable, "-m", "fastvis.cli.train", "--nproc-per-node", "2", "--data", data[0],
-                                 "--val", data[1], "--model", "tinynet", "--epochs", "50000", "--batch-size", "32",
-                                 "--device", "cpu", "-q", "--out", str(out)],
-                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    launcher = _start(LAUNCHER, data, out, epochs=50000)  # long enough never to end on its own in the test
     family: list[int] = []
     try:
         assert _wait(lambda: (out / "checkpoint.pt").exists()), "the run never wrote its first checkpoint"
@@ -162,22 +170,13 @@ def test_killing_the_launcher_ends_torchrun_and_its_workers(data, tmp_path):
         launcher.wait()
         assert _wait(lambda: not any(_alive(p) for p in family), limit=60), "torchrun or workers outlived the launcher"
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
-        for p in family:
-            if _alive(p):
-                os.kill(p, signal.SIGKILL)
+        _end(launcher, family)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
 def test_a_killed_agent_is_one_line_saying_how_to_continue(data, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("NUMBA_ENABLE_CUDASIM", None)
     out = tmp_path / "run"
-    launcher = subprocess.Popen([sys.executable, "-m", "fastvis.cli.train", "--nproc-per-node", "2", "--data", data[0],
-                                 "--val", data[1], "--model", "tinynet", "--epochs", "500", "--batch-size", "32",
-                                 "--device", "cpu", "-q", "--out", str(out)],
-                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    launcher = _start(LAUNCHER, data, out, stderr=subprocess.PIPE)
     try:
         assert _wait(lambda: (out / "checkpoint.pt").exists()), "the run never wrote its first checkpoint"
         (agent,) = _children(launcher.pid)
@@ -186,5 +185,4 @@ def test_a_killed_agent_is_one_line_saying_how_to_continue(data, tmp_path):
         assert launcher.returncode == 128 + signal.SIGKILL
         assert f"the torchrun agent (pid {agent}) was killed by SIGKILL" in err and "--resume auto" in err, err
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
+        _end(launcher, [])
