@@ -211,16 +211,19 @@ class BetonReader:
             return
         if self._sample_check is None:
             self._sample_check = SampleCheck(self)
-        n = self.num_samples
-        idx = np.arange(n) if indices is None else np.asarray(indices, np.int64).reshape(-1)
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise IndexError(f"indices out of range for {n} samples")
-        self._sample_check(np.where(idx < 0, idx + n, idx))
+        self._sample_check(np.arange(self.num_samples) if indices is None else self._ids(indices))
 
     def _check(self, idx) -> None:
         """Reads of a ``checked`` reader: ``idx`` (ids in range) checked first."""
         if self.checked:
             self.check(idx)
+
+    def _ids(self, indices) -> np.ndarray:
+        """``indices`` as a flat int64 array of ids in range (negative ones count from the end)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < -self.num_samples or idx.max() >= self.num_samples):
+            raise IndexError(f"indices out of range for {self.num_samples} samples")
+        return np.where(idx < 0, idx + self.num_samples, idx)
 
     def __getitem__(self, i):
         i = self._index(i)
@@ -292,10 +295,7 @@ class BetonReader:
         """
         j = self._field_index(name)
         field = self._field_list[j]
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if idx.size and (idx.min() < -self.num_samples or idx.max() >= self.num_samples):
-            raise IndexError(f"indices out of range for {self.num_samples} samples")
-        idx = np.where(idx < 0, idx + self.num_samples, idx)
+        idx = self._ids(indices)
         self._check(idx)
         meta = self.metadata[f"f{j}"][idx]
         spec = self.batch_spec(name, meta)
