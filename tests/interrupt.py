@@ -6,6 +6,7 @@ chosen moment of its life whatever the machine's speed:
 - ``evaluation``: inside the N-th evaluation;
 - ``write``: inside the N-th whole-file write (``fastvis.atomic``), its temporary written and not
   yet renamed: the curve, the report, the summary, config.json, metrics.jsonl on resume;
+- ``write:NAME``: likewise, inside the N-th write of the file called NAME (``write:summary.json``);
 - ``checkpoint-write``: inside the N-th checkpoint write, likewise;
 - ``none``: not killed.
 
@@ -63,14 +64,19 @@ def install(event: str, n: int) -> None:
             return original(self, *args, **kwargs)
 
         loop.Trainer.evaluate = evaluate
-    elif event in ("write", "checkpoint-write"):
+    elif event in ("write", "checkpoint-write") or event.startswith("write:"):
         import fastvis.atomic as atomic
         import fastvis.train.checkpoint as checkpoint
 
         original = atomic.finish
+        name = event.partition(":")[2]
 
         def finish(tmp, path, *args, **kwargs):
-            if (event == "checkpoint-write") == str(path).endswith(".pt") and due():
+            if name:
+                mine = os.path.basename(str(path)) == name
+            else:
+                mine = (event == "checkpoint-write") == str(path).endswith(".pt")
+            if mine and due():
                 _kill()
             return original(tmp, path, *args, **kwargs)
 

@@ -125,8 +125,10 @@ def test_time_to_accuracy_benchmark_runs_both_trainers(tmp_path):
                 img = np.clip(np.array(colour) + rng.integers(-40, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(img).save(d / f"{i}.png")
     out = tmp_path / "train.json"
-    proc = cli("bench", "train", "--data", root, "--epochs", "2", "--baseline-args", "--workers 1 --batch-size 16",
-               "--fastvis-args", "--batch-size 16 --model fastnet_s", "--json", out, check=0)
+    # both trainers with a small model, the baseline loading in its own process (--workers 0)
+    proc = cli("bench", "train", "--data", root, "--epochs", "2", "--baseline-args",
+               "--workers 0 --batch-size 16 --model tinynet", "--fastvis-args", "--batch-size 16 --model tinynet",
+               "--json", out, check=0)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     runs = result["runs"]

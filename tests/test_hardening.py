@@ -277,29 +277,41 @@ def _whole_outputs(run: Path) -> list[str]:
     return there
 
 
-# every moment of a 2-epoch run's life where a kill can land: (event, how many of them before the
-# kill); its writes are config.json, metrics.jsonl, then at the end the curve, the report, the summary
-KILL_MOMENTS = [("write", 2), ("checkpoint-write", 1), ("evaluation", 1), ("checkpoint", 1), ("evaluation", 2),
-                ("checkpoint-write", 2), ("checkpoint", 2), ("write", 3), ("write", 4), ("write", 5)]
+# every moment of a 2-epoch run's life where a kill can land, as two chains of kills: each kill is
+# (event, how many of them before it) in a process started with --resume auto on the folder the kill
+# before it left, so that each chain also resumes runs killed more than once. A fresh run writes
+# config.json and metrics.jsonl, evaluates and checkpoints each epoch, then writes the curve, the
+# report and the summary; a run resumed from the last checkpoint has only those final writes left.
+KILL_CHAINS = {
+    "early": [("write", 2),  # fresh: inside the second file write
+              ("checkpoint-write", 1),  # nothing to resume: starts again, killed inside epoch 1's checkpoint
+              ("evaluation", 1),  # again from the start: inside epoch 1's evaluation
+              ("checkpoint", 1),  # again: right after epoch 1's checkpoint
+              ("evaluation", 1)],  # resumed from epoch 1: inside epoch 2's evaluation
+    "late": [("checkpoint-write", 2),  # fresh: inside epoch 2's checkpoint write
+             ("checkpoint", 1),  # resumed from epoch 1: right after epoch 2's checkpoint
+             ("write:curve.png", 1),  # resumed with training done: inside the last writes, one by one
+             ("write:report.pdf", 1),
+             ("write:summary.json", 1)],
+}
 
 
 @pytest.mark.slow
 def test_a_run_killed_at_many_moments_leaves_whole_outputs_and_resumes(data, tmp_path):
     """SIGKILL a training run at moments spread over its whole life (inside a checkpoint write,
-    after epochs, inside evaluations, inside the writes of the curve, the report, the summary):
-    whatever it wrote is whole, and the same command line with --resume auto then finishes the
-    run and leaves no temporaries. The kills come at events, not at times: any machine's speed."""
+    after epochs, inside evaluations, inside the writes of the curve, the report, the summary),
+    again and again: whatever it wrote is whole after each kill, and the same command line with
+    --resume auto then finishes the run with every step done once and no temporaries left. The
+    kills come at events, not at times: any machine's speed."""
     args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "2", "--batch-size", "32",
             "--device", "cpu", "-q", "--resume", "auto"]
-    ref = tmp_path / "ref"
-    train_cli(*args, "--out", ref, check=0)
-    steps = json.loads((ref / "summary.json").read_text())["steps"]
+    steps = 2 * len(BetonReader(data[0])) // 32
 
-    def kill_and_resume(k: int) -> set[str]:
-        event, n = KILL_MOMENTS[k]
-        run = tmp_path / f"k{k}"
-        train_killed(*args, "--out", run, at=event, n=n)
-        left = set(_whole_outputs(run))
+    def chain(name: str) -> list[set[str]]:
+        run, left = tmp_path / name, []
+        for event, n in KILL_CHAINS[name]:
+            train_killed(*args, "--out", run, at=event, n=n)
+            left.append(set(_whole_outputs(run)))
         again = train_cli(*args, "--out", run)
         assert again.returncode == 0, again.stderr[-2000:]
         assert set(_whole_outputs(run)) >= {"summary.json", "report.pdf", "curve.png", "metrics.jsonl"}
@@ -310,12 +322,13 @@ def test_a_run_killed_at_many_moments_leaves_whole_outputs_and_resumes(data, tmp
         assert len(rows) == len({(r["epoch"], r["split"], bool(r.get("final"))) for r in rows})  # no row twice
         return left
 
-    # two runs at a time (each run's folder its own; the kills come at events, so sharing the
-    # cores changes nothing but the time the sweep takes)
+    # the two chains at once (each its own folder; the kills come at events, so sharing the cores
+    # changes nothing but the time the sweep takes)
     with ThreadPoolExecutor(2) as pool:
-        seen = list(pool.map(kill_and_resume, range(len(KILL_MOMENTS))))
-    assert "checkpoint.pt" not in seen[1] and {"checkpoint.pt", "metrics.jsonl"} <= seen[3]  # before, after epoch 1
-    assert "curve.png" in seen[-2] and "summary.json" not in seen[-1]  # inside the last writes
+        early, late = pool.map(chain, KILL_CHAINS)
+    assert "checkpoint.pt" not in early[1] and {"checkpoint.pt", "metrics.jsonl"} <= early[3]  # before, after epoch 1
+    assert "curve.png" not in late[2] and "curve.png" in late[3] and "report.pdf" in late[4]  # the last writes
+    assert "summary.json" not in late[4]
 
 
 # -- integrity sweeps ---------------------------------------------------------------------------------

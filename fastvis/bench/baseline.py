@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None, prog: str | None = None):
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.1)
-    ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--workers", type=int, default=os.cpu_count(),
+                    help="DataLoader worker processes (0: load in the training process)")
     ap.add_argument("--holdout", type=float, default=0.0,
                     help="evaluate on this held-out part of the training split (fastvis's --holdout split)")
     ap.add_argument("--json", default=os.path.join("bench", "out", "train_baseline.json"))
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None, prog: str | None = None):
     if test_set is None:
         ap.error(f"{args.data}: no test split; give --holdout")
     train_loader = torch.utils.data.DataLoader(train_set, args.batch_size, shuffle=True, num_workers=args.workers,
-                                               drop_last=True, persistent_workers=True)
+                                               drop_last=True, persistent_workers=args.workers > 0)
     test_loader = torch.utils.data.DataLoader(test_set, 512, num_workers=args.workers)
     model = create_model(args.model, num_classes)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)

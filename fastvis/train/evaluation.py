@@ -24,7 +24,8 @@ def tta_views(tta: bool, shift: int, x: torch.Tensor | None = None) -> list:
         h, w = x.shape[2:]
         padded = F.pad(x, (shift,) * 4, mode="reflect")
         for dy, dx in ((0, 0), (2 * shift, 2 * shift)):
-            moved = padded[:, :, dy:dy + h, dx:dx + w]
+            # laid out as x is, so that a compiled model sees the strides it was compiled for
+            moved = torch.empty_like(x).copy_(padded[:, :, dy:dy + h, dx:dx + w])
             views += [moved, moved.flip(3)]
     else:
         views += [None] * 4
