@@ -1,6 +1,7 @@
 """What every source gives the converter."""
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 
 from .. import FastvisError
@@ -61,14 +62,18 @@ class Source:
                               "theirs was bad); nothing written: fix those files, or leave the class out")
 
     def note_spellings(self, classes: list[str]) -> None:
-        """A note for class names that differ only in case or spaces ('Defect' and 'defect'): most
-        likely one class spelt two ways in a labels file."""
+        """A note for class names that differ only in case, spaces or Unicode normalisation ('Defect'
+        and 'defect'; 'café' with one code point for the 'é' or two, as macOS writes file names):
+        most likely one class spelt two ways."""
         seen: dict[str, str] = {}
         for c in classes:
-            key = str(c).strip().casefold()
+            key = unicodedata.normalize("NFC", str(c)).strip().casefold()
             if key in seen:
+                how = "case or spaces"
+                if unicodedata.normalize("NFC", str(c)) == unicodedata.normalize("NFC", str(seen[key])):
+                    how = f"Unicode normalisation ({ascii(seen[key])} and {ascii(c)})"
                 self.info.setdefault("notes", []).append(
-                    f"classes {seen[key]!r} and {c!r} differ only in case or spaces: two classes, as written")
+                    f"classes {seen[key]!r} and {c!r} differ only in {how}: two classes, as written")
             seen.setdefault(key, c)
 
     def __len__(self) -> int:

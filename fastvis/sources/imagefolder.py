@@ -51,11 +51,21 @@ class _Tree:
         self.entries: list[tuple[str, ...]] = []
         self.unsafe: list[str] = []
         self.irregular: list[tuple[str, str]] = []  # (name, why) of image names that are not regular files
+        self.folders: list[tuple[str, ...]] = []  # a folder's every sub-folder read (links to folders followed)
         try:
             if self.kind == "folder":
-                for dirpath, dirnames, filenames in os.walk(path):
-                    dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                read = set()  # folders followed, by their real path: a link is followed once, a loop never
+                for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
                     rel = Path(dirpath).relative_to(path).parts
+                    real = os.path.realpath(dirpath)
+                    if real in read:
+                        dirnames[:] = []
+                        self.irregular.append(("/".join(rel), "a link to a folder read already (a loop, or the "
+                                               "same images twice), not followed"))
+                        continue
+                    read.add(real)
+                    self.folders.append(rel)
+                    dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                     for f in sorted(filenames):
                         if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS:
                             full = Path(dirpath) / f
@@ -173,6 +183,12 @@ class ImageFolderSource(Source):
                               f"{sorted(IMAGE_EXTENSIONS)}); if it is another kind of dataset, name it with "
                               "--kind (cifar100, cifar10, dicom)")
         self.classes = sorted({p[0] for p in entries})
+        depth = 2 if self.split else 1  # class folders: <root>/<class> or <root>/<split>/<class>
+        empty = sorted({f[-1] for f in tree.folders if len(f) == depth and f[:-1] == ((self.split,) if self.split
+                                                                                      else ())} - set(self.classes))
+        if empty:
+            raise SourceError(f"{self.root}: class folder(s) {empty} hold no images (expected <root>/<class>/<image> "
+                              f"with {sorted(IMAGE_EXTENSIONS)}); nothing written: add their images or remove them")
         index = {c: i for i, c in enumerate(self.classes)}
         prefix = wrapper + ((self.split,) if self.split else ())
         self._tree = tree

@@ -259,6 +259,44 @@ def test_class_names_that_differ_only_in_case_get_a_note(tmp_path, tree):
     assert "notes" not in ImageFolderSource(write_folder(tmp_path / "ok", tree)).info
 
 
+def test_class_names_equal_after_unicode_normalisation_get_a_note(tmp_path, tree):
+    nfc, nfd = "caf\u00e9", "cafe\u0301"  # 'café' as one code point for the 'é', and as 'e' + accent
+    files = {k.replace("train/zebra/", f"train/{nfc}/").replace("train/cat/", f"train/{nfd}/"): v
+             for k, v in tree.items()}
+    src = ImageFolderSource(write_folder(tmp_path / "src", files))
+    assert len(src.classes) == 3
+    assert any("differ only in Unicode normalisation" in n and ascii(nfc) in n and ascii(nfd) in n
+               for n in src.info["notes"])
+
+
+def test_an_empty_class_folder_stops_the_conversion_named(tmp_path, tree):
+    root = write_folder(tmp_path / "src", tree)
+    (root / "train" / "emu").mkdir()
+    (root / "train" / "emu" / "readme.txt").write_text("no images here")
+    out = tmp_path / "o.beton"
+    with pytest.raises(SourceError, match=r"class folder\(s\) \['emu'\] hold no images.*nothing written"):
+        convert(ImageFolderSource(root), out, progress=False)
+    assert not out.exists()
+    ImageFolderSource(root, split="test")  # the other split has no such folder
+
+
+def test_a_class_folder_that_is_a_link_is_read_and_a_loop_is_a_bad_input(tmp_path, tree):
+    files = {k: v for k, v in tree.items() if not k.startswith("train/ant/")}
+    root = write_folder(tmp_path / "src", files)
+    elsewhere = write_folder(tmp_path / "elsewhere", {k.split("/", 1)[1]: v for k, v in tree.items()
+                                                      if k.startswith("train/ant/")})
+    (root / "train" / "ant").symlink_to(elsewhere / "ant", target_is_directory=True)
+    check(ImageFolderSource(root), tree, "train")  # the linked class is there, every image of it
+    (root / "train" / "cat" / "loop").symlink_to(root / "train", target_is_directory=True)
+    out = tmp_path / "o.beton"
+    with pytest.raises(SourceError, match="train/cat/loop"):
+        convert(ImageFolderSource(root), out, progress=False)
+    assert not out.exists()
+    src = ImageFolderSource(root, skip_bad=True)
+    convert(src, out, progress=False)
+    assert [name for name, _ in src.skipped] == ["train/cat/loop"] and len(BetonReader(out)) == 12
+
+
 @pytest.mark.parametrize("container", ["folder", "zip"])
 def test_raw_or_jpeg_is_decided_from_the_whole_folder_not_its_first_image(tmp_path, rng, container):
     files = {f"a/{i:03d}.png": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(20)}
