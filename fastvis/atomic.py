@@ -112,9 +112,9 @@ def atomic_path(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Path]:
         raise
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int = 0o644) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    path = check_output(path)
+def write_temp(path: Path, data: bytes | str) -> Path:
+    """``data`` written and flushed to disk in a temporary beside ``path`` (removed if that fails,
+    a full disk say); :func:`finish` renames it over ``path``."""
     remove_stale(path)
     fp, tmp = temp_file(path, "wb")
     try:
@@ -122,6 +122,17 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int = 0o644) 
             fp.write(data.encode() if isinstance(data, str) else data)
             fp.flush()
             os.fsync(fp.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int = 0o644) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    path = check_output(path)
+    tmp = write_temp(path, data)
+    try:
         finish(tmp, path, mode)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -1,7 +1,6 @@
 """Source -> ``.beton``: the conversion loop behind ``fastvis-convert``."""
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -9,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import check_output, write_atomic
+from .atomic import check_output
 from .beton import BetonWriter, sidecar_path
 from .beton.format import DEFAULT_PAGE_SIZE
 from .sources import Source, SourceError
@@ -119,10 +118,9 @@ def _convert(source: Source, out, page_size: int, progress: bool, auto: bool) ->
         if source.skipped:
             info["skipped"] = [{"file": n, "problem": p} for n, p in source.skipped]
         info["integrity"] = "crc32 in file"  # opening the file then insists on its integrity record
-    # the .beton is in place (renamed when the writer closed); its sidecar names its size, so that
-    # a sidecar left from an earlier file (a kill between the two renames) is recognised as such
-    info["beton_bytes"] = out.stat().st_size
-    write_atomic(sidecar_path(out), json.dumps(info, indent=1))
+        # written with the file (both on disk before either is renamed); it names the file's size, so
+        # that a sidecar left from an earlier file (a kill between the two renames) is recognised as such
+        writer.sidecar = info
     return ConvertSummary(
         path=out,
         samples=samples,

@@ -2,6 +2,7 @@
 already written lost or left half-written, no damaged data returned as good."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -85,6 +86,33 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
     with pytest.raises(Exception, match="not a regular file"):
         os.mkfifo(tmp_path / "fifo")
         check_output(tmp_path / "fifo")
+
+
+def test_a_conversion_that_fills_the_disk_leaves_the_file_and_its_sidecar_as_they_were(tmp_path, monkeypatch):
+    """The disk fills up while the sidecar is written, after the .beton itself is complete: neither
+    is renamed into place, so the earlier conversion's file and class names stay together."""
+    from fastvis.convert import convert
+    from fastvis.sources import ImageFolderSource
+
+    src, out = _folder(tmp_path / "imgs", 3), tmp_path / "out.beton"
+    convert(ImageFolderSource(src), out, progress=False)
+    before = out.read_bytes(), (tmp_path / "out.beton.json").read_bytes()
+    (src / "c0" / "extra.png").write_bytes((src / "c0" / "0.png").read_bytes())
+    fsync = os.fsync
+
+    def full(fd):  # the sidecar's temporary cannot be flushed to disk
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(".out.beton.json."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        convert(ImageFolderSource(src), out, progress=False)
+    monkeypatch.undo()
+    assert (out.read_bytes(), (tmp_path / "out.beton.json").read_bytes()) == before
+    assert list(tmp_path.glob(".*part")) == []
+    convert(ImageFolderSource(src), out, progress=False)  # with room again: both new, together
+    assert len(BetonReader(out)) == 7 and json.loads((tmp_path / "out.beton.json").read_text())["num_samples"] == 7
 
 
 @pytest.mark.parametrize("delay", [0.5, 1.0, 1.5, 2.5])

@@ -1,6 +1,7 @@
 """Writing ``.beton`` files: one pass, constant memory (one page), atomic on success."""
 from __future__ import annotations
 
+import json
 import os
 import zlib
 from collections.abc import Mapping
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import check_output, finish, remove_stale, temp_file
+from ..atomic import check_output, finish, remove_stale, temp_file, write_temp
 from .fields import Field
 from .format import (
     ALLOC_DTYPE,
@@ -26,6 +27,7 @@ from .format import (
     metadata_dtype,
 )
 from .integrity import guard_bytes, record_bytes
+from .reader import sidecar_path
 
 __all__ = ["BetonWriter"]
 
@@ -42,7 +44,10 @@ class BetonWriter:
     leaves a file at ``path``. The file carries its own integrity record (a CRC-32 per sample and
     one of the header, see :mod:`.integrity`), in padding that FFCV's readers skip.
     Use it as a context manager: an exception inside the ``with``
-    block discards the temporary file.
+    block discards the temporary file. Set :attr:`sidecar` (a JSON-able dict of dataset-level
+    facts) before the file is closed, and its sidecar ``path.json`` (with the file's size added as
+    ``beton_bytes``) is written to disk before either is renamed into place, so that the two
+    appear together or, when the disk is full, not at all.
 
     >>> with BetonWriter("out.beton", {"image": RGBImageField(), "label": IntField()}, capacity=n) as w:
     ...     for img, y in samples:
@@ -67,6 +72,7 @@ class BetonWriter:
         if capacity < 0:
             raise ValueError("capacity must be >= 0")
         self.path = Path(path)
+        self.sidecar: dict | None = None
         self.names = list(fields)
         self.fields = [fields[n] for n in self.names]
         for name, field in zip(self.names, self.fields):
@@ -167,6 +173,7 @@ class BetonWriter:
         """Finish the file: flush the last page, write tables and header, fsync, rename."""
         if self._closed:
             return self.path
+        side_tmp = None
         try:
             if self._page_index >= 0:
                 self._flush_page()
@@ -196,8 +203,16 @@ class BetonWriter:
             fp.flush()
             os.fsync(fp.fileno())
             fp.close()
+            if self.sidecar is not None:  # on disk before either is renamed: a full disk leaves both as they were
+                side = check_output(sidecar_path(self.path))
+                info = dict(self.sidecar, beton_bytes=self._tmp_path.stat().st_size)
+                side_tmp = write_temp(side, json.dumps(info, indent=1))
             finish(self._tmp_path, self.path, 0o666 & ~_umask())
+            if side_tmp is not None:
+                finish(side_tmp, side, 0o666 & ~_umask())
         except BaseException:
+            if side_tmp is not None:
+                side_tmp.unlink(missing_ok=True)
             self.abort()
             raise
         self._closed = True
