@@ -122,10 +122,20 @@ def write_temp(path: Path, data: bytes | str) -> Path:
             fp.write(data.encode() if isinstance(data, str) else data)
             fp.flush()
             os.fsync(fp.fileno())
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise named(exc, path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return tmp
+
+
+def named(exc: OSError, path) -> OSError:
+    """``exc`` with the output's name: a failed write (a full disk) names no file by itself."""
+    if exc.filename is not None:
+        return exc
+    return OSError(exc.errno, exc.strerror, str(path)) if exc.errno is not None else OSError(f"{path}: {exc}")
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int = 0o644) -> Path:

@@ -3,7 +3,7 @@ slides, the class-incremental page): matplotlib without a screen, the accuracy c
 formatting and the ablation table's rows."""
 from __future__ import annotations
 
-__all__ = ["SPLIT_NAMES", "ablation_rows", "accuracy_curve", "fmt", "pyplot"]
+__all__ = ["SPLIT_NAMES", "ablation_rows", "accuracy_curve", "fmt", "pyplot", "save_figure"]
 
 SPLIT_NAMES = {"holdout": "held-out validation", "test": "test"}
 
@@ -16,6 +16,24 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig, path, **savefig) -> None:
+    """``fig`` drawn in memory, then written to ``path`` atomically, and closed: a full disk is one
+    OSError with the old file left as it was (matplotlib's PDF writer, failing half-way through a
+    file, raises errors of its own, zlib's or an AttributeError). ``fig`` may also be a function
+    of a binary file that writes the pages (several figures into one PDF)."""
+    import io
+
+    from .atomic import write_atomic
+
+    buf = io.BytesIO()
+    try:
+        fig(buf) if callable(fig) else fig.savefig(buf, **savefig)
+    finally:
+        if not callable(fig):
+            pyplot().close(fig)
+    write_atomic(path, buf.getvalue())
 
 
 def accuracy_curve(ax, history: list[dict]) -> None:

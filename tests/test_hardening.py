@@ -2,6 +2,7 @@
 already written lost or left half-written, no damaged data returned as good."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -113,6 +114,64 @@ def test_a_conversion_that_fills_the_disk_leaves_the_file_and_its_sidecar_as_the
     assert list(tmp_path.glob(".*part")) == []
     convert(ImageFolderSource(src), out, progress=False)  # with room again: both new, together
     assert len(BetonReader(out)) == 7 and json.loads((tmp_path / "out.beton.json").read_text())["num_samples"] == 7
+
+
+@contextlib.contextmanager
+def _disk_full_after(size: int):
+    """Writes past ``size`` bytes of a file fail as on a full disk (RLIMIT_FSIZE: Python ignores
+    SIGXFSZ, so the write raises EFBIG)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_checkpoint_on_a_full_disk_is_one_os_error_naming_it(tmp_path):
+    """torch.save's zip writer turns a failed write into a RuntimeError ("unexpected pos"): the
+    checkpoint writer says what failed instead, and the checkpoint there before stays."""
+    import torch
+
+    from fastvis.train.checkpoint import save_atomic
+
+    path = tmp_path / "checkpoint.pt"
+    save_atomic({"w": torch.zeros(4)}, path)
+    before = path.read_bytes()
+    with _disk_full_after(8192), pytest.raises(OSError, match="checkpoint.pt"):
+        save_atomic({"w": torch.zeros(100_000)}, path)
+    assert path.read_bytes() == before and list(tmp_path.glob(".*part")) == []
+
+
+@pytest.mark.parametrize("name", ["report.pdf", "curve.png", "slides.pdf"])
+def test_a_report_on_a_full_disk_is_one_os_error_and_the_old_one_stays(tmp_path, name):
+    """On a full disk the figure is one OSError naming the file, never the PDF writer's own
+    errors, and the file there before is left as it was."""
+    from fastvis.plots import pyplot, save_figure
+
+    def figure():
+        fig = pyplot().figure()
+        fig.add_subplot().plot(np.random.default_rng(0).random(5000))
+        return fig
+
+    path = tmp_path / name
+    path.write_bytes(b"the old one")
+    with _disk_full_after(2048), pytest.raises(OSError, match=name):
+        if name == "slides.pdf":
+            from matplotlib.backends.backend_pdf import PdfPages
+
+            def pages(fp):
+                with PdfPages(fp) as pdf:
+                    pdf.savefig(figure())
+                    pdf.savefig(figure())
+            save_figure(pages, path)
+        else:
+            save_figure(figure(), path, format=name.rsplit(".", 1)[1])
+    assert path.read_bytes() == b"the old one" and list(tmp_path.glob(".*part")) == []
+    save_figure(figure(), path, format=name.rsplit(".", 1)[1])  # with room again
+    assert path.read_bytes()[:4] in (b"%PDF", b"\x89PNG")
 
 
 @pytest.mark.parametrize("delay", [0.5, 1.0, 1.5, 2.5])

@@ -7,8 +7,8 @@ import io
 import json
 from pathlib import Path
 
-from ..atomic import atomic_path, write_atomic
-from ..plots import pyplot
+from ..atomic import write_atomic
+from ..plots import pyplot, save_figure
 from ..train.config import TrainConfig
 from .runner import Run, metric_of
 from .stats import compare, mean_std
@@ -102,9 +102,7 @@ def chart(result: dict, path: Path) -> None:
     ax.set_xlabel(f"difference to the base, {name} points ({result['split']}; 95% CI over seeds)")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=120, format="png")
 
 
 def write_outputs(out: Path, result: dict, cfg: TrainConfig, cumulative: list[dict] | None = None) -> dict:

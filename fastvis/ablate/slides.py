@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..atomic import atomic_path
-from ..plots import SPLIT_NAMES, ablation_rows, accuracy_curve, fmt, pyplot
+from ..plots import SPLIT_NAMES, ablation_rows, accuracy_curve, fmt, pyplot, save_figure
 
 __all__ = ["write_slides"]
 
@@ -87,8 +86,10 @@ def write_slides(path: Path, summary: dict, history: list[dict], hyper: dict, ab
     pages.append(_configuration(plt, hyper))
     if summary.get("defect_pastes"):
         pages.append(_radiographs(plt, summary))
-    with atomic_path(path) as tmp:
-        with PdfPages(tmp) as pdf:
+    def write(fp):
+        with PdfPages(fp) as pdf:
             for fig in pages:
                 pdf.savefig(fig)
                 plt.close(fig)
+
+    save_figure(write, path)

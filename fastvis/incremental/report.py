@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..atomic import atomic_path
-from ..plots import SPLIT_NAMES, fmt, pyplot
+from ..plots import SPLIT_NAMES, fmt, pyplot, save_figure
 
 __all__ = ["draw_incremental", "write_incremental_report"]
 
@@ -45,9 +44,7 @@ def write_incremental_report(summary: dict, png: Path, pdf: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
     draw_incremental(a, b, block, split)
     fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_figure(fig, png, dpi=120, format="png")
 
     fig = plt.figure(figsize=(8.27, 11.69))  # A4 portrait
     fig.text(0.07, 0.955, f"fastvis class-incremental report: {block['method']} on {summary['dataset']}",
@@ -89,6 +86,4 @@ def write_incremental_report(summary: dict, png: Path, pdf: Path) -> None:
     a = fig.add_axes([0.1, 0.06, 0.36, top - 0.08])
     b = fig.add_axes([0.56, 0.06, 0.36, top - 0.08])
     draw_incremental(a, b, block, split)
-    with atomic_path(pdf) as tmp:
-        fig.savefig(tmp, format="pdf")
-    plt.close(fig)
+    save_figure(fig, pdf, format="pdf")

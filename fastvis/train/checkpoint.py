@@ -12,7 +12,25 @@ from pathlib import Path
 import torch
 
 from .. import InputError
-from ..atomic import check_output, finish, remove_stale, temp_file
+from ..atomic import check_output, finish, named, remove_stale, temp_file
+
+
+class _Writes:
+    """The file torch.save writes into, keeping the first OSError of a write: torch's zip writer
+    turns it into a RuntimeError of its own ("unexpected pos ..."), which says nothing of a full disk."""
+
+    def __init__(self, fp):
+        self.fp, self.error = fp, None
+
+    def write(self, data) -> int:
+        try:
+            return self.fp.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.fp.flush()
 
 
 def save_atomic(obj, path: str | os.PathLike) -> Path:
@@ -21,10 +39,19 @@ def save_atomic(obj, path: str | os.PathLike) -> Path:
     fp, tmp = temp_file(path)
     try:
         with fp:
-            torch.save(obj, fp)
+            out = _Writes(fp)
+            try:
+                torch.save(obj, out)
+            except RuntimeError:
+                if out.error is not None:  # the disk is full (or the file too large): that, in one line
+                    raise named(out.error, path) from None
+                raise
             fp.flush()
             os.fsync(fp.fileno())
         finish(tmp, path, 0o600)  # not tuning: owner-only file mode
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise named(exc, path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

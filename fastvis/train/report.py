@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..atomic import atomic_path
-from ..plots import SPLIT_NAMES, ablation_rows, accuracy_curve, fmt, pyplot
+from ..plots import SPLIT_NAMES, ablation_rows, accuracy_curve, fmt, pyplot, save_figure
 
 
 def write_curve(history: list[dict], path: Path) -> None:
@@ -12,9 +11,7 @@ def write_curve(history: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     accuracy_curve(ax, history)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=120, format="png")
 
 
 def _ablation_section(fig, ablation: dict, y: float) -> float:
@@ -143,6 +140,4 @@ def write_report(summary: dict, hyper: dict, history: list[dict], path: Path, ab
     ax = fig.add_axes([0.12, top - height, 0.8, height])
     if history:
         accuracy_curve(ax, history)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix[1:] or "pdf")  # report.pdf (or a .png to look at)
-    plt.close(fig)
+    save_figure(fig, path, format=Path(path).suffix[1:] or "pdf")  # report.pdf (or a .png to look at)
