@@ -358,3 +358,40 @@ def test_a_gigabyte_member_of_a_small_archive_is_not_read_into_memory(tmp_path, 
     assert src.skipped == [("train/cat/huge.png", "too large to read: 1,024.0 MiB, more than the 256 MiB read "
                                                   "for one file")]
     assert peak < 64 << 20
+
+
+def test_large_images_are_decoded_within_a_memory_bound_whatever_the_workers(tmp_path):
+    """Eight 4000x4000 PNGs (48 MB each decoded) converted by eight threads with room for one
+    such image at a time: the decoded pixels held at once are bounded and each thread gives a
+    large image's memory back, so the peak grows by about one image, not by one per thread (the
+    peek at the first sample for the page size included: it decodes nothing more)."""
+    import subprocess
+    import sys
+
+    side = 4000
+    x = np.zeros((side, side, 3), np.uint8)
+    x[:, :, 0] = np.arange(side)[None, :] % 256
+    for k in range(8):
+        d = tmp_path / "big" / f"c{k % 2}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.roll(x, k, axis=0)).save(d / f"{k}.png", compress_level=1)
+    script = """
+import re, sys
+from fastvis.convert import convert
+from fastvis.sources import ImageFolderSource, imagefolder
+imagefolder.MAX_PIXELS_HELD = int(sys.argv[4])
+def status(key):
+    return int(re.search(key + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
+start = status("VmRSS")
+summary = convert(ImageFolderSource(sys.argv[1], size=int(sys.argv[3]) or None, workers=8), sys.argv[2], progress=False)
+print(summary.samples, status("VmHWM") - start)
+"""
+    one = side * side * 3
+    for size in (32, 0):
+        proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "big"), str(tmp_path / f"{size}.beton"),
+                               str(size), str(side * side)], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        samples, grew = map(int, proc.stdout.split())
+        # resized: the image decoding and its array; full size: also the writer's JPEG encoding of the one
+        # before it. Eight threads at once took 1.0 GB resized before the bound
+        assert samples == 8 and grew < (3 if size else 6) * one, (size, grew / 1e6)
