@@ -39,5 +39,6 @@ def run(prog: str, body: Callable[[], int | None]) -> int:
         text = str(exc) or type(exc).__name__
         if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
             text = f"{exc.filename}: {text}"
-        print(f"{prog}: error: {text}", file=sys.stderr)
+        sys.stderr.write(f"{prog}: error: {text}\n")  # one write: the processes of a DDP run share the stream
+        sys.stderr.flush()
         return 1

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from .. import InputError
 from . import run
@@ -37,6 +39,59 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: torchrun's own log lines ("W1204 05:18:36.538000 13479 .../api.py:1028] ..."), and the one that
+#: starts its account of a failed worker (a traceback of the agent and a table follow it)
+_TORCHRUN_LOG = re.compile(rb"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ ")
+_TORCHRUN_FAILED = re.compile(rb"\] failed \(exitcode: ")
+
+
+def _agent_stderr(agent: subprocess.Popen, out: str, cmd: list[str]) -> tuple[Path, int]:
+    """Pass the workers' messages on (each of the ranks' identical error lines once; progress bars
+    as they are drawn) and keep torchrun's own lines, and everything after it reports a failed
+    worker (its traceback and table, 40-odd lines), in OUT/torchrun.log only. Returns the log and
+    how many lines it kept back."""
+    log = Path(out) / "torchrun.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    screen = getattr(sys.stderr, "buffer", None)
+    shown: set[bytes] = set()
+    held, failing, pending = 0, False, b""
+
+    def show(data: bytes) -> None:
+        if screen is not None:
+            screen.write(data)
+            screen.flush()
+        else:
+            sys.stderr.write(data.decode(errors="replace"))
+
+    with open(log, "ab") as fp:
+        fp.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
+        fd = agent.stderr.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except KeyboardInterrupt:  # the agent stops its workers: read on to its end
+                continue
+            if not chunk:
+                break
+            fp.write(chunk)
+            fp.flush()
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in (x + b"\n" for x in lines):
+                failing = failing or bool(_TORCHRUN_LOG.match(line) and _TORCHRUN_FAILED.search(line))
+                if failing or _TORCHRUN_LOG.match(line):
+                    held += 1
+                elif not (line.startswith(b"fastvis-train: error:") and line in shown):
+                    shown.add(line)
+                    show(line)
+            if pending.startswith(b"\r"):  # a progress bar redrawn in place: at once
+                show(pending)
+                pending = b""
+        if pending and not failing:
+            show(pending)
+    return log, held
+
+
 def _relaunch(argv: list[str], n: int, out: str) -> int:
     """Start ``n`` processes of this command through torchrun (minus the --nproc-per-node option)."""
     rest, skip = [], False
@@ -54,11 +109,17 @@ def _relaunch(argv: list[str], n: int, out: str) -> int:
            "-m", "fastvis.cli.train", *rest]
     from ..train.ddp import exit_with_parent
 
-    agent = subprocess.Popen(cmd, preexec_fn=exit_with_parent if sys.platform.startswith("linux") else None)
-    try:
-        code = agent.wait()
-    except KeyboardInterrupt:  # Ctrl-C reaches the agent too (same process group): let it stop its workers
-        code = agent.wait()
+    agent = subprocess.Popen(cmd, preexec_fn=exit_with_parent if sys.platform.startswith("linux") else None,
+                             stderr=subprocess.PIPE)
+    log, held = _agent_stderr(agent, out, cmd)
+    while True:
+        try:
+            code = agent.wait()
+            break
+        except KeyboardInterrupt:  # Ctrl-C reaches the agent too (same process group): let it stop its workers
+            pass
+    if held and code > 0:
+        print(f"fastvis-train: torchrun's account of the failure ({held} lines): {log}", file=sys.stderr)
     if code < 0:  # the agent itself was killed: its workers end with it
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
         print(f"fastvis-train: error: the torchrun agent (pid {agent.pid}) was killed by {name}; its workers "

@@ -48,13 +48,15 @@ def _wait(condition, limit: float = 300.0, every: float = 0.5) -> bool:
     return condition()
 
 
-def _start(how: list[str], data, out: Path, epochs: int = 500, stderr=subprocess.DEVNULL) -> subprocess.Popen:
+def _start(how: list[str], data, out: Path, epochs: int = 500, stderr=subprocess.DEVNULL,
+           extra: list[str] = ()) -> subprocess.Popen:
     """A two-process tinynet run into ``out``, started by ``how`` (torchrun, or fastvis-train's own
     launcher), one thread a process."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("NUMBA_ENABLE_CUDASIM", None)
     return subprocess.Popen([sys.executable, "-m", *how, "--data", data[0], "--val", data[1], "--model", "tinynet",
-                             "--epochs", str(epochs), "--batch-size", "32", "--device", "cpu", "-q", "--out", str(out)],
+                             "--epochs", str(epochs), "--batch-size", "32", "--device", "cpu", "-q", "--out", str(out),
+                             *extra],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
 
 
@@ -186,3 +188,19 @@ def test_a_killed_agent_is_one_line_saying_how_to_continue(data, tmp_path):
         assert f"the torchrun agent (pid {agent}) was killed by SIGKILL" in err and "--resume auto" in err, err
     finally:
         _end(launcher, [])
+
+
+def test_a_failed_rank_is_its_one_line_and_torchrun_s_account_goes_to_a_log(data, tmp_path):
+    """Both ranks refuse a damaged --teacher: the launcher shows the ranks' line once and where
+    torchrun's traceback and failure table went (OUT/torchrun.log), not those 40-odd lines."""
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(bytes(range(256)) * 4)
+    out = tmp_path / "run"
+    proc = _start(LAUNCHER, data, out, epochs=1, stderr=subprocess.PIPE, extra=["--teacher", str(junk)])
+    err = proc.communicate(timeout=300)[1]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 2, err
+    assert lines[0] == f"fastvis-train: error: {junk}: not a checkpoint (neither a torch zip file nor a pickle)"
+    assert "torchrun's account of the failure" in lines[1] and str(out / "torchrun.log") in lines[1]
+    log = (out / "torchrun.log").read_text()
+    assert "ChildFailedError" in log and log.count("fastvis-train: error:") == 2  # each rank's line, kept
