@@ -36,7 +36,7 @@ import numpy as np
 
 from ..beton import BytesField, IntField, JSONField, NDArrayField
 from .base import Source, SourceError
-from .imagefolder import _ordered_map
+from .decoding import ordered_map
 from .resize import area_resize
 
 __all__ = ["BadFile", "DicomSource", "area_resize", "decode_image", "is_dicom"]
@@ -247,7 +247,7 @@ class DicomSource(Source):
         # inside the pool's threads oversubscribe the cores and made conversion 10x slower
         counts: dict[int, int] = {}
         with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(self.workers) as pool:
-            for item, result in _ordered_map(pool, self._load, self._items, 2 * self.workers):
+            for item, result in ordered_map(pool, self._load, self._items, 2 * self.workers):
                 if isinstance(result, str):
                     self.skipped.append((self._rel(item[0]), result))
                     continue

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-import threading
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,73 +16,11 @@ import numpy as np
 
 from ..beton import IntField, RGBImageField
 from .base import MAX_FILE_BYTES, Oversized, Source, SourceError
+from .decoding import MAX_PIXELS_HELD, TRIM_PIXELS, PixelBudget, Stopped, give_back_memory, ordered_map
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".zip")
 RAW_MAX_SIDE = 64  # images up to this size are stored raw unless JPEG is asked for
-#: decoded pixels the workers hold at once, from decoding to the writer (64 M: 192 MB of RGB); an
-#: image larger than this is decoded alone. Eight 6000x6000 PNGs took 2.3 GB to convert without it.
-MAX_PIXELS_HELD = 64_000_000
-
-
-def _give_back_memory() -> None:
-    """Return freed memory to the system (glibc's malloc_trim; elsewhere nothing). Each decoding
-    thread allocates from its own malloc arena, which keeps a large image's memory after it is
-    freed: eight 6000x6000 PNGs decoded by eight threads held 1 GB where one thread held 0.19."""
-    global _TRIM
-    if _TRIM is None:
-        try:
-            import ctypes
-
-            _TRIM = ctypes.CDLL(None).malloc_trim
-        except (OSError, AttributeError):
-            _TRIM = False
-    if _TRIM:
-        _TRIM(0)
-
-
-_TRIM = None
-TRIM_PIXELS = 1_000_000  # images at least this large give their memory back when decoded
-
-
-class _Stopped(Exception):
-    pass
-
-
-class _PixelBudget:
-    """Decoded pixels held at once, granted in the order the images are asked for (so that the
-    image the writer waits for is never kept waiting by those after it): each ticket takes its
-    share once (0 for a file that failed before its size was known) and gives it back when the
-    writer has it."""
-
-    def __init__(self, limit: int):
-        self.limit, self.used, self.turn, self.closed = limit, 0, 0, False
-        self.cond = threading.Condition()
-
-    def take(self, ticket: int, pixels: int) -> int:
-        """Wait for the turn of ``ticket`` and room for ``pixels``; :class:`_Stopped` once closed."""
-        pixels = min(pixels, self.limit)
-        with self.cond:
-            self.cond.wait_for(lambda: self.closed or (self.turn == ticket and self.used + pixels <= self.limit))
-            if self.closed:
-                raise _Stopped
-            self.used += pixels
-            self.turn += 1
-            self.cond.notify_all()
-        return pixels
-
-    def give(self, pixels: int) -> None:
-        with self.cond:
-            self.used -= pixels
-            self.cond.notify_all()
-
-    def close(self) -> None:
-        """The writer stopped early (or is done): images not yet decoded are not decoded."""
-        with self.cond:
-            self.closed = True
-            self.cond.notify_all()
-
-
 def is_archive(path: Path) -> bool:
     name = path.name.lower()
     return path.is_file() and (name.endswith(ARCHIVE_SUFFIXES) or tarfile.is_tarfile(path) or zipfile.is_zipfile(path))
@@ -369,7 +306,7 @@ class ImageFolderSource(Source):
 
         try:
             image, problem = self._decode(data, take), None
-        except _Stopped:
+        except Stopped:
             return parts, None, "not read: the conversion stopped", 0
         except Oversized as exc:
             image, problem = None, f"too large to read: {exc}"
@@ -378,10 +315,10 @@ class ImageFolderSource(Source):
         if not held:
             try:
                 take(0)
-            except _Stopped:
+            except Stopped:
                 return parts, None, "not read: the conversion stopped", 0
         if held[0] >= TRIM_PIXELS:
-            _give_back_memory()
+            give_back_memory()
         if image is None:
             budget.give(held[0])
             return parts, None, problem, 0
@@ -397,11 +334,11 @@ class ImageFolderSource(Source):
                                             for n in self._tree.unsafe]
         self.skipped.extend(bad)
         counts: dict[int, int] = {}
-        budget = _PixelBudget(MAX_PIXELS_HELD)
+        budget = PixelBudget(MAX_PIXELS_HELD)
         tickets = ((k, item, budget) for k, item in enumerate(stream))
         with ThreadPoolExecutor(self.workers) as pool:
             try:
-                for parts, image, problem, pixels in _ordered_map(pool, self._decode_one, tickets, 4 * self.workers):
+                for parts, image, problem, pixels in ordered_map(pool, self._decode_one, tickets, 4 * self.workers):
                     if problem is not None:
                         bad.append(("/".join(parts), problem))
                         self.skipped.append(bad[-1])
@@ -427,16 +364,3 @@ def _wrapper(entries: list[tuple[str, ...]]) -> tuple[str, ...]:
     while entries and all(len(p) >= n + 3 for p in entries) and len({p[n] for p in entries}) == 1:
         n += 1
     return entries[0][:n] if entries else ()
-
-
-def _ordered_map(pool: ThreadPoolExecutor, fn, items, depth: int):
-    """``pool.map`` with bounded look-ahead (the input may be a large lazy stream)."""
-    from collections import deque
-
-    pending: deque = deque()
-    for item in items:
-        pending.append(pool.submit(fn, item))
-        if len(pending) >= depth:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
