@@ -112,14 +112,18 @@ def atomic_path(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Path]:
         raise
 
 
-def write_temp(path: Path, data: bytes | str) -> Path:
-    """``data`` written and flushed to disk in a temporary beside ``path`` (removed if that fails,
-    a full disk say); :func:`finish` renames it over ``path``."""
+def write_temp(path: Path, data) -> Path:
+    """``data`` (bytes, text, or a function that writes into a binary file) written and flushed to
+    disk in a temporary beside ``path`` (removed if that fails, a full disk say, whose OSError then
+    names ``path``); :func:`finish` renames it over ``path``."""
     remove_stale(path)
     fp, tmp = temp_file(path, "wb")
     try:
         with fp:
-            fp.write(data.encode() if isinstance(data, str) else data)
+            if callable(data):
+                data(fp)
+            else:
+                fp.write(data.encode() if isinstance(data, str) else data)
             fp.flush()
             os.fsync(fp.fileno())
     except OSError as exc:
@@ -138,8 +142,8 @@ def named(exc: OSError, path) -> OSError:
     return OSError(exc.errno, exc.strerror, str(path)) if exc.errno is not None else OSError(f"{path}: {exc}")
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int = 0o644) -> Path:
-    """Write ``data`` to ``path`` atomically."""
+def write_atomic(path: str | os.PathLike, data, mode: int = 0o644) -> Path:
+    """Write ``data`` (as :func:`write_temp` takes it) to ``path`` atomically."""
     path = check_output(path)
     tmp = write_temp(path, data)
     try:

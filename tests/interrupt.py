@@ -66,7 +66,6 @@ def install(event: str, n: int) -> None:
         loop.Trainer.evaluate = evaluate
     elif event in ("write", "checkpoint-write") or event.startswith("write:"):
         import fastvis.atomic as atomic
-        import fastvis.train.checkpoint as checkpoint
 
         original = atomic.finish
         name = event.partition(":")[2]
@@ -80,7 +79,7 @@ def install(event: str, n: int) -> None:
                 _kill()
             return original(tmp, path, *args, **kwargs)
 
-        atomic.finish = checkpoint.finish = finish  # write_atomic and atomic_path look it up in atomic
+        atomic.finish = finish  # write_atomic (checkpoints too) and atomic_path look it up in atomic
     else:
         raise SystemExit(f"tests.interrupt: unknown event {event!r}")
 

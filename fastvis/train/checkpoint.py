@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .. import InputError
-from ..atomic import check_output, finish, named, remove_stale, temp_file
+from ..atomic import write_atomic
 
 
 class _Writes:
@@ -34,28 +34,16 @@ class _Writes:
 
 
 def save_atomic(obj, path: str | os.PathLike) -> Path:
-    path = check_output(path)
-    remove_stale(path)  # a kill during an earlier save leaves its temporary behind
-    fp, tmp = temp_file(path)
-    try:
-        with fp:
-            out = _Writes(fp)
-            try:
-                torch.save(obj, out)
-            except RuntimeError:
-                if out.error is not None:  # the disk is full (or the file too large): that, in one line
-                    raise named(out.error, path) from None
-                raise
-            fp.flush()
-            os.fsync(fp.fileno())
-        finish(tmp, path, 0o600)  # not tuning: owner-only file mode
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise named(exc, path) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    def write(fp) -> None:
+        out = _Writes(fp)
+        try:
+            torch.save(obj, out)
+        except RuntimeError:
+            if out.error is not None:  # the disk is full (or the file too large): that, in one line
+                raise out.error from None
+            raise
+
+    return write_atomic(path, write, 0o600)  # not tuning: owner-only file mode
 
 
 #: what a fastvis checkpoint holds, and the type of each (``load`` checks them before any use)
