@@ -15,7 +15,11 @@ if not HAS_CUDA:
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 from tests.cifar_archive import build_cifar_archive  # noqa: E402
-from tests.helpers import SHARED_DATA, missing, write_set  # noqa: E402
+from tests.helpers import SHARED_DATA, close_zygotes, missing, write_set  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    close_zygotes()  # the warm starters of the command-line runs (tests.zygote)
 
 
 @pytest.fixture(scope="session")

@@ -93,7 +93,7 @@ def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(cl_data, tmp
     train_exact(*args, "--out", tmp_path / "whole")
     train_killed(*args, "--out", tmp_path / "part", at="checkpoint", n=halt, env=EXACT)
     assert not (tmp_path / "part" / "summary.json").exists()
-    train_exact(*args, "--out", tmp_path / "part", "--resume", tmp_path / "part")
+    train_exact(*args, "--out", tmp_path / "part", "--resume", tmp_path / "part", fresh=True)
     a, b = ckpt.load(tmp_path / "whole" / "checkpoint.pt"), ckpt.load(tmp_path / "part" / "checkpoint.pt")
     assert a["step"] == b["step"]
     for k in a["model"]:
