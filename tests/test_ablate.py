@@ -11,10 +11,12 @@ import time
 
 import pytest
 
+from fastvis import InputError
 from fastvis.ablate.analysis import sentence
-from fastvis.ablate.runner import parse_variants
+from fastvis.ablate.runner import check_folders, parse_variants, plan_runs
 from fastvis.ablate.stats import compare, mean_std, t_quantile
 from fastvis.train.config import TrainConfig
+from fastvis.train.recipe import fingerprint
 from tests.helpers import REPO, train_cli
 
 
@@ -48,6 +50,32 @@ def test_the_sentence_states_the_strongest_effect_with_its_interval():
                     "(95% CI 1.2-2.6, 3 seeds).")
     none = sentence({"metric": "top1", "variants": [rows[0]]}, cfg)
     assert "within the seed-to-seed spread" in none and "-0.4 points" in none
+
+
+def test_runs_left_by_other_settings_are_refused_not_mixed_in(tmp_path):
+    base = TrainConfig.from_options(epochs=2.0, out=str(tmp_path), model="tinynet")
+    runs = plan_runs(base, parse_variants(base, [], ["lr=0.4"]), 2, tmp_path)
+
+    def leave(run, config, recipe=fingerprint(), finished=True):
+        run.folder.mkdir(parents=True, exist_ok=True)
+        (run.folder / "ablation-config.json").write_text(json.dumps(config.as_dict()))
+        (run.folder / ("summary.json" if finished else "checkpoint.pt")).write_text(json.dumps({"recipe": recipe}))
+
+    check_folders(runs)  # nothing there yet
+    for run in runs:
+        leave(run, run.config)
+    check_folders(runs)  # its own runs: reused
+    leave(runs[0], runs[0].config.replace(epochs=3.0))  # the base's seed 0, another --epochs
+    leave(runs[3], runs[3].config, recipe="0123456789ab")  # lr=0.4's seed 1, another recipe table
+    with pytest.raises(InputError) as err:
+        check_folders(runs)
+    text = str(err.value)
+    assert f"{runs[0].folder}: schedule.epochs: 3.0 there, 2.0 now" in text
+    assert f"{runs[3].folder}: the recipe table: 0123456789ab there" in text and str(runs[1].folder) not in text
+    leave(runs[0], runs[0].config.replace(lr=0.3), finished=False)  # a killed run of other settings
+    (runs[0].folder / "summary.json").unlink()
+    with pytest.raises(InputError, match="optim.lr: 0.3 there, None now"):
+        check_folders(runs[:1])
 
 
 def test_variants_are_checked_against_the_base():

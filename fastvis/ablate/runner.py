@@ -4,7 +4,9 @@ A variant is one change to the base: ``-tta`` (a component removed: a flag off, 
 an option unset), or ``cutmix=1.0`` (an option set). Every (variant, seed) pair is one
 ``fastvis-train`` run in its own folder, ``OUT/<variant>/seed<k>``, started in its own process
 with ``--resume auto``: a finished run (its ``summary.json`` is there) is not repeated, a
-killed one continues from its checkpoint. With several CUDA devices the runs go one per device.
+killed one continues from its checkpoint. A run folder left by other settings (the options, or a
+recipe table that derives other defaults) stops the ablation before anything runs, rather than
+mixing its result in. With several CUDA devices the runs go one per device.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from pathlib import Path
 from .. import InputError
 from ..train.config import OPTIONS, TrainConfig, canonical_name, coerce, option_type
 
-__all__ = ["Run", "Variant", "cumulative_variants", "metric_of", "parse_variants", "plan_runs", "run_all"]
+__all__ = ["Run", "Variant", "check_folders", "cumulative_variants", "metric_of", "parse_variants", "plan_runs",
+           "run_all"]
 
 
 @dataclass
@@ -42,6 +45,41 @@ class Run:
 
     def summary(self) -> dict | None:
         return json.loads((self.folder / "summary.json").read_text()) if self.done else None
+
+    def conflict(self) -> str | None:
+        """How the run already in :attr:`folder` (finished, or killed with a checkpoint) differs
+        from this one's settings; None when there is none or it has the same."""
+        spec = self.folder / "ablation-config.json"
+        if not spec.is_file() or not (self.done or (self.folder / "checkpoint.pt").is_file()):
+            return None
+        try:
+            there = json.loads(spec.read_text())
+        except (OSError, ValueError) as exc:
+            return f"its ablation-config.json cannot be read ({exc})"
+        here = json.loads(json.dumps(self.config.as_dict()))
+        diffs = [f"{group}.{key}: {there.get(group, {}).get(key)!r} there, {value!r} now"
+                 for group, values in here.items() if group != "run" for key, value in values.items()
+                 if there.get(group, {}).get(key) != value]
+        diffs += [f"run.{k}: {there.get('run', {}).get(k)!r} there, {v!r} now" for k, v in here.get("run", {}).items()
+                  if k not in ("out", "resume", "quiet") and there.get("run", {}).get(k) != v]
+        if self.done:
+            from ..train.recipe import fingerprint
+
+            made = self.summary().get("recipe")
+            if made != fingerprint():
+                diffs.append(f"the recipe table: {made or 'before recipe digests'} there, {fingerprint()} now "
+                             "(defaults the runs derive have changed)")
+        return "; ".join(diffs) or None
+
+
+def check_folders(runs: list[Run]) -> None:
+    """Refuse (naming the folders and what differs) to reuse runs made with other settings."""
+    clashes = [(r, why) for r in runs if (why := r.conflict())]
+    if clashes:
+        lines = [f"{r.folder}: {why}" for r, why in clashes[:3]] + (
+            [f"... and {len(clashes) - 3} more"] if len(clashes) > 3 else [])
+        raise InputError("these runs were made with other settings, so their results would not compare: "
+                         + " | ".join(lines) + ". Give a new --out, or remove those run folders to run them again")
 
 
 def _option(name: str) -> str:
@@ -140,7 +178,9 @@ def _command(run: Run) -> list[str]:
 def run_all(runs: list[Run], log=print, jobs: int | None = None) -> list[Run]:
     """Run every run that has no summary yet: in sequence, one per CUDA device, or ``jobs`` at a
     time on the CPU (:func:`_devices`). Returns the runs that failed (the last line of each
-    one's error is logged)."""
+    one's error is logged). Runs left in their folders by other settings stop it first
+    (:func:`check_folders`)."""
+    check_folders(runs)
     todo = [r for r in runs if not r.done]
     if len(todo) < len(runs):
         log(f"ablation: {len(runs) - len(todo)} of {len(runs)} runs already finished")

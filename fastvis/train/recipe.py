@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RECIPE", "Value", "batch_size", "get", "optimizer", "peak_lr", "table"]
+__all__ = ["RECIPE", "Value", "batch_size", "fingerprint", "get", "optimizer", "peak_lr", "table"]
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,15 @@ RECIPE: dict[str, Value] = {
 
 def get(name: str) -> Any:
     return RECIPE[name].value
+
+
+def fingerprint() -> str:
+    """A short digest of the table's values: runs with the same digest derived the same defaults
+    (a run's summary.json records it; an ablation resumes only runs of its own recipe)."""
+    import hashlib
+
+    text = repr([(name, v.value) for name, v in sorted(RECIPE.items())])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def peak_lr(model: str, optimizer: str, batch: int) -> float:

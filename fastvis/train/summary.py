@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from . import recipe
 from .metrics import FALSE_ALARM_RATE
 
 __all__ = ["FINAL_KEYS", "run_hyper", "run_summary"]
@@ -45,7 +46,7 @@ def run_summary(trainer, final: dict, images_per_second: float) -> dict:
         "defect_pastes": trainer.plan.stats.get("defect_pastes"),
         "synthetic_share": trainer.plan.stats.get("defect_pastes", 0) / max(1, st.step * trainer.cfg.optim.batch_size)
         if trainer.plan.stats.get("defect_pastes") is not None else None,
-        "hyper": run_hyper(trainer), "classes": data.classes,
+        "hyper": run_hyper(trainer), "recipe": recipe.fingerprint(), "classes": data.classes,
         "balanced_accuracy": final["balanced_accuracy"], "auc": final.get("auc"),
         "recall_at_fpr": final.get("recall_at_fpr"),
         "false_alarm_rate": FALSE_ALARM_RATE if trainer.positive is not None else None,
