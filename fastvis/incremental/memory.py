@@ -8,9 +8,13 @@ class's share when new classes arrive keeps its first exemplars.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 
-__all__ = ["Memory", "herding"]
+from ..loader.order import epoch_order
+
+__all__ = ["Memory", "herding", "shared_batches"]
 
 
 def herding(features: torch.Tensor, m: int) -> torch.Tensor:
@@ -64,3 +68,19 @@ class Memory:
     def load_state_dict(self, state: dict, device) -> None:
         self.size = int(state["size"])
         self.by_class = {int(c): v.to(device) for c, v in state["by_class"].items()}
+
+
+def shared_batches(new: torch.Tensor, kept: torch.Tensor, batch: int, kept_per_batch: int, steps: int, seed: int,
+                   key: int, first: int = 0) -> Iterator[torch.Tensor]:
+    """Batches ``first`` to ``steps`` of an epoch, each of ``batch - kept_per_batch`` new samples
+    (one pass over ``new`` in a seeded order) and ``kept_per_batch`` from ``kept`` (seeded passes
+    over the memory, as many as the epoch needs, each in its own order)."""
+    fresh = batch - kept_per_batch
+    order = new[epoch_order(len(new), seed, key).to(new.device)]
+    need = steps * kept_per_batch
+    passes = [kept[epoch_order(len(kept), seed, key * 7919 + 1 + p).to(kept.device)]  # not tuning: seed mixing
+              for p in range(-(-need // len(kept)))]
+    memory = torch.cat(passes)
+    for k in range(first, steps):
+        yield torch.cat([order[k * fresh:(k + 1) * fresh], memory[k * kept_per_batch:(k + 1) * kept_per_batch]])
+

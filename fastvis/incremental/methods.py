@@ -1,5 +1,5 @@
-"""What the methods do differently: the loss of a batch, weight aligning, and the features the
-memory and the nearest-mean classifier are built from.
+"""What the methods do differently: the loss of a batch, weight aligning, class-balanced
+fine-tuning, and the features the memory and the nearest-mean classifier are built from.
 
 Outputs are class positions in the class order: before task ``t`` the model has seen
 ``before`` classes, after it ``seen``; only the first ``seen`` outputs take part.
@@ -12,9 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from .. import FastvisError
+from ..loader import Batch
+from ..loader.order import epoch_order
+from ..train import recipe
+from ..train.model import make_optimizer
 
-__all__ = ["DISTIL_METHODS", "MEMORY_METHODS", "METHODS", "features", "frozen", "head", "incremental_loss",
-           "weight_align"]
+__all__ = ["DISTIL_METHODS", "MEMORY_METHODS", "METHODS", "balanced_finetune", "features", "frozen", "head",
+           "incremental_loss", "view_features", "weight_align"]
 
 METHODS = ("finetune", "joint", "replay", "icarl", "lwf", "wa")
 MEMORY_METHODS = ("replay", "icarl", "wa")
@@ -77,6 +81,16 @@ def features(model: torch.nn.Module, x: torch.Tensor, autocast) -> tuple[torch.T
     return F.normalize(captured[0].float(), dim=1), logits
 
 
+def view_features(model: torch.nn.Module, views, autocast) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and logits averaged over weighted views ((weight, images), as
+    ``fastvis.train.evaluation.tta_views`` gives them)."""
+    feats = logits = 0
+    for w, view in views:
+        f, z = features(model, view, autocast)
+        feats, logits = feats + w * f, logits + w * z
+    return F.normalize(feats, dim=1), logits
+
+
 def frozen(model: torch.nn.Module, state: dict | None = None) -> torch.nn.Module:
     """A copy of ``model`` (with ``state`` loaded when given) in eval mode, without gradients:
     the previous task's model that the distilling methods learn from."""
@@ -86,3 +100,36 @@ def frozen(model: torch.nn.Module, state: dict | None = None) -> torch.nn.Module
     for p in old.parameters():
         p.requires_grad_(False)
     return old
+
+
+def balanced_finetune(trainer, t: int) -> None:
+    """Fine-tune the model of ``trainer`` (an IncrementalTrainer at the end of task ``t``) on its
+    memory alone, where every class seen has its equal share of exemplars, at
+    ``incremental_balanced_lr`` of the peak rate decaying linearly to zero: the bias towards the
+    new classes that the task's imbalanced data left is trained out."""
+    idx = trainer.memory.indices().to(trainer.device)
+    b = min(trainer.task_batch, len(idx))
+    per_epoch = max(1, len(idx) // b)
+    steps = max(1, int(round(trainer.cfg.incremental.balanced_epochs * per_epoch)))
+    optimizer = make_optimizer(trainer.raw_model, trainer.cfg, trainer.peak_lr * recipe.get("incremental_balanced_lr"))
+    trainer.model.train()
+    for k in range(steps):
+        epoch, j = divmod(k, per_epoch)
+        key = (t + 1) * 1_000_003 + epoch  # not tuning: seed mixing
+        order = idx[epoch_order(len(idx), trainer.cfg.run.seed, key).to(idx.device)]
+        pick = order[j * b:(j + 1) * b]
+        optimizer.set_lr(1 - k / steps, 0.0)
+        x, y, targets = trainer.plan(Batch(trainer.data.dataset.batch(pick)[0], trainer.train_pos[pick], pick),
+                                     trainer.state.step + k, trainer.state.epoch)
+        with trainer.autocast():
+            logits = trainer.model(x)
+        loss = incremental_loss("replay", logits.float()[:, :trainer.seen], y, targets, None, 0,
+                                trainer.cfg.optim.label_smoothing, trainer.cfg.incremental.cl_temperature)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if trainer.ema is not None:
+            trainer.ema.update(trainer.raw_model)
+    if not torch.isfinite(loss):
+        raise FastvisError(f"class-balanced fine-tuning after task {t + 1}: the loss became {float(loss)}")
+    trainer.recorder.log(f"class-balanced fine-tuning: {steps} steps on the {len(idx)} exemplars")

@@ -21,9 +21,13 @@ Methods (the old model is the frozen model of the end of the previous task):
 - ``wa``: like icarl with the two terms weighted by the share of old classes, then the new
   classes' output weights scaled to the mean norm of the old ones (weight aligning).
 
+The memory methods also report the nearest-mean classifier; ``--replay-share`` and
+``--balanced-epochs`` are theirs (see the options' help).
+
 With ``--budget`` the whole sequence shares the time: each task gets the time left in
 proportion to the samples it trains on (the budget controller ends it there), its learning rate
-warms up and decays over its share; ``--epochs-per-task E`` gives every task E epochs instead.
+warms up and decays over its share; ``--epochs-per-task E`` gives the tasks E epochs each on
+average instead. ``--first-task-weight W`` weighs the first task's share W times.
 """
 from __future__ import annotations
 
@@ -45,7 +49,8 @@ from ..train.evaluation import tta_views
 from ..train.loop import Trainer
 from ..train.model import make_optimizer
 from ..train.state import TrainState
-from .memory import Memory, herding
+from . import methods
+from .memory import Memory, herding, shared_batches
 from .methods import DISTIL_METHODS, MEMORY_METHODS, features, frozen, incremental_loss, weight_align
 from .metrics import split_blocks
 from .protocol import class_order, parse_protocol, superclasses, task_classes
@@ -86,6 +91,10 @@ class IncrementalTrainer(Trainer):
         changes = dict(batch_size=batch, lr=lr)
         if inc.epochs_per_task is not None:
             changes.update(epochs=inc.epochs_per_task, budget=None)
+        if inc.first_task_weight is None:
+            changes["first_task_weight"] = recipe.get("incremental_first_task_weight")
+        if inc.balanced_epochs is None:
+            changes["balanced_epochs"] = recipe.get("incremental_balanced_epochs")
         return cfg.replace(**changes)
 
     def new_state(self) -> IncrementalState:
@@ -142,12 +151,21 @@ class IncrementalTrainer(Trainer):
         return before, before + self.sizes[t]
 
     def task_indices(self, t: int) -> torch.Tensor:
+        new, kept = self._task_parts(t)
+        return new if kept is None else torch.cat([new, kept])
+
+    def _task_parts(self, t: int) -> tuple[torch.Tensor, torch.Tensor | None]:  # (its own samples, the memory's)
         before, seen = self.bounds(t)
         first = 0 if self.method == "joint" else before
         idx = torch.cat([self.class_idx[p] for p in range(first, seen)])
-        if self.method in MEMORY_METHODS and t > 0:
-            idx = torch.cat([idx, self.memory.indices().to(idx.device)])
-        return idx
+        if self.method in MEMORY_METHODS and t > 0 and len(self.memory.indices()):
+            return idx, self.memory.indices().to(idx.device)
+        return idx, None
+
+    def task_epochs(self, t: int) -> float:
+        """Epochs of task ``t``: E on average (``--epochs-per-task``), the first W times a later one's."""
+        e, w, n = self.cfg.schedule.epochs, self.cfg.incremental.first_task_weight, len(self.tasks)
+        return e * n / (w + n - 1) * (w if t == 0 else 1.0)
 
     def _samples_per_task(self, t: int) -> list[int]:
         """The samples each task from ``t`` on trains on (the memory counted as full)."""
@@ -158,7 +176,7 @@ class IncrementalTrainer(Trainer):
             n = sum(len(self.class_idx[p]) for p in range(first, seen))
             if self.method in MEMORY_METHODS and u > 0:
                 n += min(self.memory.size, sum(len(self.class_idx[p]) for p in range(before)))
-            out.append(n)
+            out.append(n * (self.cfg.incremental.first_task_weight if u == 0 else 1.0))
         return out
 
     def _share(self, t: int) -> float:
@@ -179,9 +197,16 @@ class IncrementalTrainer(Trainer):
 
     def begin_phase(self, t: int) -> None:
         st = self.state
+        self.task_new, self.task_kept = self._task_parts(t)
         self.task_idx = self.task_indices(t)
         self.task_batch = min(self.cfg.optim.batch_size, len(self.task_idx))
-        self.steps_per_epoch = max(1, len(self.task_idx) // self.task_batch)
+        share = self.cfg.incremental.replay_share
+        if share is not None and self.task_kept is not None:  # an epoch is one pass over the new data
+            self.kept_per_batch = max(1, min(self.task_batch - 1, round(share * self.task_batch)))
+            self.steps_per_epoch = max(1, len(self.task_new) // (self.task_batch - self.kept_per_batch))
+        else:
+            self.kept_per_batch = None
+            self.steps_per_epoch = max(1, len(self.task_idx) // self.task_batch)
         self.before, self.seen = self.bounds(t)
         if st.phase_step == 0:  # a new task: a new optimiser (resumed inside a task: the checkpoint's)
             self.optimizer = make_optimizer(self.raw_model, self.cfg, self.peak_lr)
@@ -189,17 +214,22 @@ class IncrementalTrainer(Trainer):
             st.share = self._share(t) if self.budget is not None else None
         self._task_began = (self.clock(), st.task_seconds)
         if self.budget is None:
-            st.total_steps = max(1, int(round(self.cfg.schedule.epochs * self.steps_per_epoch)))
+            st.total_steps = max(1, int(round(self.task_epochs(t) * self.steps_per_epoch)))
         else:
             self.budget.begin(st.progress, seconds=(1 - st.progress) * st.share)
 
     def phase_batches(self, epoch: int, first: int) -> Iterator[Batch]:
-        """The task's samples (and the memory) in an order fixed by the seed, the task and the epoch."""
-        idx, b = self.task_idx, self.task_batch
+        """The task's samples (and the memory: mixed in, or a share of each batch) in an order fixed
+        by the seed, the task and the epoch."""
         key = self.state.phase * 10_007 + epoch  # not tuning: seed mixing
-        order = idx[epoch_order(len(idx), self.cfg.run.seed, key).to(idx.device)]
-        for k in range(first, self.steps_per_epoch):
-            pick = order[k * b:(k + 1) * b]
+        if self.kept_per_batch is None:
+            idx, b = self.task_idx, self.task_batch
+            order = idx[epoch_order(len(idx), self.cfg.run.seed, key).to(idx.device)]
+            picks = (order[k * b:(k + 1) * b] for k in range(first, self.steps_per_epoch))
+        else:
+            picks = shared_batches(self.task_new, self.task_kept, self.task_batch, self.kept_per_batch,
+                                   self.steps_per_epoch, self.cfg.run.seed, key, first)
+        for pick in picks:
             yield Batch(self.data.dataset.batch(pick)[0], self.train_pos[pick], pick)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, targets, images: torch.Tensor) -> torch.Tensor:
@@ -252,7 +282,9 @@ class IncrementalTrainer(Trainer):
             for p in range(before, seen):
                 feats = self._class_features(self.class_idx[p])
                 self.memory.add(p, self.class_idx[p][herding(feats, m)])
-        if self.method == "icarl":
+        if self.memory.size and t > 0 and self.cfg.incremental.balanced_epochs > 0:
+            methods.balanced_finetune(self, t)
+        if self.memory.size:  # the nearest-mean classifier, for every method that keeps exemplars
             means = []
             for p in range(seen):
                 ex = self.memory.by_class[p]
@@ -262,15 +294,6 @@ class IncrementalTrainer(Trainer):
         self.old_model = frozen(self.feature_model) if self.method in DISTIL_METHODS else None
         self._evaluate_tasks(t)
         st.overhead = self.clock() - t0
-
-    def _tta_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features and logits averaged over the test-time augmentation's views (--tta, --tta-shift)."""
-        feats = logits = 0
-        views = tta_views(self.cfg.eval.tta, self.cfg.eval.tta_shift, self.normalize(images))
-        for w, view in views:
-            f, z = features(self.feature_model, view, self.autocast)
-            feats, logits = feats + w * f, logits + w * z
-        return F.normalize(feats, dim=1), logits
 
     @torch.no_grad()
     def _evaluate_tasks(self, t: int) -> None:
@@ -283,7 +306,8 @@ class IncrementalTrainer(Trainer):
             for s in range(0, len(idx), self.cfg.eval.eval_batch_size):
                 part = idx[s:s + self.cfg.eval.eval_batch_size]
                 x, _ = es.batch(part)
-                feats, logits = self._tta_features(x)
+                views = tta_views(self.cfg.eval.tta, self.cfg.eval.tta_shift, self.normalize(x))
+                feats, logits = methods.view_features(self.feature_model, views, self.autocast)
                 hits.append(logits[:, :seen].argmax(1) == pos[part])
                 if self.means is not None:
                     nme_hits.append((feats @ self.means.T).argmax(1) == pos[part])
@@ -333,10 +357,11 @@ class IncrementalTrainer(Trainer):
     # -- the end ---------------------------------------------------------------------------------------------
     def hyper(self) -> dict:
         inc = self.cfg.incremental
+        own = ("epochs_per_task", "cl_temperature", "first_task_weight", "replay_share", "balanced_epochs")
         return {**{k: v for k, v in self.cfg.hyper().items() if k not in ("lr",)}, "model": self.model_name,
                 "peak_lr": self.peak_lr, "amp": "bf16" if self.amp else "off", "protocol": inc.incremental,
                 "cl_method": self.method, "memory": self.memory.size, "class_order": inc.class_order,
-                "epochs_per_task": inc.epochs_per_task, "cl_temperature": inc.cl_temperature}
+                **{k: getattr(inc, k) for k in own}}
 
     def finish(self) -> dict:
         from .report import write_incremental_report

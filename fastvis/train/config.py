@@ -205,6 +205,18 @@ class IncrementalOptions:
                                            bounds="(0, inf)", hyper=False)
     cl_temperature: float = option(2.0, "softmax temperature of the old model's outputs (icarl, lwf, wa)",
                                    bounds="(0, inf)", hyper=False)
+    first_task_weight: float | None = option(None, "the first task's compute against a later task's (the first "
+                                             "builds the representation): with --epochs-per-task E the tasks still "
+                                             "average E epochs, the first getting W times a later one's; under "
+                                             "--budget its time is weighted W times (default: the recipe's)",
+                                             metavar="W", bounds="(0, 100]", hyper=False)
+    replay_share: float | None = option(None, "share of each batch drawn from the memory (replay, icarl, wa), the "
+                                        "rest from the new task; default: the memory mixed in with the new data "
+                                        "(its share of the samples)", metavar="P", bounds="(0, 1)", hyper=False)
+    balanced_epochs: float | None = option(None, "epochs of class-balanced fine-tuning on the memory alone at the "
+                                           "end of each task after the first (replay, icarl, wa), at a tenth of "
+                                           "the peak learning rate, decaying to zero (default: the recipe's)",
+                                           metavar="E", bounds="[0, 1000]", hyper=False)
     class_order_runs: int = option(1, "the data-order study: run the protocol over K class orders (seed:1993, then "
                                    "seed:1, seed:2, ...) into OUT/order-*/ and summarise", metavar="K",
                                    bounds="[1, inf)", hyper=False)

@@ -143,6 +143,15 @@ RECIPE: dict[str, Value] = {
     "incremental_overhead": Value((0.02, 1.5, 5.0), "(share of the budget before one is measured, x the measured "
                                   "one, s at the end)", "each task ends with an evaluation and a memory update; "
                                   "these leave room for them", "tests/incremental/test_runner.py"),
+    "incremental_first_task_weight": Value(1.0, "the first task's compute / a later task's", "all tasks alike "
+                                           "until measured: the measurement at 10 epochs a task (--with "
+                                           "first_task_weight=2) is the next step of the incremental work",
+                                           "tests/incremental/test_runner.py"),
+    "incremental_balanced_epochs": Value(0.0, "epochs on the memory alone at each task's end", "off until "
+                                         "measured (--with balanced_epochs=N)", "tests/incremental/test_runner.py"),
+    "incremental_balanced_lr": Value(0.1, "of the peak lr", "fine-tuning on a small balanced set: a tenth, as the "
+                                     "class-balanced fine-tuning of the literature (EEIL) uses",
+                                     "tests/incremental/test_runner.py"),
 }
 
 

@@ -42,7 +42,7 @@ def test_each_method_runs_the_protocol_and_reports_it(cl_data, tmp_path, method)
     assert all(0 <= v <= 1 for row in matrix for v in row)
     assert block["last"] == block["seen"][-1] and len(block["seen"]) == 4
     assert block["average_incremental"] == pytest.approx(sum(block["seen"]) / 4)
-    assert ("nme" in block) == (method == "icarl")
+    assert ("nme" in block) == (method in ("replay", "icarl", "wa"))  # every method that keeps exemplars
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["task"] for r in rows] == [1, 2, 3, 4] and [r["classes"] for r in rows] == [2, 4, 6, 8]
     for name in ("summary.json", "report.pdf", "incremental.png", "checkpoint.pt", "config.json"):
@@ -89,7 +89,7 @@ def test_joint_training_bounds_finetuning_from_above(cl_data, tmp_path):
 def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(cl_data, tmp_path, halt):
     args = ["--data", cl_data[0], "--val", cl_data[1], "--model", "tinynet", "--incremental", "B0-4", "--cl-method",
             "icarl", "--memory", "16", "--epochs-per-task", "4", "--batch-size", "32", "--lr", "0.2", "--device", "cpu",
-            "-q"]
+            "-q", "--replay-share", "0.25", "--balanced-epochs", "2"]
     train_exact(*args, "--out", tmp_path / "whole")
     train_killed(*args, "--out", tmp_path / "part", at="checkpoint", n=halt, env=EXACT)
     assert not (tmp_path / "part" / "summary.json").exists()
@@ -137,6 +137,64 @@ def test_the_budget_is_shared_over_the_tasks_in_proportion_to_their_data(cl_data
     assert first["share_seconds"] / (first["share_seconds"] + second["share_seconds"]) == pytest.approx(
         160 / 336, abs=0.05)
     assert summary["train_seconds"] < budget and clock.t < budget
+
+
+def test_the_first_task_weight_weighs_its_share_of_a_budget(cl_data, tmp_path):
+    shares = {}
+    for w in (1.0, 2.0):
+        trainer = IncrementalTrainer(config(cl_data, tmp_path / f"w{w}", epochs_per_task=None, budget=40.0,
+                                            cl_method="replay", incremental="B0-2", first_task_weight=w),
+                                     SimulatedClock(0.0))  # no time passes: the same time left for both
+        trainer.setup()
+        shares[w] = trainer._share(0)
+    assert shares[2.0] / shares[1.0] == pytest.approx((320 / 496) / (160 / 336))
+
+
+def test_the_first_task_weight_moves_epochs_to_the_first_task_and_keeps_their_mean(cl_data, tmp_path):
+    steps = {}
+    for w in (1.0, 3.0):
+        trainer = IncrementalTrainer(config(cl_data, tmp_path / f"w{w}", cl_method="finetune", epochs_per_task=2,
+                                            first_task_weight=w))
+        trainer.setup()
+        epochs = [trainer.task_epochs(t) for t in range(4)]
+        assert sum(epochs) == pytest.approx(8) and epochs[0] == pytest.approx(w * epochs[1])
+        trainer.fit()
+        rows = [json.loads(line) for line in (tmp_path / f"w{w}" / "metrics.jsonl").read_text().splitlines()]
+        steps[w] = [b["step"] - a["step"] for a, b in zip([{"step": 0}] + rows, rows)]
+    per_epoch = 80 // 32  # finetune: a task's 2 classes of 40 samples, batch 32
+    assert steps[1.0] == [2 * per_epoch] * 4
+    assert steps[3.0] == [round(4 * per_epoch)] + [round(4 / 3 * per_epoch)] * 3
+
+
+def test_a_replay_share_fills_each_batch_from_the_memory_in_seeded_passes():
+    from fastvis.incremental.memory import shared_batches
+
+    new, kept = torch.arange(100), torch.arange(1000, 1020)
+    batches = list(shared_batches(new, kept, 10, 3, 14, seed=5, key=2))
+    assert len(batches) == 14 and all(len(b) == 10 for b in batches)
+    fresh = torch.cat([b[:7] for b in batches])
+    assert len(set(fresh.tolist())) == 98 and bool((fresh < 100).all())  # one pass over the new data
+    drawn = torch.cat([b[7:] for b in batches])
+    counts = torch.bincount(drawn - 1000, minlength=20)
+    assert bool((drawn >= 1000).all()) and set(counts.tolist()) <= {2, 3}  # 42 draws in passes over 20
+    again = list(shared_batches(new, kept, 10, 3, 14, seed=5, key=2, first=9))
+    assert all(torch.equal(a, b) for a, b in zip(again, batches[9:])) and len(again) == 5
+    other = list(shared_batches(new, kept, 10, 3, 14, seed=6, key=2))
+    assert not all(torch.equal(a, b) for a, b in zip(other, batches))
+
+
+def test_replay_share_and_balanced_fine_tuning_in_a_run(cl_data, tmp_path):
+    plain = IncrementalTrainer(config(cl_data, tmp_path / "plain", cl_method="replay", epochs_per_task=2))
+    plain.fit()
+    tuned = IncrementalTrainer(config(cl_data, tmp_path / "tuned", cl_method="replay", epochs_per_task=2,
+                                      replay_share=0.5, balanced_epochs=2))
+    summary = tuned.fit()
+    assert tuned.kept_per_batch == 16 and tuned.steps_per_epoch == 80 // 16  # the last task: 80 new samples
+    assert summary["hyper"]["replay_share"] == 0.5 and summary["hyper"]["balanced_epochs"] == 2
+    assert plain.state.step < tuned.state.step  # the same epochs over the new data take more steps
+    a, b = plain.raw_model.state_dict(), tuned.raw_model.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert "nme" in summary["incremental"] and 0 <= summary["incremental"]["nme"]["last"] <= 1
 
 
 def test_the_order_study_runs_orders_times_seeds_and_does_not_repeat_a_finished_run(cl_data, tmp_path):
