@@ -48,7 +48,7 @@ def run_order_study(cfg: TrainConfig, log=print) -> dict:
             block = json.loads(done.read_text())["incremental"]
             run = {"order": order, "seed": seed, "average_incremental": block["average_incremental"],
                    "last": block["last"], "forgetting": block["forgetting"], "split": block["split"]}
-            if "nme" in block:  # icarl's own classifier
+            if "nme" in block:  # the nearest-mean classifier of the methods with a memory
                 run.update(nme_average_incremental=block["nme"]["average_incremental"], nme_last=block["nme"]["last"])
             runs.append(run)
     result = {"protocol": inc.incremental, "method": inc.cl_method, "memory": inc.memory,
