@@ -17,7 +17,7 @@ from fastvis.ablate.runner import check_folders, parse_variants, plan_runs
 from fastvis.ablate.stats import compare, mean_std, t_quantile
 from fastvis.train.config import TrainConfig
 from fastvis.train.recipe import fingerprint
-from tests.helpers import REPO, train_cli
+from tests.helpers import REPO, run_cli, train_cli
 
 
 def test_statistics_on_fixed_numbers():
@@ -126,6 +126,24 @@ def test_a_tiny_ablation_end_to_end(data, tmp_path):
     assert 3 <= len(slides.pages) <= 5 and slides.pages[0].mediabox.width > slides.pages[0].mediabox.height
     again = subprocess.run(_ablate(*args), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "8 of 8 runs already finished" in again.stdout
+
+
+def test_class_incremental_runs_are_ablated_on_their_average_incremental_accuracy(tmp_path):
+    from tests.incremental.data import write_classes
+
+    train, val = write_classes(tmp_path / "train.beton", 24, 0), write_classes(tmp_path / "val.beton", 8, 1)
+    out = tmp_path / "ablate"
+    proc = run_cli("ablate", "--data", train, "--val", val, "--model", "tinynet", "--incremental", "B0-2",
+                   "--cl-method", "replay", "--memory", "16", "--epochs-per-task", "1", "--batch-size", "32",
+                   "--device", "cpu", "--with", "balanced_epochs=2", "--seeds", "1", "--jobs", "2", "--out", out)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads((out / "ablation.json").read_text())
+    assert result["metric"] == "average_incremental" and result["split"] == "test"
+    for name, row in (("base", result["base"]), ("balanced_epochs=2", result["variants"][0])):
+        block = json.loads((out / name / "seed0" / "summary.json").read_text())["incremental"]
+        assert row["runs"] == {"0": block["average_incremental"]}
+    assert "Over 1 epochs per task" in result["sentence"] and "average incremental accuracy" in result["sentence"]
+    assert "average incremental accuracy %" in proc.stdout and not (out / "slides.pdf").exists()
 
 
 def test_train_then_ablate_reuses_the_run_as_its_base(data, tmp_path):

@@ -13,7 +13,15 @@ from ..train.config import TrainConfig
 from .runner import Run, metric_of
 from .stats import compare, mean_std
 
-__all__ = ["analyse", "cumulative_table", "describe_change", "sentence", "write_outputs"]
+__all__ = ["analyse", "cumulative_table", "describe_change", "metric_name", "sentence", "write_outputs"]
+
+#: how the metrics an ablation compares on are named in its sentence, chart and table
+METRIC_NAMES = {"top1": "top-1", "top5": "top-5", "balanced_accuracy": "balanced accuracy",
+                "average_incremental": "average incremental accuracy", "last": "last accuracy"}
+
+
+def metric_name(metric: str) -> str:
+    return METRIC_NAMES.get(metric, metric)
 
 
 def analyse(runs: list[Run], metric: str = "top1") -> dict:
@@ -55,6 +63,8 @@ def describe_change(name: str, changes: dict) -> str:
 
 
 def _budget(cfg: TrainConfig) -> str:
+    if cfg.mode == "incremental" and cfg.incremental.epochs_per_task:  # it sets the budget aside
+        return f"Over {cfg.incremental.epochs_per_task:g} epochs per task"
     if cfg.schedule.budget:
         b = cfg.schedule.budget
         return f"Under a {b / 3600:g}-hour budget" if b >= 3600 else f"Under a {b / 60:g}-minute budget" if b >= 60 \
@@ -71,7 +81,7 @@ def sentence(result: dict, cfg: TrainConfig) -> str:
     significant = [r for r in rows if r["significant"]]
     pick = max(significant or rows, key=lambda r: abs(r["diff"]))
     what = describe_change(pick["variant"], pick["changes"])
-    name = "top-1" if result["metric"] == "top1" else result["metric"]
+    name = metric_name(result["metric"])
     points = 100 * abs(pick["diff"])
     head = f"{_budget(cfg)}, {what}"
     if pick["low"] is None:
@@ -98,7 +108,7 @@ def chart(result: dict, path: Path) -> None:
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(range(len(rows)), [r["variant"] for r in rows])
     ax.invert_yaxis()
-    name = "top-1" if result["metric"] == "top1" else result["metric"]
+    name = metric_name(result["metric"])
     ax.set_xlabel(f"difference to the base, {name} points ({result['split']}; 95% CI over seeds)")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

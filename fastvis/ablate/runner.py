@@ -225,7 +225,12 @@ def _loop(todo, running, devices, failed, log) -> None:
 
 
 def metric_of(summary: dict, metric: str = "top1") -> tuple[float, str]:
-    """The metric of a run on the split its choices are made on: the holdout when there is one."""
+    """The metric of a run on the split its choices are made on: the holdout when there is one.
+    A class-incremental run gives its ``average_incremental`` (or ``last``) accuracy."""
+    if "incremental" in summary:
+        block = summary["incremental"]
+        return float(block[metric if metric in ("average_incremental", "last") else "average_incremental"]), \
+            block["split"]
     final = summary.get("final") or {}
     split = "holdout" if "holdout" in final else summary.get("split", "test")
     value = final[split][metric] if split in final else summary[metric]

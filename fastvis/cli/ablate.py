@@ -61,13 +61,13 @@ def base_config(args):
     out = options.pop("out", None)
     if not out:
         raise InputError("give the ablation's folder with --out")
-    if options.get("budget") is None and options.get("epochs") is None:
+    if options.get("budget") is None and options.get("epochs") is None and options.get("epochs_per_task") is None:
         raise InputError("give every run's --budget or --epochs (each of the runs gets it)")
     return TrainConfig.from_options(**options, out=out).resolved(), Path(out)
 
 
 def ablate(args, log=print) -> int:
-    from ..ablate.analysis import analyse, cumulative_table, write_outputs
+    from ..ablate.analysis import analyse, cumulative_table, metric_name, write_outputs
     from ..ablate.runner import cumulative_variants, parse_variants, plan_runs, run_all
     from ..ablate.slides import write_slides
     from ..plots import ablation_rows
@@ -87,20 +87,25 @@ def ablate(args, log=print) -> int:
     log(f"ablation: {len(variants)} variant(s) x {args.seeds} seed(s) = {len(runs)} runs"
         + (f", {len(cum_runs)} cumulative" if cum_runs else "") + f" in {out}")
     failed = run_all(runs + cum_runs, log, args.jobs)
-    result = analyse(runs, base.eval.metric)
-    cumulative = cumulative_table(steps + cum_runs, base.eval.metric) if args.cumulative else None
+    # class-incremental runs are compared on their average incremental accuracy
+    metric = "average_incremental" if base.mode == "incremental" else base.eval.metric
+    result = analyse(runs, metric)
+    cumulative = cumulative_table(steps + cum_runs, metric) if args.cumulative else None
     result = write_outputs(out, result, base, cumulative)
-    first = next(r for r in runs if r.variant.name == "base" and r.done)
-    summary = first.summary()
-    history = [json.loads(line) for line in (first.folder / "metrics.jsonl").read_text().splitlines() if line]
-    write_report(summary, summary["hyper"], history, first.folder / "report.pdf", ablation=result)
-    shutil.copyfile(first.folder / "report.pdf", out / "report.pdf")
-    write_slides(out / "slides.pdf", summary, history, summary["hyper"], result)
-    log(f"{'variant':28s} {'top-1 %':>16s}  difference [95% CI]")
+    written = "ablation.json, ablation.csv, ablation.png"
+    if base.mode != "incremental":  # the one-page report and the slides are those of an ordinary run
+        first = next(r for r in runs if r.variant.name == "base" and r.done)
+        summary = first.summary()
+        history = [json.loads(line) for line in (first.folder / "metrics.jsonl").read_text().splitlines() if line]
+        write_report(summary, summary["hyper"], history, first.folder / "report.pdf", ablation=result)
+        shutil.copyfile(first.folder / "report.pdf", out / "report.pdf")
+        write_slides(out / "slides.pdf", summary, history, summary["hyper"], result)
+        written += ", report.pdf, slides.pdf"
+    log(f"{'variant':28s} {metric_name(metric) + ' %':>16s}  difference [95% CI]")
     for row in ablation_rows(result):
         log(f"{row[0]:28s} {row[1]:>16s}  {row[2]}")
     log(result["sentence"])
-    log(f"-> {out}/ablation.json, ablation.csv, ablation.png, report.pdf, slides.pdf")
+    log(f"-> {out}/{written}")
     return 1 if failed else 0
 
 
