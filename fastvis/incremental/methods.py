@@ -20,9 +20,9 @@ from ..train.model import make_optimizer
 __all__ = ["DISTIL_METHODS", "MEMORY_METHODS", "METHODS", "balanced_finetune", "features", "frozen", "head",
            "incremental_loss", "view_features", "weight_align"]
 
-METHODS = ("finetune", "joint", "replay", "icarl", "lwf", "wa")
-MEMORY_METHODS = ("replay", "icarl", "wa")
-DISTIL_METHODS = ("icarl", "lwf", "wa")
+METHODS = ("finetune", "joint", "replay", "icarl", "lwf", "wa", "bic")
+MEMORY_METHODS = ("replay", "icarl", "wa", "bic")
+DISTIL_METHODS = ("icarl", "lwf", "wa", "bic")
 
 
 def head(model: torch.nn.Module) -> torch.nn.Linear:
@@ -40,7 +40,7 @@ def incremental_loss(method: str, logits: torch.Tensor, labels: torch.Tensor, ta
     after CutMix/mixup), plus for the distilling methods the soft cross-entropy between the old
     model's outputs on the old classes and the new model's, at ``temperature``: added for
     icarl and lwf, weighted by the share of old classes (and the new-class loss by the rest)
-    for wa."""
+    for wa and bic."""
     seen, eps = logits.shape[1], label_smoothing
     if targets is not None:
         soft = targets[:, :seen] * (1 - eps) + eps / seen
@@ -51,7 +51,7 @@ def incremental_loss(method: str, logits: torch.Tensor, labels: torch.Tensor, ta
         return ce
     t = temperature
     kd = -(F.softmax(old_logits[:, :before] / t, 1) * F.log_softmax(logits[:, :before] / t, 1)).sum(1).mean()
-    if method == "wa":
+    if method in ("wa", "bic"):
         share = before / seen
         return (1 - share) * ce + share * kd
     return ce + kd

@@ -19,7 +19,9 @@ Methods (the old model is the frozen model of the end of the previous task):
   (temperature ``--cl-temperature``), and the nearest-mean-of-exemplars classifier;
 - ``lwf``: distillation, no memory;
 - ``wa``: like icarl with the two terms weighted by the share of old classes, then the new
-  classes' output weights scaled to the mean norm of the old ones (weight aligning).
+  classes' output weights scaled to the mean norm of the old ones (weight aligning);
+- ``bic``: wa's loss on all but a small balanced held-out set, then the new classes' logits
+  corrected by two numbers fitted on it (:mod:`fastvis.incremental.bias`).
 
 The memory methods also report the nearest-mean classifier; ``--replay-share`` and
 ``--balanced-epochs`` are theirs (see the options' help).
@@ -34,7 +36,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -45,11 +46,12 @@ from ..train import recipe
 from ..train.budget import Clock
 from ..train.config import TrainConfig
 from ..train.data import SAMPLE, TrainData, build_train_data
-from ..train.evaluation import tta_views
 from ..train.loop import Trainer
 from ..train.model import make_optimizer
 from ..train.state import TrainState
 from . import methods
+from .bias import apply_bias, fit_bias, validation_split
+from .evaluation import evaluate_tasks
 from .memory import Memory, herding, shared_batches
 from .methods import DISTIL_METHODS, MEMORY_METHODS, features, frozen, incremental_loss, weight_align
 from .metrics import split_blocks
@@ -123,7 +125,8 @@ class IncrementalTrainer(Trainer):
         self.class_idx = [(self.train_pos == p).nonzero().flatten() for p in range(k)]
         self.memory = Memory(inc.memory if self.method in MEMORY_METHODS else 0)
         self.old_model: torch.nn.Module | None = None
-        self.means: torch.Tensor | None = None  # icarl: class means of the exemplars (positions)
+        self.means: torch.Tensor | None = None  # class means of the exemplars (positions)
+        self.bias_layers: list[tuple[int, int, float, float]] = []  # bic: (lo, hi, alpha, beta) of each task
 
     def choose_model(self) -> tuple[str, None, str]:
         if self.cfg.network.model:
@@ -158,6 +161,8 @@ class IncrementalTrainer(Trainer):
         before, seen = self.bounds(t)
         first = 0 if self.method == "joint" else before
         idx = torch.cat([self.class_idx[p] for p in range(first, seen)])
+        if self.method == "bic" and t > 0:  # less the samples its bias correction is fitted on
+            return validation_split(self.memory, self.class_idx, before, seen)[:2]
         if self.method in MEMORY_METHODS and t > 0 and len(self.memory.indices()):
             return idx, self.memory.indices().to(idx.device)
         return idx, None
@@ -236,7 +241,7 @@ class IncrementalTrainer(Trainer):
         old = None
         if self.old_model is not None and self.method in DISTIL_METHODS and self.before > 0:
             with torch.no_grad(), self.autocast():
-                old = self.old_model(images).float()
+                old = apply_bias(self.old_model(images).float(), self.bias_layers)
         return incremental_loss(self.method, logits.float()[:, :self.seen], labels, targets, old, self.before,
                                 self.cfg.optim.label_smoothing, self.cfg.incremental.cl_temperature)
 
@@ -271,6 +276,8 @@ class IncrementalTrainer(Trainer):
         st.task_seconds = self._task_time()
         t0 = self.clock()
         before, seen = self.bounds(t)
+        if self.method == "bic" and t > 0:
+            self._correct_bias(before, seen)
         if self.method == "wa" and t > 0:
             gamma = weight_align(self.raw_model, before, seen)
             if self.ema is not None:
@@ -292,43 +299,19 @@ class IncrementalTrainer(Trainer):
                 means.append(F.normalize(f.mean(0), dim=0))
             self.means = torch.stack(means)
         self.old_model = frozen(self.feature_model) if self.method in DISTIL_METHODS else None
-        self._evaluate_tasks(t)
+        evaluate_tasks(self, t)
         st.overhead = self.clock() - t0
 
-    @torch.no_grad()
-    def _evaluate_tasks(self, t: int) -> None:
-        st = self.state
-        before, seen = self.bounds(t)
-        for split, es in self.eval_sets.items():
-            pos = self.position[es.labels]
-            idx = (pos < seen).nonzero().flatten()
-            hits, nme_hits = [], []
-            for s in range(0, len(idx), self.cfg.eval.eval_batch_size):
-                part = idx[s:s + self.cfg.eval.eval_batch_size]
-                x, _ = es.batch(part)
-                views = tta_views(self.cfg.eval.tta, self.cfg.eval.tta_shift, self.normalize(x))
-                feats, logits = methods.view_features(self.feature_model, views, self.autocast)
-                hits.append(logits[:, :seen].argmax(1) == pos[part])
-                if self.means is not None:
-                    nme_hits.append((feats @ self.means.T).argmax(1) == pos[part])
-            hit = torch.cat(hits).float()
-            task_of = torch.bucketize(pos[idx], torch.tensor(np.cumsum(self.sizes), device=pos.device), right=True)
-            row = [float(hit[task_of == j].mean()) for j in range(t + 1)]
-            recall = [float(hit[pos[idx] == c].mean()) for c in range(seen) if bool((pos[idx] == c).any())]
-            st.matrix.setdefault(split, []).append(row)
-            st.seen.setdefault(split, []).append(float(hit.mean()))
-            entry = {"task": t + 1, "classes": seen, "split": split, "accuracy": float(hit.mean()), "per_task": row,
-                     "balanced_accuracy": sum(recall) / max(1, len(recall)), "step": st.step, "epochs": st.epoch,
-                     "task_seconds": st.task_seconds, "share_seconds": st.share, "time": self.clock()}
-            if nme_hits:
-                nme = float(torch.cat(nme_hits).float().mean())
-                st.nme_seen.setdefault(split, []).append(nme)
-                entry["nme_accuracy"] = nme
-            st.history.append(entry)
-            self.recorder.write_row(entry)
-            self.recorder.log(f"task {t + 1}/{len(self.tasks)} ({seen} classes): accuracy on the classes seen "
-                              f"{100 * entry['accuracy']:.2f}% ({split})"
-                              + (f", nearest-mean {100 * entry['nme_accuracy']:.2f}%" if nme_hits else ""))
+    def _correct_bias(self, before: int, seen: int) -> None:
+        """BiC's second stage: the new classes' logits corrected as fitted on the held-out samples."""
+        held, n = validation_split(self.memory, self.class_idx, before, seen)[2], self.cfg.eval.eval_batch_size
+        with torch.no_grad():
+            logits = torch.cat([self.features(self.data.dataset.batch(held[s:s + n])[0])[1][:, :seen]
+                                for s in range(0, len(held), n)])
+        alpha, beta = fit_bias(apply_bias(logits, self.bias_layers), self.train_pos[held], before, seen)
+        self.bias_layers.append((before, seen, alpha, beta))
+        self.recorder.log(f"bias correction on {len(held)} held-out samples: new-class logits x {alpha:.3f} "
+                          f"{beta:+.3f}")
 
     # -- persistence -------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -339,6 +322,7 @@ class IncrementalTrainer(Trainer):
     def checkpoint_extra(self) -> dict:
         return {"old_model": self.old_model.state_dict() if self.old_model is not None else None,
                 "means": self.means.cpu() if self.means is not None else None, "memory": self.memory.state_dict(),
+                "bias_layers": self.bias_layers,
                 "class_order": self.order, "incremental": True}
 
     def check_checkpoint(self, saved: dict, path) -> None:
@@ -353,6 +337,7 @@ class IncrementalTrainer(Trainer):
         self.old_model = frozen(self.raw_model, saved["old_model"]) if saved["old_model"] is not None else None
         self.means = saved["means"].to(self.device) if saved["means"] is not None else None
         self.memory.load_state_dict(saved["memory"], self.device)
+        self.bias_layers = [tuple(layer) for layer in saved.get("bias_layers") or []]
 
     # -- the end ---------------------------------------------------------------------------------------------
     def hyper(self) -> dict:
@@ -381,7 +366,8 @@ class IncrementalTrainer(Trainer):
             "incremental": {"protocol": inc.incremental, "method": self.method, "memory": self.memory.size,
                             "class_order": self.order, "class_order_spec": inc.class_order,
                             "tasks": [[self.order[p] for p in range(*self.bounds(t))] for t in range(len(self.tasks))],
-                            "split": headline, **splits[headline], "splits": splits},
+                            "split": headline, **splits[headline], "splits": splits,
+                            **({"bias_correction": self.bias_layers} if self.method == "bic" else {})},
             "hyper": self.hyper(),
         }
         out = self.recorder.out

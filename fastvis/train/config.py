@@ -196,8 +196,9 @@ class IncrementalOptions:
                                      "then tasks of n)", metavar="PROTOCOL", hyper=False)
     cl_method: str = option("icarl", "how old classes are kept: finetune (lower bound), joint (all data so far: upper "
                             "bound), replay (exemplar memory), icarl (memory, distillation, nearest-mean classifier), "
-                            "lwf (distillation, no memory), wa (memory, distillation, weight aligning)",
-                            choices=("finetune", "joint", "replay", "icarl", "lwf", "wa"), hyper=False)
+                            "lwf (distillation, no memory), wa (memory, distillation, weight aligning), bic (memory, "
+                            "distillation, bias correction fitted on held-out samples)",
+                            choices=("finetune", "joint", "replay", "icarl", "lwf", "wa", "bic"), hyper=False)
     memory: int = option(2000, "exemplars kept in all (herding, class-balanced)", bounds="[0, inf)", hyper=False)
     class_order: str = option("seed:1993", "seed:S (numpy's permutation, as PyCIL/FACIL), sorted, coarse "
                               "(by superclass) or a list of class ids", hyper=False)
@@ -210,11 +211,11 @@ class IncrementalOptions:
                                              "average E epochs, the first getting W times a later one's; under "
                                              "--budget its time is weighted W times (default: the recipe's)",
                                              metavar="W", bounds="(0, 100]", hyper=False)
-    replay_share: float | None = option(None, "share of each batch drawn from the memory (replay, icarl, wa), the "
+    replay_share: float | None = option(None, "share of each batch drawn from the memory (replay, icarl, wa, bic), the "
                                         "rest from the new task; default: the memory mixed in with the new data "
                                         "(its share of the samples)", metavar="P", bounds="(0, 1)", hyper=False)
     balanced_epochs: float | None = option(None, "epochs of class-balanced fine-tuning on the memory alone at the "
-                                           "end of each task after the first (replay, icarl, wa), at a tenth of "
+                                           "end of each task after the first (replay, icarl, wa, bic), at a tenth of "
                                            "the peak learning rate, decaying to zero (default: the recipe's)",
                                            metavar="E", bounds="[0, 1000]", hyper=False)
     class_order_runs: int = option(1, "the data-order study: run the protocol over K class orders (seed:1993, then "

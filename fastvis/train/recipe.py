@@ -149,6 +149,12 @@ RECIPE: dict[str, Value] = {
                                            "tests/incremental/test_runner.py"),
     "incremental_balanced_epochs": Value(0.0, "epochs on the memory alone at each task's end", "off until "
                                          "measured (--with balanced_epochs=N)", "tests/incremental/test_runner.py"),
+    "bic_holdout": Value(0.1, "of each old class's exemplars held out (and as many of each new class's samples)",
+                         "BiC's 9:1 split of the exemplars", "tests/incremental/test_runner.py"),
+    "bic_lr": Value(0.05, "Adam's step on the two bias-correction numbers", "fits them on cached logits in the "
+                    "steps below (the loss is flat by then on the test sets)", "tests/incremental/test_runner.py"),
+    "bic_steps": Value(200, "steps fitting the bias correction", "on cached logits: milliseconds",
+                       "tests/incremental/test_runner.py"),
     "incremental_balanced_lr": Value(0.1, "of the peak lr", "fine-tuning on a small balanced set: a tenth, as the "
                                      "class-balanced fine-tuning of the literature (EEIL) uses",
                                      "tests/incremental/test_runner.py"),

@@ -30,7 +30,7 @@ def config(data, out, **kw):
     return TrainConfig.from_options(**base)
 
 
-@pytest.mark.parametrize("method", ["finetune", "joint", "replay", "icarl", "lwf", "wa"])
+@pytest.mark.parametrize("method", ["finetune", "joint", "replay", "icarl", "lwf", "wa", "bic"])
 def test_each_method_runs_the_protocol_and_reports_it(cl_data, tmp_path, method):
     out = tmp_path / method
     summary = train_incremental(config(cl_data, out, cl_method=method))
@@ -42,7 +42,7 @@ def test_each_method_runs_the_protocol_and_reports_it(cl_data, tmp_path, method)
     assert all(0 <= v <= 1 for row in matrix for v in row)
     assert block["last"] == block["seen"][-1] and len(block["seen"]) == 4
     assert block["average_incremental"] == pytest.approx(sum(block["seen"]) / 4)
-    assert ("nme" in block) == (method in ("replay", "icarl", "wa"))  # every method that keeps exemplars
+    assert ("nme" in block) == (method in ("replay", "icarl", "wa", "bic"))  # every method that keeps exemplars
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["task"] for r in rows] == [1, 2, 3, 4] and [r["classes"] for r in rows] == [2, 4, 6, 8]
     for name in ("summary.json", "report.pdf", "incremental.png", "checkpoint.pt", "config.json"):
@@ -52,11 +52,36 @@ def test_each_method_runs_the_protocol_and_reports_it(cl_data, tmp_path, method)
     assert len(pypdf.PdfReader(out / "report.pdf").pages) == 1
     saved = ckpt.load(out / "checkpoint.pt")
     kept = saved["memory"]["by_class"]
-    if method in ("replay", "icarl", "wa"):
+    if method == "bic":  # one correction per task after the first, saved for a resume
+        assert [tuple(layer[:2]) for layer in block["bias_correction"]] == [(2, 4), (4, 6), (6, 8)]
+        assert [list(layer) for layer in saved["bias_layers"]] == [list(layer) for layer in block["bias_correction"]]
+    if method in ("replay", "icarl", "wa", "bic"):
         assert sum(len(v) for v in kept.values()) <= 16  # the memory's size is never exceeded
         assert {len(v) for v in kept.values()} == {2} and sorted(kept) == list(range(8))  # 16 // 8 each
     else:
         assert not kept
+
+
+def test_bic_holds_out_a_balanced_set_and_its_correction_undoes_a_bias():
+    from fastvis.incremental.bias import apply_bias, fit_bias, validation_split
+    from fastvis.incremental.memory import Memory
+
+    memory = Memory(20)
+    memory.add(0, torch.arange(0, 10))
+    memory.add(1, torch.arange(10, 20))
+    class_idx = [None, None, torch.arange(100, 150), torch.arange(150, 200)]
+    new, kept, held = validation_split(memory, class_idx, 2, 4)
+    assert held.tolist() == [9, 19, 149, 199]  # the last exemplar of each old class, as many of each new one
+    assert len(kept) == 18 and len(new) == 98 and not set(held.tolist()) & set(new.tolist() + kept.tolist())
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(4).repeat(50)
+    logits = torch.randn(200, 4, generator=gen) + 3 * torch.nn.functional.one_hot(labels, 4)
+    logits[:, 2:] += 4.0  # the new classes favoured
+    alpha, beta = fit_bias(logits, labels, 2, 4)
+    fixed = apply_bias(logits, [(2, 4, alpha, beta)])
+    accuracy = [float((z.argmax(1) == labels).float().mean()) for z in (logits, fixed)]
+    assert beta < -1.0 and accuracy[1] > accuracy[0] + 0.2
+    assert torch.equal(fixed[:, :2], logits[:, :2]) and torch.equal(apply_bias(logits, []), logits)
 
 
 def test_what_each_task_trains_on(cl_data, tmp_path):
