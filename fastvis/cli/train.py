@@ -181,28 +181,31 @@ def main(argv: list[str] | None = None) -> int:
         if args.ablate and args.ablate_within_budget and cfg.schedule.budget:
             runs = (1 + len(_variant_items(args.ablate))) * args.ablate_seeds
             cfg = cfg.replace(budget=cfg.schedule.budget / runs)  # every run of the ablation gets this share
-        if cfg.incremental.incremental:
+        inc = cfg.incremental
+        if inc.incremental:
             if args.ablate:
-                raise InputError("--ablate measures ordinary runs; for class-incremental ones use "
-                                 "--class-order-runs and --seeds-per-order")
-            from ..incremental.runner import train_incremental
-            from ..incremental.study import run_order_study
-
-            inc = cfg.incremental
+                raise InputError("--ablate measures ordinary runs; for class-incremental ones use fastvis-ablate, "
+                                 "or --class-order-runs and --seeds-per-order")
             if inc.class_order_runs > 1 or inc.seeds_per_order > 1:
+                if cfg.speed.nproc_per_node > 1:
+                    raise InputError("--class-order-runs/--seeds-per-order run one run after another in one "
+                                     "process: give them without --nproc-per-node")
+                from ..incremental.study import run_order_study
+
                 run_order_study(cfg, print if not cfg.run.quiet else (lambda *_: None))
-            else:
-                train_incremental(cfg, Clock(STARTED))
-            return 0
+                return 0
         n = cfg.speed.nproc_per_node
         if n > 1 and "WORLD_SIZE" not in os.environ:  # every process gets the same output folder
             code = _relaunch([*argv, "--out", cfg.run.out] if "out" not in args else argv, n, cfg.run.out)
         else:
             from ..train.ddp import peer_failure
-            from ..train.loop import train
 
+            if inc.incremental:
+                from ..incremental.runner import train_incremental as fit
+            else:
+                from ..train.loop import train as fit
             try:
-                train(cfg, Clock(STARTED))
+                fit(cfg, Clock(STARTED))
             except RuntimeError as exc:  # a rank that died or hangs: one line, not a backend traceback
                 failure = peer_failure(exc, int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
                                        cfg.speed.ddp_timeout) if "WORLD_SIZE" in os.environ else None

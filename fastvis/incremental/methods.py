@@ -108,7 +108,7 @@ def balanced_finetune(trainer, t: int) -> None:
     ``incremental_balanced_lr`` of the peak rate decaying linearly to zero: the bias towards the
     new classes that the task's imbalanced data left is trained out."""
     idx = trainer.memory.indices().to(trainer.device)
-    b = min(trainer.task_batch, len(idx))
+    b = trainer.global_batch(min(trainer.task_batch, len(idx)))
     per_epoch = max(1, len(idx) // b)
     steps = max(1, int(round(trainer.cfg.incremental.balanced_epochs * per_epoch)))
     optimizer = make_optimizer(trainer.raw_model, trainer.cfg, trainer.peak_lr * recipe.get("incremental_balanced_lr"))

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from .. import FastvisError, InputError
 from ..loader import Batch
 from ..loader.order import epoch_order
-from ..train import recipe
+from ..train import ddp, recipe
 from ..train.budget import Clock
 from ..train.config import TrainConfig
 from ..train.data import SAMPLE, TrainData, build_train_data
@@ -78,10 +78,6 @@ class IncrementalTrainer(Trainer):
     # -- the mode's configuration, data and model ---------------------------------------------------
     def __init__(self, cfg: TrainConfig, clock: Clock | None = None):
         super().__init__(cfg, clock)
-        if self.world.distributed:
-            from ..train.config import MODE_REFUSES
-
-            raise FastvisError(f"torchrun: {MODE_REFUSES['incremental']['nproc_per_node'][1]}")
         self.method = self.cfg.incremental.cl_method
 
     def prepare(self, cfg: TrainConfig) -> TrainConfig:
@@ -204,7 +200,7 @@ class IncrementalTrainer(Trainer):
         st = self.state
         self.task_new, self.task_kept = self._task_parts(t)
         self.task_idx = self.task_indices(t)
-        self.task_batch = min(self.cfg.optim.batch_size, len(self.task_idx))
+        self.task_batch = self.global_batch(len(self.task_idx))
         share = self.cfg.incremental.replay_share
         if share is not None and self.task_kept is not None:  # an epoch is one pass over the new data
             self.kept_per_batch = max(1, min(self.task_batch - 1, round(share * self.task_batch)))
@@ -216,12 +212,21 @@ class IncrementalTrainer(Trainer):
         if st.phase_step == 0:  # a new task: a new optimiser (resumed inside a task: the checkpoint's)
             self.optimizer = make_optimizer(self.raw_model, self.cfg, self.peak_lr)
             st.task_seconds = 0.0
-            st.share = self._share(t) if self.budget is not None else None
+            st.share = ddp.broadcast_float(self.world, self._share(t), self.device) if self.budget is not None \
+                else None  # rank 0's clock decides for all
         self._task_began = (self.clock(), st.task_seconds)
         if self.budget is None:
             st.total_steps = max(1, int(round(self.task_epochs(t) * self.steps_per_epoch)))
         else:
             self.budget.begin(st.progress, seconds=(1 - st.progress) * st.share)
+
+    def global_batch(self, samples: int) -> int:
+        """The batch of a task of ``samples`` (every rank reads it whole and trains on its part)."""
+        n = self.world.size
+        b = min(self.cfg.optim.batch_size, samples) // n * n
+        if b == 0:
+            raise FastvisError(f"{samples} samples to train on cannot be shared by {n} processes")
+        return b
 
     def phase_batches(self, epoch: int, first: int) -> Iterator[Batch]:
         """The task's samples (and the memory: mixed in, or a share of each batch) in an order fixed
@@ -288,7 +293,8 @@ class IncrementalTrainer(Trainer):
             m = self.memory.per_class(seen)
             for p in range(before, seen):
                 feats = self._class_features(self.class_idx[p])
-                self.memory.add(p, self.class_idx[p][herding(feats, m)])
+                picks = ddp.broadcast_tensor(self.world, herding(feats, m))  # rank 0's: the same memory everywhere
+                self.memory.add(p, self.class_idx[p][picks])
         if self.memory.size and t > 0 and self.cfg.incremental.balanced_epochs > 0:
             methods.balanced_finetune(self, t)
         if self.memory.size:  # the nearest-mean classifier, for every method that keeps exemplars
@@ -297,7 +303,7 @@ class IncrementalTrainer(Trainer):
                 ex = self.memory.by_class[p]
                 f = self._class_features(ex) + self._class_features(ex, flip=True)
                 means.append(F.normalize(f.mean(0), dim=0))
-            self.means = torch.stack(means)
+            self.means = ddp.broadcast_tensor(self.world, torch.stack(means))
         self.old_model = frozen(self.feature_model) if self.method in DISTIL_METHODS else None
         evaluate_tasks(self, t)
         st.overhead = self.clock() - t0
@@ -309,6 +315,7 @@ class IncrementalTrainer(Trainer):
             logits = torch.cat([self.features(self.data.dataset.batch(held[s:s + n])[0])[1][:, :seen]
                                 for s in range(0, len(held), n)])
         alpha, beta = fit_bias(apply_bias(logits, self.bias_layers), self.train_pos[held], before, seen)
+        alpha, beta = (ddp.broadcast_float(self.world, v, self.device) for v in (alpha, beta))
         self.bias_layers.append((before, seen, alpha, beta))
         self.recorder.log(f"bias correction on {len(held)} held-out samples: new-class logits x {alpha:.3f} "
                           f"{beta:+.3f}")
@@ -360,7 +367,8 @@ class IncrementalTrainer(Trainer):
         summary = {
             "model": self.model_name, "dataset": self.dataset_name, "image_size": list(self.data.image_shape),
             "params": self.params, "flops": self.flops, "steps": st.step, "train_seconds": st.train_seconds,
-            "total_seconds": self.clock(), "budget_seconds": self.cfg.schedule.budget, "device": str(self.device),
+            "total_seconds": self.clock(), "budget_seconds": self.cfg.schedule.budget,
+            "device": str(self.device) + (f" x{self.world.size}" if self.world.distributed else ""),
             "amp": "bf16" if self.amp else "off", "split": headline, "num_classes": self.data.num_classes,
             "metric": metric, "last": values[-1] if metric in ("top1", "balanced_accuracy") else None,
             "incremental": {"protocol": inc.incremental, "method": self.method, "memory": self.memory.size,
@@ -371,7 +379,8 @@ class IncrementalTrainer(Trainer):
             "hyper": self.hyper(),
         }
         out = self.recorder.out
-        write_incremental_report(summary, out / "incremental.png", out / "report.pdf")
+        if self.world.main:
+            write_incremental_report(summary, out / "incremental.png", out / "report.pdf")
         self.recorder.close(summary, self.clock)
         block = summary["incremental"]
         self.recorder.log(f"done: average incremental accuracy {100 * block['average_incremental']:.2f}%, last "

@@ -533,8 +533,6 @@ def load_file(path: str | os.PathLike) -> dict:
 #: what each mode cannot use, with the reason; every other option works in every mode
 MODE_REFUSES = {
     "incremental": {
-        "nproc_per_node": (lambda v: v > 1, "the exemplar memory and the nearest-mean classifier are built in one "
-                           "process; class-incremental runs use one"),
         "teacher": (lambda v: v is not None, "the distilling methods (--cl-method icarl, lwf, wa) learn from the "
                     "previous task's model, not from a teacher checkpoint"),
         "loader": (lambda v: v not in ("auto", "resident"), "the tasks are drawn from the training data held on "

@@ -127,6 +127,15 @@ def broadcast_int(w: World, value: int, device) -> int:
     return int(t.item())
 
 
+def broadcast_tensor(w: World, t: torch.Tensor) -> torch.Tensor:
+    """Rank 0's tensor on every rank (``t`` has the same shape and dtype on each)."""
+    if not w.distributed:
+        return t
+    t = t.contiguous()
+    dist.broadcast(t, 0)
+    return t
+
+
 def all_cat(w: World, values):
     """A 1-D numpy array concatenated over the processes, in rank order."""
     if not w.distributed:

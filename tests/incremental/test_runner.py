@@ -256,12 +256,30 @@ def test_the_coarse_order_makes_tasks_of_superclasses(cl_data, tmp_path):
     (["--incremental", "B0-4", "--memory", "4"], "at least one exemplar of each of the 8 classes"),
     (["--incremental", "B0-4", "--class-order", "1,2,3"], "each of the 8 class ids once"),
     (["--incremental", "B0-4", "--loader", "streaming"], "--loader streaming: not in incremental runs (the tasks"),
-    (["--incremental", "B0-4", "--nproc-per-node", "2"], "--nproc-per-node 2: not in incremental runs"),
+    (["--incremental", "B0-4", "--class-order-runs", "2", "--nproc-per-node", "2"], "without --nproc-per-node"),
 ])
 def test_bad_incremental_options_get_one_line(cl_data, tmp_path, extra, message):
     proc = train_cli("--data", cl_data[0], "--val", cl_data[1], "--model", "tinynet", "--epochs-per-task", "1",
                      "--device", "cpu", "-q", "--out", tmp_path / "x", *extra)
     assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_two_processes_train_a_class_incremental_run_as_one_does(cl_data, tmp_path):
+    """DDP (torchrun): each rank trains on its part of every batch; the memory, the class means and
+    the bias corrections are rank 0's on every rank."""
+    args = ["--data", cl_data[0], "--val", cl_data[1], "--model", "tinynet", "--incremental", "B0-2", "--cl-method",
+            "bic", "--memory", "16", "--epochs-per-task", "2", "--batch-size", "32", "--lr", "0.2", "--device", "cpu",
+            "-q", "--seed", "3", "--no-amp", "--balanced-epochs", "1"]
+    one = train_cli(*args, "--out", tmp_path / "one", check=0)
+    two = train_cli(*args, "--out", tmp_path / "two", "--nproc-per-node", "2", env={"OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, (one.stderr[-1000:], two.stderr[-3000:])
+    a = json.loads((tmp_path / "one" / "summary.json").read_text())
+    b = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert a["steps"] == b["steps"] and (a["device"], b["device"]) == ("cpu", "cpu x2")
+    assert a["incremental"]["seen"] == pytest.approx(b["incremental"]["seen"], abs=0.07)  # 1 of 16 images a class
+    ca, cb = ckpt.load(tmp_path / "one" / "checkpoint.pt"), ckpt.load(tmp_path / "two" / "checkpoint.pt")
+    assert {c: v.tolist() for c, v in ca["memory"]["by_class"].items()} == \
+        {c: v.tolist() for c, v in cb["memory"]["by_class"].items()}
 
 
 @pytest.mark.slow
