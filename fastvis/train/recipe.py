@@ -75,9 +75,9 @@ RECIPE: dict[str, Value] = {
                     "peak lr at batch 512, SGD",
                     "FastNet's scaled-down head takes twice the ResNets' usual 0.1", _C100),
     "lr_muon_sgd": Value(1.2, "peak lr at batch 512 of the SGD groups under --optimizer muon (head, BatchNorm "
-                         "shifts and whitening bias at norm_lr_scale x)", "fastnet_s over 8 CIFAR-100 epochs, held-out, 3 "
-                         "seeds: 60.5% at 1.2 against 58.4% at 0.4 (the record's head rate; +2.1 points, 95% CI "
-                         "0.4-3.8); 0.8 gave 59.9% (one seed); 0.2 lost 3.7 points at 4 epochs",
+                         "shifts and whitening bias at norm_lr_scale x)", "fastnet_s over 8 CIFAR-100 epochs, "
+                         "held-out, 3 seeds: 60.5% at 1.2 against 58.4% at 0.4 (the record's head rate; +2.1 "
+                         "points, 95% CI 0.4-3.8); 0.8 gave 59.9% (one seed); 0.2 lost 3.7 points at 4 epochs",
                          "RESULTS: The SGD groups' learning rate under Muon, CIFAR-100, 8 epochs"),
     "muon_lr": Value(0.24, "peak lr of the filters under Muon (per step: Muon's update has a fixed size)",
                      "the record's value (airbench94_muon)", _ABL),
