@@ -108,7 +108,7 @@ def test_a_tiny_ablation_end_to_end(data, tmp_path):
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
     stamp = first.stat().st_mtime_ns
-    done = subprocess.run(_ablate(*args), cwd=REPO, capture_output=True, text=True, timeout=900)
+    done = run_cli("ablate", *args, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert first.stat().st_mtime_ns == stamp  # not run again
     result = json.loads((out / "ablation.json").read_text())
@@ -124,7 +124,7 @@ def test_a_tiny_ablation_end_to_end(data, tmp_path):
     assert "What makes it converge fast" in page and " ".join(result["sentence"].split()) in page
     slides = PdfReader(out / "slides.pdf")
     assert 3 <= len(slides.pages) <= 5 and slides.pages[0].mediabox.width > slides.pages[0].mediabox.height
-    again = subprocess.run(_ablate(*args), cwd=REPO, capture_output=True, text=True, timeout=300)
+    again = run_cli("ablate", *args, timeout=300)
     assert again.returncode == 0 and "8 of 8 runs already finished" in again.stdout
 
 

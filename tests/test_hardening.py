@@ -207,8 +207,7 @@ def _small(path: Path, labels=(0, 1, 2, 1), size: int = 4) -> Path:
 def test_a_fifo_is_not_opened(tmp_path):
     fifo = tmp_path / "x.beton"
     os.mkfifo(fifo)
-    proc = subprocess.run([sys.executable, "-m", "fastvis.cli.inspect", str(fifo)], capture_output=True, text=True,
-                          timeout=60, cwd=REPO)
+    proc = cli("inspect", fifo, timeout=60)
     assert proc.returncode == 1 and "not a regular file" in proc.stderr
 
 
@@ -563,11 +562,9 @@ def test_an_irregular_file_in_an_image_folder_is_listed_not_opened(tmp_path, kin
     else:
         odd.symlink_to(tmp_path / "nowhere.png")
     out = tmp_path / "o.beton"
-    proc = subprocess.run([sys.executable, "-m", "fastvis.cli.convert", str(root), str(out), "-q"],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    proc = cli("convert", root, out, "-q", timeout=120)
     assert proc.returncode == 1 and "c0/odd.png" in proc.stderr and not out.exists()
-    ok = subprocess.run([sys.executable, "-m", "fastvis.cli.convert", str(root), str(out), "-q", "--skip-bad"],
-                        capture_output=True, text=True, timeout=120, cwd=REPO)
+    ok = cli("convert", root, out, "-q", "--skip-bad", timeout=120)
     assert ok.returncode == 0 and len(BetonReader(out)) == 6
 
 

@@ -14,7 +14,7 @@ from fastvis.beton import BetonReader
 from fastvis.convert import convert
 from fastvis.sources import DicomSource, SourceError, detect_kind
 from fastvis.sources.dicom import area_resize, decode_image
-from tests.helpers import missing
+from tests.helpers import missing, run_cli
 
 pydicom = pytest.importorskip("pydicom")
 
@@ -65,8 +65,7 @@ def folder(tmp_path_factory):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "fastvis.cli.convert", *map(str, args)], capture_output=True,
-                          text=True, timeout=300)
+    return run_cli("convert", *args, timeout=300)
 
 
 def test_folder_is_detected_as_dicom(folder):

@@ -3,15 +3,12 @@ training with defect synthesis -> report."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from fastvis.loader import ResidentDataset
-from tests.helpers import missing
+from tests.helpers import missing, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +26,8 @@ def xray(tmp_path_factory):
     normal_csv.write_text("\n".join([rows[0], *[r for r in rows[1:] if r.split(",")[1] == "normal"]]) + "\n")
     for name, folder, csv_path, size in (("train", train, train_csv, "48"), ("val", val, val_csv, "48"),
                                          ("normal", val, normal_csv, "48"), ("val32", val, val_csv, "32")):
-        proc = subprocess.run([sys.executable, "-m", "fastvis.cli.convert", folder, root / f"{name}.beton",
-                               "--size", size, "--labels", csv_path, "-q"], capture_output=True, text=True,
-                              timeout=300)
+        proc = run_cli("convert", folder, root / f"{name}.beton", "--size", size, "--labels", csv_path, "-q",
+                       timeout=300)
         assert proc.returncode == 0, proc.stderr
     return root
 
@@ -51,11 +47,8 @@ def test_resident_radiographs_are_float_batches_with_masks(xray):
 
 def test_training_with_defect_synthesis_writes_the_report(xray, tmp_path):
     out = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "fastvis.cli.train", "--data", xray / "train.beton", "--val", xray / "val.beton",
-         "--model", "tinynet", "--epochs", "2", "--batch-size", "8", "--defect-paste", "0.5", "--out", out, "-q"],
-        capture_output=True, text=True, timeout=600, env=env)
+    proc = run_cli("train", "--data", xray / "train.beton", "--val", xray / "val.beton", "--model", "tinynet",
+                   "--epochs", "2", "--batch-size", "8", "--defect-paste", "0.5", "--out", out, "-q")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["image_size"] == [1, 48, 48] and summary["num_classes"] == 2
@@ -134,11 +127,9 @@ def test_defect_benchmark_writes_its_paired_table(tmp_path):
         build_xray_folder(tmp_path / "probe", 2, tile=32)
     except FileNotFoundError as exc:
         missing(str(exc))
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     args = ["--out", tmp_path / "d", "--normal", "6", "--many", "6", "--few", "2", "--val", "4", "--tile", "48",
             "--size", "24", "--epochs", "1", "--seeds", "2", "--model", "tinynet", "--batch-size", "4", "--jobs", "2"]
-    proc = subprocess.run([sys.executable, "-m", "fastvis.cli.bench", "defects", *args], capture_output=True, text=True,
-                          timeout=900, env=env)
+    proc = run_cli("bench", "defects", *args, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "d" / "defects.json").read_text())
     assert set(result["results"]) == {"few: 2 of 8", "many: 6 of 12"}
