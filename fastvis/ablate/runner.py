@@ -57,17 +57,16 @@ class Run:
         except (OSError, ValueError) as exc:
             return f"its ablation-config.json cannot be read ({exc})"
         here = json.loads(json.dumps(self.config.as_dict()))
+        where = {("run", "out"), ("run", "resume"), ("run", "quiet")}  # not settings of the result
         diffs = [f"{group}.{key}: {there.get(group, {}).get(key)!r} there, {value!r} now"
-                 for group, values in here.items() if group != "run" for key, value in values.items()
-                 if there.get(group, {}).get(key) != value]
-        diffs += [f"run.{k}: {there.get('run', {}).get(k)!r} there, {v!r} now" for k, v in here.get("run", {}).items()
-                  if k not in ("out", "resume", "quiet") and there.get("run", {}).get(k) != v]
+                 for group, values in here.items() for key, value in values.items()
+                 if (group, key) not in where and there.get(group, {}).get(key) != value]
         if self.done:
             from ..train.recipe import fingerprint
 
-            made = self.summary().get("recipe")
-            if made != fingerprint():
-                diffs.append(f"the recipe table: {made or 'before recipe digests'} there, {fingerprint()} now "
+            made, now = self.summary().get("recipe"), fingerprint()
+            if made != now:
+                diffs.append(f"the recipe table: {made or 'before recipe digests'} there, {now} now "
                              "(defaults the runs derive have changed)")
         return "; ".join(diffs) or None
 

@@ -48,5 +48,5 @@ def evaluate_tasks(trainer, t: int) -> None:
         st.history.append(entry)
         trainer.recorder.write_row(entry)
         trainer.recorder.log(f"task {t + 1}/{len(trainer.tasks)} ({seen} classes): accuracy on the classes seen "
-                          f"{100 * entry['accuracy']:.2f}% ({split})"
-                          + (f", nearest-mean {100 * entry['nme_accuracy']:.2f}%" if nme_hits else ""))
+                             f"{100 * entry['accuracy']:.2f}% ({split})"
+                             + (f", nearest-mean {100 * entry['nme_accuracy']:.2f}%" if nme_hits else ""))

@@ -115,8 +115,9 @@ def balanced_finetune(trainer, t: int) -> None:
     trainer.model.train()
     for k in range(steps):
         epoch, j = divmod(k, per_epoch)
-        key = (t + 1) * 1_000_003 + epoch  # not tuning: seed mixing
-        order = idx[epoch_order(len(idx), trainer.cfg.run.seed, key).to(idx.device)]
+        if j == 0:  # each epoch its own order
+            key = (t + 1) * 1_000_003 + epoch  # not tuning: seed mixing
+            order = idx[epoch_order(len(idx), trainer.cfg.run.seed, key).to(idx.device)]
         pick = order[j * b:(j + 1) * b]
         optimizer.set_lr(1 - k / steps, 0.0)
         x, y, targets = trainer.plan(Batch(trainer.data.dataset.batch(pick)[0], trainer.train_pos[pick], pick),

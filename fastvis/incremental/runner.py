@@ -150,8 +150,7 @@ class IncrementalTrainer(Trainer):
         return before, before + self.sizes[t]
 
     def task_indices(self, t: int) -> torch.Tensor:
-        new, kept = self._task_parts(t)
-        return new if kept is None else torch.cat([new, kept])
+        return _joined(*self._task_parts(t))
 
     def _task_parts(self, t: int) -> tuple[torch.Tensor, torch.Tensor | None]:  # (its own samples, the memory's)
         before, seen = self.bounds(t)
@@ -159,9 +158,8 @@ class IncrementalTrainer(Trainer):
         idx = torch.cat([self.class_idx[p] for p in range(first, seen)])
         if self.method == "bic" and t > 0:  # less the samples its bias correction is fitted on
             return validation_split(self.memory, self.class_idx, before, seen)[:2]
-        if self.method in MEMORY_METHODS and t > 0 and len(self.memory.indices()):
-            return idx, self.memory.indices().to(idx.device)
-        return idx, None
+        kept = self.memory.indices() if self.method in MEMORY_METHODS and t > 0 else ()
+        return (idx, kept.to(idx.device)) if len(kept) else (idx, None)
 
     def task_epochs(self, t: int) -> float:
         """Epochs of task ``t``: E on average (``--epochs-per-task``), the first W times a later one's."""
@@ -199,7 +197,7 @@ class IncrementalTrainer(Trainer):
     def begin_phase(self, t: int) -> None:
         st = self.state
         self.task_new, self.task_kept = self._task_parts(t)
-        self.task_idx = self.task_indices(t)
+        self.task_idx = _joined(self.task_new, self.task_kept)
         self.task_batch = self.global_batch(len(self.task_idx))
         share = self.cfg.incremental.replay_share
         if share is not None and self.task_kept is not None:  # an epoch is one pass over the new data
@@ -386,6 +384,11 @@ class IncrementalTrainer(Trainer):
         self.recorder.log(f"done: average incremental accuracy {100 * block['average_incremental']:.2f}%, last "
                           f"{100 * block['last']:.2f}% ({headline}), {st.train_seconds:.0f}s training -> {out}")
         return summary
+
+
+def _joined(new: torch.Tensor, kept: torch.Tensor | None) -> torch.Tensor:
+    """A task's samples: its own, then the memory's when it trains on them."""
+    return new if kept is None else torch.cat([new, kept])
 
 
 def train_incremental(cfg: TrainConfig, clock: Clock | None = None) -> dict:
