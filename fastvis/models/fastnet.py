@@ -36,10 +36,8 @@ class ConvGroup(nn.Module):
     def forward(self, x):
         x = F.max_pool2d(self.conv1(x), 2)
         x = F.gelu(self.bn1(x))
-        if self.depth == 2:
-            return F.gelu(self.bn2(self.conv2(x)))
         y = F.gelu(self.bn2(self.conv2(x)))
-        return F.gelu(self.bn3(self.conv3(y)) + x)
+        return y if self.depth == 2 else F.gelu(self.bn3(self.conv3(y)) + x)
 
 
 class FastNet(nn.Module):
