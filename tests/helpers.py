@@ -136,31 +136,27 @@ def _zygote_run(module: str, args: list[str], env: dict, timeout: float) -> subp
                 chunks[fd].append(block)
 
     readers = [threading.Thread(target=drain, args=(fd,), daemon=True) for fd in (out_r, err_r)]
-    for t in readers:  # each ends when every holder of its pipe's write end has closed it
-        t.start()
     request = json.dumps({"module": module, "args": args, "cwd": str(REPO), "env": env}).encode()
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as conn:
-            conn.connect(zygote.path)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as conn:
+        conn.connect(zygote.path)
+        try:
             socket.send_fds(conn, [request], [0, out_w, err_w])
+        finally:
             os.close(out_w)
             os.close(err_w)
-            out_w = err_w = None  # the child holds them now
-            pid = int(conn.recv(64))
-            conn.settimeout(timeout)
-            deadline = time.monotonic() + timeout
-            try:
-                answer = conn.recv(64)
-            except TimeoutError:
-                os.kill(pid, 9)
-                raise subprocess.TimeoutExpired([module, *args], timeout) from None
-            if not answer:
-                raise RuntimeError("tests.zygote ended while a run was in flight")
-            code = int(answer)
-    finally:  # not handed over (the starter could not be reached): close them, so the readers end
-        for fd in (out_w, err_w):
-            if fd is not None:
-                os.close(fd)
+        for t in readers:
+            t.start()
+        pid = int(conn.recv(64))
+        conn.settimeout(timeout)
+        deadline = time.monotonic() + timeout
+        try:
+            answer = conn.recv(64)
+        except TimeoutError:
+            os.kill(pid, 9)
+            raise subprocess.TimeoutExpired([module, *args], timeout) from None
+        if not answer:
+            raise RuntimeError("tests.zygote ended while a run was in flight")
+        code = int(answer)
     for t in readers:  # the child's streams close when it (and anything it started) is gone
         t.join(max(1.0, deadline - time.monotonic()))
     return subprocess.CompletedProcess([sys.executable, "-m", module, *args], code,
