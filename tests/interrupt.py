@@ -10,6 +10,10 @@ chosen moment of its life whatever the machine's speed:
 - ``checkpoint-write``: inside the N-th checkpoint write, likewise;
 - ``none``: not killed.
 
+Under torchrun, ``INTERRUPT_RANK=R`` limits the kill to the worker of that rank, and
+``INTERRUPT_ONCE=PATH`` to the first start (the kill leaves PATH behind; a restarted worker that
+finds it runs on), so that an elastic restart can be tested at a chosen moment.
+
 With ``TEST_EXACT=1`` in the environment the run computes the same sums in the same order in every
 process: fp32 (not a timed choice of bf16 autocast, which may fall either way where the CPU has
 native bf16), one thread, and no oneDNN (whose kernels now and then split a convolution's sums
@@ -34,8 +38,16 @@ def _kill() -> None:
 def install(event: str, n: int) -> None:
     count = {"n": 0}
 
+    rank, once = os.environ.get("INTERRUPT_RANK"), os.environ.get("INTERRUPT_ONCE")
+
     def due() -> bool:
+        if rank is not None and os.environ.get("RANK", "0") != rank:
+            return False
+        if once and os.path.exists(once):
+            return False
         count["n"] += 1
+        if count["n"] >= n and once:
+            open(once, "w").close()
         return count["n"] >= n
 
     if event == "none":
