@@ -6,7 +6,7 @@ run), random crop with 4-pixel padding, horizontal flip, normalise:
 
 - fastvis resident: the whole uint8 dataset in memory, batches gathered and augmented whole;
 - fastvis streaming: ``StreamingLoader`` (memory map, background threads) + the same batch ops;
-- torch DataLoader + torchvision v2 per image (num_workers = cores);
+- torch DataLoader + torchvision v2 per image (num_workers = ``--workers``);
 - ffcv Loader (its own decoder and per-image numba transforms), when ffcv is installed;
 - DALI pipeline (``DaliLoader``: external source from the .beton; CPU without a GPU), when installed.
 
@@ -16,7 +16,8 @@ fastvis ``JpegLoader`` (Pillow on threads here, nvjpeg on CUDA), torch DataLoade
 v2 (Pillow decode per image), ffcv's ``RandomResizedCropRGBImageDecoder``, DALI's
 ``decoders.image_random_crop``.
 
-One warm-up epoch each, then the median of ``--repeats`` epochs. ``--plot`` draws both suites.
+Every loader but fastvis streaming (two threads) gets ``--workers`` worker processes or threads
+(default: every core). One warm-up epoch each, then the median of ``--repeats`` epochs. ``--plot`` draws both suites.
 
 Usage: fastvis-bench loader [--suite raw|jpeg|both] [--beton c10.beton] [--repeats 3] [--device cpu]
        [--json PATH] [--plot PNG]
@@ -42,7 +43,7 @@ from fastvis.beton import BetonReader, BetonWriter, IntField, RGBImageField
 from fastvis.loader import JpegLoader, ResidentDataset, StreamingLoader, epoch_order
 
 MEAN, STD = A.CIFAR10_MEAN, A.CIFAR10_STD
-CORES = os.cpu_count() or 1
+WORKERS = os.cpu_count() or 1  # worker processes or threads each loader gets (--workers)
 DEVICE = "cpu"
 
 
@@ -105,8 +106,8 @@ def torch_dataloader(path, batch):
 
 
 def _torch_loader(dataset, batch):
-    """The DataLoader users would write: shuffled, one worker process per core."""
-    loader = torch.utils.data.DataLoader(dataset, batch, shuffle=True, drop_last=True, num_workers=CORES,
+    """The DataLoader users would write: shuffled, ``--workers`` worker processes (one per core)."""
+    loader = torch.utils.data.DataLoader(dataset, batch, shuffle=True, drop_last=True, num_workers=WORKERS,
                                          persistent_workers=True, pin_memory=DEVICE != "cpu")
     return _delivered(loader)
 
@@ -119,14 +120,14 @@ def ffcv_loader(path, batch):
 
 
 def _ffcv(path, batch, decode_and_augment: list, mean, std):
-    """An ffcv Loader (random order, one worker per core) whose image pipeline is ``decode_and_augment``
+    """An ffcv Loader (random order, ``--workers`` threads) whose image pipeline is ``decode_and_augment``
     then conversion to a normalised float batch."""
     from ffcv.fields.decoders import IntDecoder
     from ffcv.loader import Loader, OrderOption
     from ffcv.transforms import Convert, ToTensor, ToTorchImage
     from torchvision.transforms import Normalize
 
-    loader = Loader(str(path), batch_size=batch, num_workers=CORES, order=OrderOption.RANDOM, drop_last=True,
+    loader = Loader(str(path), batch_size=batch, num_workers=WORKERS, order=OrderOption.RANDOM, drop_last=True,
                     os_cache=True, pipelines={
                         "image": [*decode_and_augment, ToTensor(), ToTorchImage(), Convert(torch.float32),
                                   Normalize([255 * m for m in mean], [255 * s for s in std])],
@@ -144,7 +145,7 @@ def _delivered(loader):
 def dali_loader(path, batch):
     from fastvis.loader.dali import DaliLoader
 
-    loader = DaliLoader(path, batch, crop="pad", padding=4, mean=MEAN, std=STD, threads=CORES, device=DEVICE)
+    loader = DaliLoader(path, batch, crop="pad", padding=4, mean=MEAN, std=STD, threads=WORKERS, device=DEVICE)
     return _epochs(loader)
 
 
@@ -167,8 +168,8 @@ CROP = 224
 
 
 def jpeg_fastvis(path, batch):
-    return _epochs(JpegLoader(path, batch, CROP, threads=CORES, prefetch=2 * CORES, device=DEVICE, mean=IMAGENET_MEAN,
-                              std=IMAGENET_STD))
+    return _epochs(JpegLoader(path, batch, CROP, threads=WORKERS, prefetch=2 * WORKERS, device=DEVICE,
+                              mean=IMAGENET_MEAN, std=IMAGENET_STD))
 
 
 def jpeg_torch(path, batch):
@@ -190,7 +191,7 @@ def jpeg_ffcv(path, batch):
 def jpeg_dali(path, batch):
     from fastvis.loader.dali import DaliLoader
 
-    return _epochs(DaliLoader(path, batch, CROP, crop="rrc", mean=IMAGENET_MEAN, std=IMAGENET_STD, threads=CORES,
+    return _epochs(DaliLoader(path, batch, CROP, crop="rrc", mean=IMAGENET_MEAN, std=IMAGENET_STD, threads=WORKERS,
                               device=DEVICE))
 
 
@@ -284,7 +285,7 @@ def plot(suites: dict, titles: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None):
-    global DEVICE
+    global DEVICE, WORKERS
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--suite", choices=["raw", "jpeg", "both"], default="both")
     ap.add_argument("--beton", help="raw suite: a .beton of 32x32 images with image and label fields")
@@ -293,11 +294,16 @@ def main(argv: list[str] | None = None, prog: str | None = None):
     ap.add_argument("--batch", type=int, default=512, help="raw suite batch")
     ap.add_argument("--jpeg-batch", type=int, default=256, help="jpeg suite batch")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=WORKERS,
+                    help="worker processes or threads each loader gets (default: every core, %(default)s here)")
     ap.add_argument("--device", default="cpu", help="where fastvis and DALI deliver batches: cpu | cuda")
     ap.add_argument("--json", default=os.path.join("bench", "out", "loader.json"))
     ap.add_argument("--plot", help="write a bar chart of the results to this PNG")
     args = ap.parse_args(argv)
     DEVICE = args.device
+    if args.workers < 1:
+        ap.error(f"--workers must be at least 1 (got {args.workers})")
+    WORKERS = args.workers
     warnings.simplefilter("ignore")
     tmp = tempfile.TemporaryDirectory()
     out, titles = {}, {}
@@ -305,7 +311,7 @@ def main(argv: list[str] | None = None, prog: str | None = None):
         path = Path(args.beton) if args.beton else synthetic(Path(tmp.name) / "synthetic.beton")
         out["raw"] = run_suite(SUITES["raw"], path, args.batch, args.repeats)
         titles["raw"] = f"{path.name}: 32x32 raw, pad-crop + flip + normalise, batch {args.batch}"
-        print_table(f"# loader throughput, {titles['raw']}, {CORES} cores, {DEVICE}; images/s, median of "
+        print_table(f"# loader throughput, {titles['raw']}, {WORKERS} workers, {DEVICE}; images/s, median of "
                     f"{args.repeats} epochs", out["raw"])
     if args.suite in ("jpeg", "both"):
         path = Path(args.jpeg_beton) if args.jpeg_beton else synthetic_jpeg(Path(tmp.name) / "jpeg.beton", args.jpeg_n)
@@ -313,7 +319,7 @@ def main(argv: list[str] | None = None, prog: str | None = None):
         size = np.mean([len(r.payload(i, "image")) for i in range(len(r))])
         out["jpeg"] = run_suite(SUITES["jpeg"], path, args.jpeg_batch, args.repeats)
         titles["jpeg"] = f"{path.name}: JPEG, random-resized crop {CROP} + flip + normalise, batch {args.jpeg_batch}"
-        print_table(f"# loader throughput, {titles['jpeg']} (mean {size / 1024:.1f} KiB an image), {CORES} cores, "
+        print_table(f"# loader throughput, {titles['jpeg']} (mean {size / 1024:.1f} KiB an image), {WORKERS} workers, "
                     f"{DEVICE}; images/s, median of {args.repeats} epochs", out["jpeg"])
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1))
