@@ -83,7 +83,7 @@ def rng():
 #: what makes a test slow: it starts a training in another process (or torchrun, or an
 #: ablation), kills a run, or compiles a model; such tests are marked ``slow`` here, whether or
 #: not their module says so, and ``make test-fast`` (``-m "not slow"``) leaves them out
-SLOW_CALLS = ("train_cli(", "train_killed(", "train_exact(", "check_resume(", "torch.distributed.run",
+SLOW_CALLS = ("train_cli(", "warm_runs_cli(", "train_killed(", "train_exact(", "check_resume(", "torch.distributed.run",
               "compile=True", "_ablate(", "--nproc-per-node", "fastvis.cli.train")
 
 

@@ -167,6 +167,12 @@ def train_cli(*args, **kw) -> subprocess.CompletedProcess:
     return run_cli("train", *args, **kw)
 
 
+def warm_runs_cli(tool: str, *args, **kw) -> subprocess.CompletedProcess:
+    """``fastvis-<tool> args`` whose ablation runs are forked from it, warm (:mod:`tests.warm_runs`),
+    rather than started as new interpreters."""
+    return run_cli(tool, f"fastvis.cli.{tool}", *args, module="tests.warm_runs", **kw)
+
+
 #: runs whose weights are compared bit for bit: the same sums in the same order in every process
 #: (one thread, no oneDNN; see tests.interrupt)
 EXACT = {"OMP_NUM_THREADS": "1", "TEST_EXACT": "1"}

@@ -17,7 +17,7 @@ from fastvis.ablate.runner import check_folders, parse_variants, plan_runs
 from fastvis.ablate.stats import compare, mean_std, t_quantile
 from fastvis.train.config import TrainConfig
 from fastvis.train.recipe import fingerprint
-from tests.helpers import REPO, run_cli, train_cli
+from tests.helpers import REPO, train_cli, warm_runs_cli
 
 
 def test_statistics_on_fixed_numbers():
@@ -90,7 +90,8 @@ def test_variants_are_checked_against_the_base():
 
 
 def _ablate(*args):
-    return [sys.executable, "-m", "fastvis.cli.ablate", *map(str, args)]
+    """fastvis-ablate as a new interpreter, its runs forked from it (tests.warm_runs)."""
+    return [sys.executable, "-m", "tests.warm_runs", "fastvis.cli.ablate", *map(str, args)]
 
 
 def test_a_tiny_ablation_end_to_end(data, tmp_path):
@@ -108,7 +109,7 @@ def test_a_tiny_ablation_end_to_end(data, tmp_path):
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
     stamp = first.stat().st_mtime_ns
-    done = run_cli("ablate", *args, timeout=900)
+    done = warm_runs_cli("ablate", *args, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert first.stat().st_mtime_ns == stamp  # not run again
     result = json.loads((out / "ablation.json").read_text())
@@ -124,7 +125,7 @@ def test_a_tiny_ablation_end_to_end(data, tmp_path):
     assert "What makes it converge fast" in page and " ".join(result["sentence"].split()) in page
     slides = PdfReader(out / "slides.pdf")
     assert 3 <= len(slides.pages) <= 5 and slides.pages[0].mediabox.width > slides.pages[0].mediabox.height
-    again = run_cli("ablate", *args, timeout=300)
+    again = warm_runs_cli("ablate", *args, timeout=300)
     assert again.returncode == 0 and "8 of 8 runs already finished" in again.stdout
 
 
@@ -133,9 +134,9 @@ def test_class_incremental_runs_are_ablated_on_their_average_incremental_accurac
 
     train, val = write_classes(tmp_path / "train.beton", 24, 0), write_classes(tmp_path / "val.beton", 8, 1)
     out = tmp_path / "ablate"
-    proc = run_cli("ablate", "--data", train, "--val", val, "--model", "tinynet", "--incremental", "B0-2",
-                   "--cl-method", "replay", "--memory", "16", "--epochs-per-task", "1", "--batch-size", "32",
-                   "--device", "cpu", "--with", "balanced_epochs=2", "--seeds", "1", "--jobs", "2", "--out", out)
+    proc = warm_runs_cli("ablate", "--data", train, "--val", val, "--model", "tinynet", "--incremental", "B0-2",
+                         "--cl-method", "replay", "--memory", "16", "--epochs-per-task", "1", "--batch-size", "32",
+                         "--device", "cpu", "--with", "balanced_epochs=2", "--seeds", "1", "--jobs", "2", "--out", out)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads((out / "ablation.json").read_text())
     assert result["metric"] == "average_incremental" and result["split"] == "test"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fastvis.loader import ResidentDataset
-from tests.helpers import missing, run_cli
+from tests.helpers import missing, run_cli, warm_runs_cli
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_defect_benchmark_writes_its_paired_table(tmp_path):
         missing(str(exc))
     args = ["--out", tmp_path / "d", "--normal", "6", "--many", "6", "--few", "2", "--val", "4", "--tile", "48",
             "--size", "24", "--epochs", "1", "--seeds", "2", "--model", "tinynet", "--batch-size", "4", "--jobs", "2"]
-    proc = run_cli("bench", "defects", *args, timeout=900)
+    proc = warm_runs_cli("bench", "defects", *args, timeout=900)  # its runs forked, warm
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "d" / "defects.json").read_text())
     assert set(result["results"]) == {"few: 2 of 8", "many: 6 of 12"}
