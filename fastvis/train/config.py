@@ -123,6 +123,8 @@ class OptimOptions:
     norm_lr_scale: float | None = option(None, "learning rate of the normalisation layers' shifts and scales (and "
                                          "FastNet's whitening bias) as a multiple of --lr (default: the recipe's)",
                                          metavar="X", bounds="(0, inf)")
+    head_lr_scale: float | None = option(None, "learning rate of the last linear layer's weight as a multiple of --lr "
+                                         "(default: the recipe's)", metavar="X", bounds="(0, inf)")
     whiten_bias_epochs: float = option(recipe.get("whiten_bias_epochs"), "FastNet: train the whitening layer's bias "
                                        "for this many epochs (its lr falling to zero over them), then leave it",
                                        metavar="E", bounds="[0, inf)")

@@ -59,8 +59,9 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, peak_lr: float) -> 
     biases and norms; what the options leave open comes from the recipe."""
     o = cfg.optim
     scale = o.norm_lr_scale if o.norm_lr_scale is not None else recipe.get("norm_lr_scale")[o.optimizer]
+    head = o.head_lr_scale if o.head_lr_scale is not None else recipe.get("head_lr_scale")[o.optimizer]
     return Optimizer(model, o.optimizer, peak_lr, o.momentum, o.nesterov, o.weight_decay, norm_lr_scale=scale,
-                     muon_lr=o.muon_lr if o.muon_lr is not None else recipe.get("muon_lr"),
+                     head_lr_scale=head, muon_lr=o.muon_lr if o.muon_lr is not None else recipe.get("muon_lr"),
                      muon_momentum=recipe.get("muon_momentum"), ns_steps=recipe.get("muon_ns_steps"))
 
 

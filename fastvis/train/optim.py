@@ -65,7 +65,8 @@ class Optimizer:
     filters under Muon. :meth:`set_lr` sets every group from the schedule's factor."""
 
     def __init__(self, model: nn.Module, kind: str, lr: float, momentum: float, nesterov: bool, weight_decay: float,
-                 norm_lr_scale: float, muon_lr: float, muon_momentum: float, ns_steps: int):
+                 norm_lr_scale: float, muon_lr: float, muon_momentum: float, ns_steps: int,
+                 head_lr_scale: float = 1.0):
         if kind not in ("sgd", "muon"):
             raise InputError(f"--optimizer {kind}: expected sgd or muon")
         self.kind, self.peak, self.muon_peak = kind, lr, muon_lr
@@ -76,7 +77,7 @@ class Optimizer:
         roles = parameter_roles(model)
         vectors = [p for p in roles["other"] if p.ndim <= 1]  # biases: no decay
         groups = [
-            {"role": "head", "params": roles["head"], "scale": 1.0, "weight_decay": weight_decay},
+            {"role": "head", "params": roles["head"], "scale": head_lr_scale, "weight_decay": weight_decay},
             {"role": "other", "params": [p for p in roles["other"] if p.ndim > 1], "scale": 1.0,
              "weight_decay": weight_decay},
             {"role": "other", "params": vectors, "scale": 1.0, "weight_decay": 0.0},

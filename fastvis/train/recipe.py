@@ -86,6 +86,8 @@ RECIPE: dict[str, Value] = {
                            "there", _ABL),
     "norm_lr_scale": Value({"sgd": 1.0, "muon": 64.0}, "x the base lr, for norm shifts and the whitening bias",
                            "the record trains BatchNorm shifts 64x faster than the weights", _ABL),
+    "head_lr_scale": Value({"sgd": 1.0, "muon": 1.0}, "x the base lr, for the last linear layer's weight",
+                           "the head trains at the base lr; other scales are an option until measured", _ABL),
     "warmup_start": Value(0.02, "of the peak lr, the first step's", "a zero first step would waste the step",
                           "tests/train/test_budget.py"),
     "lookahead": Value((5, 0.95), "(steps between pulls, base of the decay base**steps * progress**3)",

@@ -33,11 +33,11 @@ def test_fastnet_parameters_by_role():
 
 def test_each_group_gets_its_lr_scale_and_the_whitening_bias_stops():
     model = create_model("fastnet_s", 10)
-    opt = _opt(model)
+    opt = _opt(model, head_lr_scale=4.0)
     base = opt.set_lr(0.5, whiten_factor=0.0)
     assert base == pytest.approx(0.05)
     lrs = {g["role"]: g["lr"] for g in opt.param_groups}
-    assert lrs["norm"] == pytest.approx(0.05 * 64) and lrs["head"] == pytest.approx(0.05)
+    assert lrs["norm"] == pytest.approx(0.05 * 64) and lrs["head"] == pytest.approx(0.05 * 4)
     assert lrs["whiten_bias"] == 0.0 and lrs["filters"] == pytest.approx(0.05)
 
 
