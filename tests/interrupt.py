@@ -46,9 +46,11 @@ def install(event: str, n: int) -> None:
         if once and os.path.exists(once):
             return False
         count["n"] += 1
-        if count["n"] >= n and once:
+        if count["n"] < n:
+            return False
+        if once:
             open(once, "w").close()
-        return count["n"] >= n
+        return True
 
     if event == "none":
         return

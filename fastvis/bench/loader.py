@@ -19,8 +19,8 @@ v2 (Pillow decode per image), ffcv's ``RandomResizedCropRGBImageDecoder``, DALI'
 Every loader but fastvis streaming (two threads) gets ``--workers`` worker processes or threads
 (default: every core). One warm-up epoch each, then the median of ``--repeats`` epochs. ``--plot`` draws both suites.
 
-Usage: fastvis-bench loader [--suite raw|jpeg|both] [--beton c10.beton] [--repeats 3] [--device cpu]
-       [--json PATH] [--plot PNG]
+Usage: fastvis-bench loader [--suite raw|jpeg|both] [--beton c10.beton] [--repeats 3] [--workers N]
+       [--device cpu] [--json PATH] [--plot PNG]
 """
 from __future__ import annotations
 

@@ -65,8 +65,7 @@ class Optimizer:
     filters under Muon. :meth:`set_lr` sets every group from the schedule's factor."""
 
     def __init__(self, model: nn.Module, kind: str, lr: float, momentum: float, nesterov: bool, weight_decay: float,
-                 norm_lr_scale: float, muon_lr: float, muon_momentum: float, ns_steps: int,
-                 head_lr_scale: float = 1.0):
+                 norm_lr_scale: float, head_lr_scale: float, muon_lr: float, muon_momentum: float, ns_steps: int):
         if kind not in ("sgd", "muon"):
             raise InputError(f"--optimizer {kind}: expected sgd or muon")
         self.kind, self.peak, self.muon_peak = kind, lr, muon_lr

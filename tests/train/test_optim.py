@@ -13,8 +13,8 @@ from fastvis.train.optim import Optimizer, parameter_roles
 
 
 def _opt(model, kind="sgd", **kw):
-    args = dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, norm_lr_scale=64.0, muon_lr=0.24,
-                muon_momentum=0.6, ns_steps=3)
+    args = dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, norm_lr_scale=64.0, head_lr_scale=1.0,
+                muon_lr=0.24, muon_momentum=0.6, ns_steps=3)
     args.update(kw)
     return Optimizer(model, kind, **args)
 
