@@ -9,5 +9,6 @@ COMMANDS = {
     "baseline": ("fastvis.bench.baseline", "plain PyTorch training baseline inside a time budget"),
     "defects": ("fastvis.bench.defects", "defect synthesis on radiograph crops: many/few real defects, without/with"),
     "record": ("fastvis.bench.record", "the CIFAR-10 record's script (your copy) against fastnet at the same epochs"),
+    "step": ("fastvis.bench.step", "a training step's time: SGD, Muon orthogonalising in bf16 and in float32"),
     "small": ("fastvis.bench.small", "a small data set in a short budget: enough steps, against a long run"),
 }

@@ -62,7 +62,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, peak_lr: float) -> 
     head = o.head_lr_scale if o.head_lr_scale is not None else recipe.get("head_lr_scale")[o.optimizer]
     return Optimizer(model, o.optimizer, peak_lr, o.momentum, o.nesterov, o.weight_decay, norm_lr_scale=scale,
                      head_lr_scale=head, muon_lr=o.muon_lr if o.muon_lr is not None else recipe.get("muon_lr"),
-                     muon_momentum=recipe.get("muon_momentum"), ns_steps=recipe.get("muon_ns_steps"))
+                     muon_momentum=recipe.get("muon_momentum"), ns_steps=recipe.get("muon_ns_steps"),
+                     ns_dtype=recipe.muon_ns_dtype(next(model.parameters()).device.type))
 
 
 def peak_lr(cfg: TrainConfig, model_name: str) -> float:

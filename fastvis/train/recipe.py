@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RECIPE", "Value", "batch_size", "fingerprint", "get", "optimizer", "peak_lr", "table"]
+__all__ = ["RECIPE", "Value", "batch_size", "fingerprint", "get", "muon_ns_dtype", "optimizer", "peak_lr", "table"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,11 @@ RECIPE: dict[str, Value] = {
     "muon_momentum": Value(0.6, "momentum of Muon", "the record's value (airbench94_muon)", _ABL),
     "muon_ns_steps": Value(3, "Newton-Schulz iterations", "the record's value; 5 cost 50% more and changed nothing "
                            "there", _ABL),
+    "muon_ns_dtype": Value({"cuda": "bfloat16", "*": "float32"}, "precision of Muon's orthogonalisation, by "
+                           "device", "torch's Muon computes it in bf16, which a CPU without native bf16 emulates: "
+                           "fastnet's step took 2.7 s more in bf16 than in float32 on a 2-core AVX2 CPU (the whole "
+                           "forward and backward pass takes 3.5 s); GPUs keep torch's bf16",
+                           "RESULTS: Muon's orthogonalisation in float32 on a CPU"),
     "norm_lr_scale": Value({"sgd": 1.0, "muon": 64.0}, "x the base lr, for norm shifts and the whitening bias",
                            "the record trains BatchNorm shifts 64x faster than the weights", _ABL),
     "head_lr_scale": Value({"sgd": 1.0, "muon": 8.0}, "x the base lr, for the last linear layer's weight",
@@ -188,6 +193,12 @@ def peak_lr(model: str, optimizer: str, batch: int) -> float:
         return get("lr_muon_sgd") * scale
     table = get("lr_sgd")
     return table.get(model, table["*"]) * scale
+
+
+def muon_ns_dtype(device: str) -> str:
+    """The precision of Muon's orthogonalisation on ``device`` ("cpu", "cuda", ...)."""
+    table = get("muon_ns_dtype")
+    return table.get(device, table["*"])
 
 
 def optimizer(model: str, channels: int = 3) -> str:

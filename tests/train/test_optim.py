@@ -2,6 +2,8 @@
 the test-time augmentation views."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -9,12 +11,14 @@ from fastvis.models import create_model
 from fastvis.models.layers import MatrixConv2d, matrix_filters
 from fastvis.train.ema import Lookahead
 from fastvis.train.evaluation import tta_logits, tta_views
-from fastvis.train.optim import Optimizer, parameter_roles
+from fastvis.train import optim, recipe
+from fastvis.train.model import make_optimizer
+from fastvis.train.optim import Optimizer, newton_schulz, parameter_roles
 
 
 def _opt(model, kind="sgd", **kw):
     args = dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, norm_lr_scale=64.0, head_lr_scale=1.0,
-                muon_lr=0.24, muon_momentum=0.6, ns_steps=3)
+                muon_lr=0.24, muon_momentum=0.6, ns_steps=3, ns_dtype="float32")
     args.update(kw)
     return Optimizer(model, kind, **args)
 
@@ -71,6 +75,74 @@ def test_muon_trains_filters_as_matrices_and_keeps_their_norm():
         _opt(create_model("fastnet_s", 10), "sgd").load_state_dict(saved)
 
 
+def test_newton_schulz_in_float32_is_torchs_iteration():
+    """The float32 orthogonalisation computes torch's iteration (its coefficients, its steps): the
+    same matrix in float64 agrees to float32's precision, and torch's bf16 result to bf16's."""
+    torch_ns = torch.optim._muon._zeropower_via_newtonschulz
+    coefficients = (3.4445, -4.7750, 2.0315)
+    torch.manual_seed(0)
+    for shape in [(32, 216), (300, 40)]:  # wide and tall
+        g = torch.randn(*shape)
+        ours = newton_schulz(g, coefficients, 3, 1e-7)
+        assert ours.dtype == torch.float32 and ours.shape == g.shape
+        exact = newton_schulz(g.double(), coefficients, 3, 1e-7)  # the same code in float64
+        assert torch.allclose(ours.double(), exact, atol=1e-5)
+        theirs = torch_ns(g, coefficients, 3, 1e-7).float()
+        assert (ours - theirs).norm() / ours.norm() < 0.02
+        assert not torch.equal(ours, theirs)  # computed in another precision, not torch's
+        singular = torch.linalg.svdvals(ours)  # orthogonalised: singular values near 1, not g's spread
+        assert 0.3 < float(singular.min()) and float(singular.max()) < 1.5
+
+
+def test_muon_step_orthogonalises_in_the_precision_asked(monkeypatch):
+    torch_ns = torch.optim._muon._zeropower_via_newtonschulz
+    calls = []
+
+    def counting(*args):
+        calls.append(args[0].shape)
+        return newton_schulz(*args)
+
+    monkeypatch.setattr(optim, "newton_schulz", counting)
+    results = {}
+    for dtype in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        model = create_model("fastnet_s", 10)
+        opt = _opt(model, "muon", ns_dtype=dtype)
+        calls.clear()
+        x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        assert len(calls) == (6 if dtype == "float32" else 0)  # one per filter, or torch's own
+        assert torch.optim._muon._zeropower_via_newtonschulz is torch_ns  # restored after the step
+        results[dtype] = [p.detach().clone() for p in opt.muon.param_groups[0]["params"]]
+    for a, b in zip(results["float32"], results["bfloat16"]):
+        assert not torch.equal(a, b) and torch.allclose(a, b, atol=0.05)
+
+    def failing(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(optim, "newton_schulz", failing)
+    model = create_model("fastnet_s", 10)
+    opt = _opt(model, "muon")
+    model(torch.randn(4, 3, 32, 32)).sum().backward()
+    with pytest.raises(RuntimeError, match="boom"):
+        opt.step()
+    assert torch.optim._muon._zeropower_via_newtonschulz is torch_ns  # restored after a failure too
+    with pytest.raises(ValueError, match="ns_dtype"):
+        _opt(model, "muon", ns_dtype="float16")
+
+
+def test_the_recipe_orthogonalises_in_float32_off_the_gpu():
+    from fastvis.train.config import TrainConfig
+
+    assert recipe.muon_ns_dtype("cpu") == "float32" and recipe.muon_ns_dtype("mps") == "float32"
+    assert recipe.muon_ns_dtype("cuda") == "bfloat16"
+    cfg = TrainConfig()
+    cfg.optim.optimizer = "muon"
+    opt = make_optimizer(create_model("fastnet_s", 10), cfg, 0.1)
+    assert opt.ns_dtype == "float32"
+
+
 def test_lookahead_averages_more_as_training_ends():
     model = torch.nn.Linear(2, 1, bias=False)
     la = Lookahead(model, every=5, base=0.95)
@@ -99,3 +171,18 @@ def test_tta_views_weigh_to_one_and_shift_by_reflection():
     assert torch.equal(views[4][0, 0, :3, :3], x[0, 0, 1:, 1:])  # moved up-left
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
     assert torch.allclose(tta_logits(model, x, False, 0), model(x))
+
+
+def test_step_benchmark_times_each_optimiser(tmp_path, capsys):
+    from fastvis.bench.step import main
+
+    out = tmp_path / "step.json"
+    rows = main(["--models", "fastnet_s", "--batch", "8", "--steps", "1", "--json", str(out)])
+    assert [(r["optimizer"], r["ns_dtype"]) for r in rows] == [("sgd", "float32"), ("muon", "bfloat16"),
+                                                               ("muon", "float32")]
+    assert all(r["forward_backward_s"] > 0 and r["step_s"] > 0 and r["images_per_second"] > 0 for r in rows)
+    table = json.loads(out.read_text())["table"]
+    assert len(table) == 6 and "| fastnet_s | muon | bfloat16 |" in table[4]
+    assert "orthogonalisation" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--steps", "0"])
