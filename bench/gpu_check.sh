@@ -20,6 +20,9 @@ python -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || 
 timeout 240 python -m pytest -q -p no:cacheprovider tests/kernels tests/augment tests/loader 2>&1 | tail -15 | tee "$OUT/tests.txt"
 timeout 240 python -m fastvis.cli.bench augment --device all --json "$OUT/augment.json" 2>&1 | tee "$OUT/augment.txt"
 timeout 120 python -m fastvis.cli.bench poisson --device all --batch 256 --json "$OUT/poisson.json" 2>&1 | tee "$OUT/poisson.txt"
+# Muon's orthogonalisation in bf16 (torch's, the recipe's choice on a GPU) against float32 (the CPU's)
+timeout 60 python -m fastvis.cli.bench step --device cuda --models fastnet,fastnet_l --steps 5 --json "$OUT/step.json" 2>&1 | \
+  tee "$OUT/step.txt"
 # JPEG loading on the device: JpegLoader (nvjpeg + roi_align) against the DataLoader (16 workers,
 # pinned copies). DALI's wheel (424 MB) is too large to carry, so its row is skipped here.
 timeout 180 python -m fastvis.cli.bench loader --suite jpeg --device cuda --jpeg-n 4096 --json "$OUT/loader.json" 2>&1 | \
