@@ -324,7 +324,7 @@ def test_resume_continues_the_run_with_its_own_settings(data, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 24 and summary["hyper"]["cutmix"] == 1.0 and not stale.exists()
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [0.5, 1, 1.5, 2, 2.5, 3] and 0.999 not in [r["top1"] for r in rows]  # once
+    assert [r["epoch"] for r in rows] == [0.625, 1.25, 1.875, 2.5, 3] and 0.999 not in [r["top1"] for r in rows]  # once
     more = train_cli("--resume", run, "--epochs", "4")  # more epochs: does what it says
     assert more.returncode == 0 and json.loads((run / "summary.json").read_text())["steps"] == 32
 

@@ -89,9 +89,10 @@ class Evaluations:
 
     def _evaluation_inside_epoch_due(self) -> bool:
         """Whether to evaluate after this step, inside an epoch: a run of fewer epochs than the
-        recipe's ``curve_points`` evaluates every 1/curve_points of its steps, so that its curve
-        has that many points (with a budget: of the steps it is expected to train, once the speed
-        is known, and while evaluations take at most their share of the time)."""
+        recipe's ``curve_points`` evaluates every 1/curve_points of its steps (rounded up), so
+        that its curve has that many points with the final evaluation (with a budget: of the steps
+        it is expected to train, once the speed is known, and while evaluations take at most their
+        share of the time). Such a run evaluates at those steps only, at the end of an epoch too."""
         st, per_epoch, points = self.state, self.steps_per_epoch, recipe.get("curve_points")
         if not self.evaluates_during_training:
             return False
@@ -102,7 +103,7 @@ class Evaluations:
                 total = st.phase_step + self.budget.steps_left()
             else:
                 return False
-            self.eval_interval = max(1, total // points) if total < points * per_epoch else 0
+            self.eval_interval = max(1, -(-total // points)) if total < points * per_epoch else 0
         if not self.eval_interval or st.phase_step % self.eval_interval:
             return False
         if self.budget is None:
@@ -111,10 +112,13 @@ class Evaluations:
         return b.eval_time <= b.MAX_EVAL_SHARE * self.eval_interval * b.step_time and b.room_for_eval()
 
     def _evaluation_due(self, epoch_seconds: float) -> bool:
-        """Every epoch with --epochs; with a budget, spaced to take at most 10% of the time and only
-        while one fits before the deadline."""
+        """At the end of an epoch: every epoch with --epochs; with a budget, spaced to take at most
+        10% of the time and only while one fits before the deadline; in a run that evaluates at
+        steps spread over its length (fewer epochs than curve points), only at one of those."""
         if not self.evaluates_during_training:
             return False
+        if self.eval_interval:
+            return self._evaluation_inside_epoch_due()
         if self.budget is None:
             return True
         every = self.budget.eval_every(epoch_seconds)

@@ -29,8 +29,9 @@ def test_run_writes_every_output(data, tmp_path):
     assert summary["top1"] > 0.5  # chance is 0.25
     assert json.loads((tmp_path / "summary.json").read_text())["top1"] == summary["top1"]
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    # 3 epochs of 8 steps: evaluated every 4 steps (24 // 5), so that the curve has at least 5 points
-    assert [r["epoch"] for r in rows] == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+    # 3 epochs of 8 steps: evaluated every 5 steps (24 / 5 rounded up), so that the curve has 5 points
+    # with the final one; not at the ends of epochs besides (steps 8 and 16)
+    assert [r["epoch"] for r in rows] == [0.625, 1.25, 1.875, 2.5, 3.0]
     assert rows[-1]["final"] and rows[-1]["top1"] == summary["top1"]
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "report.pdf").read_bytes()[:4] == b"%PDF"
