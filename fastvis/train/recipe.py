@@ -138,8 +138,10 @@ RECIPE: dict[str, Value] = {
                                        "tests/train/test_budget.py"),
     "report_seconds": Value(3.0, "seconds", "the report, the curve and the summary on a 2-core CPU",
                             "tests/train/test_budget.py"),
-    "curve_points": Value(5, "evaluations during a run, at least", "a run of fewer epochs evaluates inside its "
-                          "epochs too, so that its curve shows how it learned", "tests/train/test_trainer.py"),
+    "curve_points": Value(5, "points of a run's curve, the final evaluation included, at least", "a run of fewer "
+                          "epochs evaluates at that many spread steps instead of at the ends of its epochs, so "
+                          "that its curve shows how it learned without evaluating twice as often",
+                          "tests/train/test_trainer.py"),
     "max_eval_share": Value(0.1, "of the training time", "intermediate evaluations never take more",
                             "tests/train/test_budget.py"),
     "checkpoint_seconds": Value((0.5, 12, 400e6), "(s, bytes per parameter, bytes/s): the first checkpoint's "
