@@ -113,7 +113,8 @@ class Optimizer:
     the precision of Muon's orthogonalisation, "float32" or "bfloat16" (torch's)."""
 
     def __init__(self, model: nn.Module, kind: str, lr: float, momentum: float, nesterov: bool, weight_decay: float,
-                 norm_lr_scale: float, head_lr_scale: float, muon_lr: float, muon_momentum: float, ns_steps: int, ns_dtype: str):
+                 norm_lr_scale: float, head_lr_scale: float, muon_lr: float, muon_momentum: float, ns_steps: int,
+                 ns_dtype: str):
         if kind not in ("sgd", "muon"):
             raise InputError(f"--optimizer {kind}: expected sgd or muon")
         if ns_dtype not in ("float32", "bfloat16"):

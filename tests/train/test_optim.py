@@ -9,9 +9,9 @@ import torch
 
 from fastvis.models import create_model
 from fastvis.models.layers import MatrixConv2d, matrix_filters
+from fastvis.train import optim, recipe
 from fastvis.train.ema import Lookahead
 from fastvis.train.evaluation import tta_logits, tta_views
-from fastvis.train import optim, recipe
 from fastvis.train.model import make_optimizer
 from fastvis.train.optim import Optimizer, newton_schulz, parameter_roles
 
