@@ -23,16 +23,15 @@ def time_steps(model_name: str, kind: str, ns_dtype: str, batch: int, steps: int
                classes: int = 100) -> dict:
     """Median seconds of the forward and backward pass and of the optimiser's step."""
     from fastvis.models import create_model
-    from fastvis.train import recipe
-    from fastvis.train.optim import Optimizer
+    from fastvis.train.config import TrainConfig
+    from fastvis.train.model import make_optimizer, peak_lr
 
     torch.manual_seed(0)
     model = create_model(model_name, classes).to(device).to(memory_format=torch.channels_last)
-    opt = Optimizer(model, kind, lr=recipe.peak_lr(model_name, kind, batch), momentum=0.9, nesterov=True,
-                    weight_decay=5e-4, norm_lr_scale=recipe.get("norm_lr_scale")[kind],
-                    head_lr_scale=recipe.get("head_lr_scale")[kind], muon_lr=recipe.get("muon_lr"),
-                    muon_momentum=recipe.get("muon_momentum"), ns_steps=recipe.get("muon_ns_steps"),
-                    ns_dtype=ns_dtype)
+    cfg = TrainConfig()  # the trainer's optimiser with the recipe's values, in the precision asked
+    cfg.optim.optimizer, cfg.optim.batch_size = kind, batch
+    opt = make_optimizer(model, cfg, peak_lr(cfg, model_name))
+    opt.ns_dtype = ns_dtype
     x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, classes, (batch,), device=device)
 
