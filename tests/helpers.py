@@ -233,3 +233,12 @@ class FakeClock:
 
     def tick(self, seconds: float) -> None:
         self.t += seconds
+
+
+def require_cuda_kernels() -> None:
+    """Skip, naming the reason, where numba cannot build CUDA kernels (the simulator can)."""
+    from fastvis.kernels.cuda_ready import cuda_kernels_problem
+
+    problem = cuda_kernels_problem()
+    if problem is not None:
+        pytest.skip(f"numba cannot run CUDA kernels here: {problem}")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..kernels import poisson as poisson_kernels
+from ..kernels.cuda_ready import use_cuda_kernels
 
 __all__ = ["BlendStats", "poisson_blend", "poisson_blend_batch", "poisson_blend_reference"]
 
@@ -164,7 +165,13 @@ def poisson_blend_batch(
     rho_p = rho.repeat_interleave(C)
     iters = torch.zeros(P, dtype=torch.int32, device=dev)
     resid = torch.zeros(P, dtype=torch.float64, device=dev)
-    if dev.type == "cuda":
+    if dev.type == "cuda" and not use_cuda_kernels():
+        # numba cannot build CUDA kernels here: the CPU twin on host copies, the result back
+        host = [a.cpu() for a in (f, lap, m8, rho_p, iters, resid)]
+        poisson_kernels.poisson_sor_cpu(*(a.numpy() for a in host[:4]), tol, max_iter, host[4].numpy(),
+                                        host[5].numpy())
+        f, iters, resid = host[0].to(dev), host[4].to(dev), host[5].to(dev)
+    elif dev.type == "cuda":
         from numba import cuda
 
         with cuda.gpus[dev.index or 0]:

@@ -115,9 +115,17 @@ def main(argv: list[str] | None = None, prog: str | None = None):
     for device in devices:
         cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
         name = torch.cuda.get_device_name() if device == "cuda" else cpu
-        print(f"\n# {device}: {name}; batch {args.batch} x 3 x 32 x 32; images/s (median of {args.repeats} runs)")
+        kernels = "numba kernels"
+        if device == "cuda":
+            from ..kernels.cuda_ready import cuda_kernels_problem
+
+            problem = cuda_kernels_problem()
+            kernels = "numba CUDA kernels" if problem is None else \
+                f"torch forms (numba cannot run CUDA kernels: {problem})"
+        print(f"\n# {device}: {name}; batch {args.batch} x 3 x 32 x 32; images/s (median of {args.repeats} runs); "
+              f"fastvis rows: {kernels}")
         print(f"{'transform':20s} {'implementation':28s} {'images/s':>14s} {'fastvis speed-up':>17s}")
-        results[device] = {"name": name, "rows": {}}
+        results[device] = {"name": name, "kernels": kernels, "rows": {}}
         for op, impls in cases(device, args.batch).items():
             timings = {}
             for impl, fn in impls.items():
@@ -128,9 +136,9 @@ def main(argv: list[str] | None = None, prog: str | None = None):
                     timings[impl] = args.batch / timer(fn, device, iters, 3 if slow else args.repeats)
                 except Exception as exc:  # a library that does not take this input
                     print(f"{op:20s} {impl:28s} {'failed: ' + type(exc).__name__:>14s}")
-            best = max(v for k, v in timings.items() if k.startswith("fastvis"))
+            best = max((v for k, v in timings.items() if k.startswith("fastvis")), default=None)
             for impl, rate in timings.items():
-                ratio = "" if impl.startswith("fastvis") else f"{best / rate:16.1f}x"
+                ratio = "" if impl.startswith("fastvis") or best is None else f"{best / rate:16.1f}x"
                 print(f"{op:20s} {impl:28s} {rate:14,.0f} {ratio:>17s}")
             results[device]["rows"][op] = timings
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@
 zero (``reflect=False``) or mirrored without repeating the edge (``reflect=True``, as
 ``torch.nn.functional.pad(mode="reflect")``). One pass, no padded copy of the batch.
 
-Same three forms as ``mix``: CUDA kernel, CPU twin, numpy reference, and a dispatch entry.
+Same forms as ``mix``: CUDA kernel, CPU twin, torch form, numpy reference, and a dispatch entry.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numba
 import numpy as np
 from numba import cuda
 
+from .cuda_ready import use_cuda_kernels
 from .mix import _launch_into, chunks, unravel
 
 # -- shared index arithmetic --------------------------------------------------------------------
@@ -102,6 +103,39 @@ def crop_flip_reference(src, oy, ox, flip, pad, reflect, out_hw):
     return out
 
 
+def _reflect_torch(i, n: int):
+    if n == 1:
+        return i * 0
+    period = 2 * (n - 1)
+    i = i.abs() % period
+    return (period - i).where(i >= n, i)
+
+
+def crop_flip_torch(images, oy, ox, flip, pad: int, reflect: bool, out):
+    """``crop_flip`` into ``out`` through torch operations (a gather by source index), on any
+    device: the form device tensors take where numba cannot build CUDA kernels."""
+    import torch
+
+    B, _, Hs, Ws = images.shape
+    _, _, H, W = out.shape
+    dev = images.device
+    y = torch.arange(H, device=dev)
+    x = torch.arange(W, device=dev)
+    sy = y[None] + oy[:, None] - pad  # (B, H)
+    sx = torch.where(flip[:, None].bool(), W - 1 - x[None], x[None]) + ox[:, None] - pad  # (B, W)
+    if reflect:
+        ry, rx = _reflect_torch(sy, Hs), _reflect_torch(sx, Ws)
+    else:
+        ry, rx = sy.clamp(0, Hs - 1), sx.clamp(0, Ws - 1)
+    b = torch.arange(B, device=dev)[:, None, None]
+    v = images[b, :, ry[:, :, None], rx[:, None, :]]  # (B, H, W, C)
+    if not reflect:
+        inside = ((sy >= 0) & (sy < Hs))[:, :, None] & ((sx >= 0) & (sx < Ws))[:, None, :]
+        v = torch.where(inside[..., None], v, torch.zeros((), dtype=v.dtype, device=dev))
+    out.copy_(v.permute(0, 3, 1, 2))
+    return out
+
+
 def crop_flip(images, oy, ox, flip, pad: int, reflect: bool, out_hw=None):
     """Dispatch: crop every sample at its offset in the (virtually) padded image, then flip.
 
@@ -120,6 +154,8 @@ def crop_flip(images, oy, ox, flip, pad: int, reflect: bool, out_hw=None):
     out = torch.empty((B, C, Ho, Wo), dtype=images.dtype, device=images.device, memory_format=fmt)
     flip = flip.to(torch.uint8)
     if images.is_cuda:
+        if not use_cuda_kernels():
+            return crop_flip_torch(images, oy, ox, flip, int(pad), bool(reflect), out)
         return _launch_into(crop_flip_cuda, out, images, oy, ox, flip, int(pad), bool(reflect))
     src, dst = images, out
     if images.dtype in (torch.float16, torch.bfloat16):

@@ -6,6 +6,8 @@ Each op comes three ways, all computing the same thing:
   place through ``__cuda_array_interface__``;
 - a CPU twin (``*_cpu``), ``numba.njit(parallel=True)`` over the batch, on numpy views of
   torch tensors (no copies);
+- a torch form (``*_torch``), for device tensors where numba cannot build CUDA kernels
+  (``fastvis.kernels.cuda_ready``);
 - the dispatch entry (``cutmix_paste``, ``mixup_blend``) that picks one by the tensor's device.
 
 Arrays are ``(B, C, H, W)`` in logical order (any strides, so channels-last works).
@@ -21,6 +23,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import cuda
+
+from .cuda_ready import use_cuda_kernels
 
 THREADS = 256
 
@@ -270,6 +274,36 @@ def mixup_blend_reference(src: np.ndarray, perm: np.ndarray, lam: np.ndarray) ->
     return (w * src + w2 * src[perm]).astype(src.dtype)
 
 
+# -- torch forms (device tensors when numba cannot build CUDA kernels here: see cuda_ready) -------
+
+
+def cutmix_paste_torch(images, perm, boxes):
+    """``cutmix_paste`` through torch operations, on any device."""
+    torch = _torch()
+    _, _, H, W = images.shape
+    ys = torch.arange(H, device=images.device)
+    xs = torch.arange(W, device=images.device)
+    rows = (boxes[:, 0, None] <= ys) & (ys < boxes[:, 1, None])  # (B, H)
+    cols = (boxes[:, 2, None] <= xs) & (xs < boxes[:, 3, None])  # (B, W)
+    inside = (rows[:, :, None] & cols[:, None, :])[:, None]  # (B, 1, H, W)
+    out = torch.empty_like(images)
+    out.copy_(torch.where(inside, images[perm], images))
+    return out
+
+
+def mixup_blend_torch(images, perm, lam):
+    """``mixup_blend`` of uint8 or float32 images through torch operations, on any device: the
+    kernels' float32 arithmetic, uint8 rounded half up."""
+    torch = _torch()
+    w = lam.to(torch.float32).view(-1, 1, 1, 1)
+    v = w * images.to(torch.float32) + (1 - w) * images[perm].to(torch.float32)
+    out = torch.empty_like(images)
+    if images.dtype == torch.uint8:
+        v = (v + 0.5).to(torch.int32)  # v >= 0: truncation is floor
+    out.copy_(v)
+    return out
+
+
 # -- dispatch -----------------------------------------------------------------------------------
 
 _CPU_DTYPES = (np.uint8, np.float32, np.float64)
@@ -324,6 +358,8 @@ def cutmix_paste(images, perm, boxes):
     """
     torch = _torch()
     if images.is_cuda:
+        if not use_cuda_kernels():
+            return cutmix_paste_torch(images, perm, boxes)
         return _launch(cutmix_paste_cuda, images, perm, boxes)
     out = torch.empty_like(images)
     if images.is_contiguous() and (images.shape[3] * images.element_size()) % 8 == 0:
@@ -346,6 +382,8 @@ def mixup_blend(images, perm, lam):
         return mixed.to(images.dtype)
     uint8 = images.dtype == torch.uint8
     if images.is_cuda:
+        if not use_cuda_kernels():
+            return mixup_blend_torch(images, perm, lam)
         return _launch(mixup_blend_u8_cuda if uint8 else mixup_blend_float_cuda, images, perm, lam)
     out = torch.empty_like(images)
     fn = mixup_blend_u8_cpu if uint8 else mixup_blend_float_cpu

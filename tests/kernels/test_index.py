@@ -19,11 +19,13 @@ def test_every_listed_function_exists_and_every_kernel_is_listed():
         assert callable(resolve(name, "reference"))
         if op.dispatch:
             assert callable(resolve(name, "dispatch"))
-        listed.setdefault(op.module, set()).update({*op.cuda, *op.cpu, op.reference, op.dispatch} - {None})
+        if op.torch:
+            assert callable(resolve(name, "torch"))
+        listed.setdefault(op.module, set()).update({*op.cuda, *op.cpu, op.reference, op.dispatch, op.torch} - {None})
     for module, names in listed.items():
         mod = importlib.import_module(f"fastvis.kernels.{module}")
         public = {n for n, f in vars(mod).items()
-                  if (n.endswith("_cuda") or n.endswith("_cpu") or n.endswith("_reference"))
+                  if n.endswith(("_cuda", "_cpu", "_reference", "_torch"))
                   and not n.startswith("_") and (callable(f) or inspect.isfunction(f))}
         assert public <= names, f"kernels of {module} missing from OPS: {sorted(public - names)}"
 

@@ -9,12 +9,14 @@ from numba import cuda
 
 from fastvis.kernels import geometric as G
 from fastvis.kernels import mix as M
+from tests.helpers import require_cuda_kernels
 
 SIM_LAUNCH = (2, 16)  # small grid: the grid-stride loops cover any size
 
 
 def run_cuda(kernel, *args):
     """Run a kernel on host arrays: in the simulator as they are, on a GPU through copies."""
+    require_cuda_kernels()
     if numba.config.ENABLE_CUDASIM:
         kernel[SIM_LAUNCH](*args)
         return args[-1]

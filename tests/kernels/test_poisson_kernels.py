@@ -8,6 +8,7 @@ import pytest
 from numba import cuda
 
 from fastvis.kernels import poisson as K
+from tests.helpers import require_cuda_kernels
 
 
 def patches(rng):
@@ -24,6 +25,7 @@ def patches(rng):
 
 
 def solve_cuda(f, lap, mask, rho, tol, max_iter):
+    require_cuda_kernels()
     iters, resid = np.zeros(len(f), np.int32), np.zeros(len(f))
     if numba.config.ENABLE_CUDASIM:
         out = f.copy()
