@@ -2,7 +2,7 @@
 
 numba's CUDA target compiles each kernel at its first launch, so a numba-cuda release that does
 not work with the installed numpy (seen: numba-cuda's typing registry calling ``np.row_stack``,
-which numpy 2.4 removed) fails only then, in the middle of a training step. The dispatch entries
+which numpy 2.5 removed) fails only then, in the middle of a training step. The dispatch entries
 ask :func:`use_cuda_kernels` before the first launch: it compiles and runs a one-line kernel, and
 when that fails, device tensors take the ops' torch forms (``*_torch``: the same results through
 torch's own CUDA operations, slower) and one warning says why and what to install.
