@@ -64,6 +64,11 @@ if [ -d bench/wheels ] && ls bench/wheels/*.whl >/dev/null 2>&1; then
     && export PYTHONPATH=$PYTHONPATH:/tmp/fastvis-site
 fi
 "$PY" -c "import torch, numba; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'numba', numba.__version__)"
+# The lent image's numba-cuda (0.30.4) calls np.row_stack, which its numpy (2.5) removed: without help
+# every kernel fails to compile and fastvis runs its torch forms (measured so on 2026-12-04). The check
+# measures the kernels themselves: fastvis puts the alias back (FASTVIS_NUMPY_ALIASES=0 to leave it out).
+export FASTVIS_NUMPY_ALIASES=${FASTVIS_NUMPY_ALIASES:-1}
+"$PY" -c "from fastvis.kernels.cuda_ready import cuda_kernels_problem as p; print('numba CUDA kernels:', p() or 'usable')"
 C100=$(ls bench/data/c100-q*.beton 2>/dev/null | head -1)
 
 if [ -n "$C100" ]; then

@@ -8,7 +8,10 @@ when that fails, device tensors take the ops' torch forms (``*_torch``: the same
 torch's own CUDA operations, slower) and one warning says why and what to install.
 
 ``FASTVIS_CUDA_KERNELS=0`` chooses the torch forms on purpose (to compare the two, or to work
-around a numba problem not caught here).
+around a numba problem not caught here). ``FASTVIS_NUMPY_ALIASES=1`` puts back, before the probe,
+the numpy names that numba-cuda still uses and numpy has removed (:data:`NUMPY_ALIASES`), for
+environments that cannot take ``numpy<2.5`` (the ``gpu`` extra's pin); it changes the numpy module
+of the whole process, so it is never done unasked.
 """
 from __future__ import annotations
 
@@ -20,6 +23,26 @@ import numpy as np
 from numba import cuda
 
 ENV = "FASTVIS_CUDA_KERNELS"
+ALIASES_ENV = "FASTVIS_NUMPY_ALIASES"
+# numpy names numba-cuda (0.30.4) calls at its first compile that numpy has removed, and what they were
+NUMPY_ALIASES = {"row_stack": "vstack"}  # np.row_stack: an alias of np.vstack, removed in numpy 2.5
+
+
+def restore_numpy_aliases() -> list[str]:
+    """Put back each missing name of :data:`NUMPY_ALIASES` as the function it aliased; the names
+    put back."""
+    restored = []
+    for name, target in NUMPY_ALIASES.items():
+        if not hasattr(np, name):
+            setattr(np, name, getattr(np, target))
+            restored.append(name)
+    return restored
+
+
+def _on(name: str) -> bool | None:
+    setting = os.environ.get(name, "").strip().lower()
+    return True if setting in ("1", "true", "yes", "on") else False if setting in ("0", "false", "no", "off") \
+        else None
 
 
 def _versions() -> str:
@@ -43,9 +66,10 @@ def _probe(a):  # pragma: no cover - compiled (a module-level ``cuda``: numba's 
 @functools.cache
 def cuda_kernels_problem() -> str | None:
     """Why numba's CUDA kernels cannot be used here, or ``None`` when they can."""
-    setting = os.environ.get(ENV, "").strip().lower()
-    if setting in ("0", "false", "no", "off"):
+    if _on(ENV) is False:
         return f"turned off by {ENV}={os.environ[ENV]}"
+    if _on(ALIASES_ENV):
+        restore_numpy_aliases()
     try:
         arr = cuda.to_device(np.zeros(4, np.int32))
         cuda.jit(_probe)[1, 4](arr)
@@ -61,7 +85,9 @@ def cuda_kernels_problem() -> str | None:
 def _warn(problem: str) -> None:
     warnings.warn(f"fastvis: numba cannot run CUDA kernels here ({problem}); the GPU augmentations run as torch "
                   "operations instead (same results, slower). Install a numba-cuda release that supports the "
-                  f"installed numpy to get the kernels back, or set {ENV}=0 to choose this on purpose.",
+                  "installed numpy (numba-cuda 0.30.4 needs numpy<2.5) to get the kernels back, or set "
+                  f"{ALIASES_ENV}=1 to let fastvis put back the numpy names it still calls; {ENV}=0 chooses the "
+                  "torch forms on purpose.",
                   RuntimeWarning, stacklevel=3)
 
 

@@ -127,3 +127,27 @@ def test_on_a_gpu_the_dispatch_entries_take_the_torch_forms_when_told(monkeypatc
     want = poisson_blend_batch(dst, pats, masks, *args)
     got = poisson_blend_batch(dst.cuda(), [p.cuda() for p in pats], [m.cuda() for m in masks], *args)
     assert torch.equal(got.cpu(), want)
+
+
+def test_numpy_aliases_are_put_back_only_where_missing(monkeypatch):
+    vstack = np.vstack
+    if hasattr(np, "row_stack"):
+        monkeypatch.setattr(np, "row_stack", lambda *a: "kept")
+        assert cuda_ready.restore_numpy_aliases() == []
+        assert np.row_stack() == "kept"
+    monkeypatch.delattr(np, "row_stack", raising=False)
+    assert cuda_ready.restore_numpy_aliases() == ["row_stack"]
+    assert np.row_stack is vstack
+    assert cuda_ready.restore_numpy_aliases() == []
+
+
+def test_the_aliases_are_put_back_before_the_probe_only_when_asked(monkeypatch, fresh_probe):
+    monkeypatch.delattr(np, "row_stack", raising=False)
+    monkeypatch.delenv(cuda_ready.ENV, raising=False)
+    monkeypatch.delenv(cuda_ready.ALIASES_ENV, raising=False)
+    cuda_ready.cuda_kernels_problem()
+    assert not hasattr(np, "row_stack")
+    cuda_ready.cuda_kernels_problem.cache_clear()
+    monkeypatch.setenv(cuda_ready.ALIASES_ENV, "1")
+    cuda_ready.cuda_kernels_problem()
+    assert np.row_stack is np.vstack
