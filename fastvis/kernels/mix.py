@@ -292,8 +292,8 @@ def cutmix_paste_torch(images, perm, boxes):
 
 
 def mixup_blend_torch(images, perm, lam):
-    """``mixup_blend`` of uint8 or float32 images through torch operations, on any device: the
-    kernels' float32 arithmetic, uint8 rounded half up."""
+    """``mixup_blend`` through torch operations, on any device and dtype: the kernels' float32
+    arithmetic, uint8 rounded half up, other dtypes cast from float32."""
     torch = _torch()
     w = lam.to(torch.float32).view(-1, 1, 1, 1)
     v = w * images.to(torch.float32) + (1 - w) * images[perm].to(torch.float32)
@@ -377,9 +377,7 @@ def mixup_blend(images, perm, lam):
     uint8 results rounded half up. ``lam`` is a (B,) float32 tensor on the images' device."""
     torch = _torch()
     if not supported(images):
-        w = lam.to(torch.float32).view(-1, 1, 1, 1)
-        mixed = w * images.float() + (1 - w) * images[perm].float()
-        return mixed.to(images.dtype)
+        return mixup_blend_torch(images, perm, lam)
     uint8 = images.dtype == torch.uint8
     if images.is_cuda:
         if not use_cuda_kernels():
