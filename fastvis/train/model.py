@@ -66,11 +66,12 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, peak_lr: float) -> 
                      ns_dtype=recipe.muon_ns_dtype(next(model.parameters()).device.type))
 
 
-def peak_lr(cfg: TrainConfig, model_name: str) -> float:
-    """``--lr``, or the recipe's for the model and optimiser, scaled linearly with the batch size."""
+def peak_lr(cfg: TrainConfig, model_name: str, epochs: float | None = None) -> float:
+    """``--lr``, or the recipe's for the model, the optimiser and a run of ``epochs``, scaled
+    linearly with the batch size."""
     if cfg.optim.lr is not None:
         return cfg.optim.lr
-    return recipe.peak_lr(model_name, cfg.optim.optimizer, cfg.optim.batch_size)
+    return recipe.peak_lr(model_name, cfg.optim.optimizer, cfg.optim.batch_size, epochs)
 
 
 def cpu_has_fast_bf16() -> bool:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import json
 
 import pytest
 
@@ -56,7 +57,58 @@ def test_the_recipe_prints_from_the_command_line():
 def test_learning_rates_scale_with_the_batch():
     assert recipe.peak_lr("fastnet_s", "sgd", 256) == pytest.approx(recipe.get("lr_sgd")["fastnet_s"] / 2)
     assert recipe.peak_lr("resnet18", "sgd", 512) == recipe.get("lr_sgd")["*"]
-    assert recipe.peak_lr("fastnet", "muon", 1024) == pytest.approx(2 * recipe.get("lr_muon_sgd"))
+    short = recipe.get("lr_muon_sgd")[0][1]
+    assert recipe.peak_lr("fastnet", "muon", 1024) == pytest.approx(2 * short)
+
+
+def test_under_muon_a_longer_run_takes_a_lower_peak_rate():
+    points = recipe.get("lr_muon_sgd")
+    (e0, lr0), (e1, lr1) = points[0], points[-1]
+    assert e0 < e1 and lr0 > lr1
+    assert recipe.muon_sgd_lr(None) == recipe.muon_sgd_lr(1.0) == recipe.muon_sgd_lr(e0) == lr0
+    assert recipe.muon_sgd_lr(e1) == pytest.approx(lr1) and recipe.muon_sgd_lr(10 * e1) == lr1
+    between = [recipe.muon_sgd_lr(e) for e in (e0, (e0 * e1) ** 0.5, e1)]
+    assert between[1] == pytest.approx((lr0 * lr1) ** 0.5)  # geometric in both
+    assert between == sorted(between, reverse=True)
+    assert recipe.peak_lr("fastnet", "muon", 256, e1) == pytest.approx(lr1 / 2)
+    assert recipe.peak_lr("fastnet", "sgd", 512, e1) == recipe.peak_lr("fastnet", "sgd", 512)  # SGD: as measured
+
+
+@pytest.mark.parametrize("epochs", [2.0, 16.0])
+def test_a_run_of_fixed_epochs_takes_the_rate_for_its_length(data, tmp_path, epochs):
+    from fastvis.train.loop import Trainer
+
+    t = Trainer(train_config(data, tmp_path, optimizer="muon", lr=None, epochs=epochs))
+    t.setup()
+    assert t.planned_epochs == epochs
+    assert t.peak_lr == pytest.approx(recipe.peak_lr("tinynet", "muon", 32, epochs))
+    assert t.cfg.optim.lr is None  # the epochs decide it again on a resume
+
+
+def test_a_budgeted_run_plans_its_epochs_from_the_speed_and_keeps_the_rate(data, tmp_path, monkeypatch):
+    from fastvis.train import speed
+    from fastvis.train.loop import Trainer
+    from tests.helpers import FakeClock
+
+    budget, epochs = 100.0, 12.0
+    train_s = recipe.get("budget_model_share") * budget
+    timed = []
+
+    def fake_speed(model, *a, **k):
+        timed.append(model)
+        return speed.Speed(images_per_second=epochs * 256 / train_s, amp=None)
+
+    monkeypatch.setattr(speed, "measure_speed", fake_speed)
+    cfg = train_config(data, tmp_path, optimizer="muon", lr=None, epochs=None, budget=budget)
+    t = Trainer(cfg, FakeClock())
+    t.setup()
+    assert len(timed) == 1 and t.data.n == 256
+    assert t.planned_epochs == pytest.approx(epochs)
+    expected = recipe.peak_lr("tinynet", "muon", 32, epochs)
+    assert recipe.peak_lr("tinynet", "muon", 32) > expected > recipe.peak_lr("tinynet", "muon", 32, 100.0)
+    assert t.peak_lr == pytest.approx(expected)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["optim"]["lr"] == pytest.approx(expected)  # a resume keeps the rate its first start chose
 
 
 def test_a_run_takes_the_recipes_batch_for_its_data(data, tmp_path):
