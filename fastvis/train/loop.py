@@ -32,7 +32,7 @@ from .ema import EMA, Lookahead
 from .evaluation import Evaluations, tta_views
 from .loss import Criterion, load_teacher
 from .metrics import positive_class
-from .model import build_model, choose_amp, make_optimizer, peak_lr, pick_model
+from .model import build_model, choose_amp, choose_lr, make_optimizer, pick_model, train_seconds
 from .persistence import Persistence
 from .recorder import Recorder
 from .state import TrainState
@@ -81,30 +81,9 @@ class Trainer(Evaluations, Persistence):
 
     def choose_model(self) -> tuple[str, object, str]:
         """``(model name, its measured speed or None, why)``."""
-        cfg, data = self.cfg, self.data
-        seconds = recipe.get("budget_model_share") * cfg.schedule.budget - self.clock() if cfg.schedule.budget \
-            else None  # the training time the budget leaves, less its share for evaluations and the end
-        return pick_model(cfg, self.device, data.image_shape, data.num_classes, data.n, seconds, self.recorder.log)
-
-    def plan_epochs(self, model: torch.nn.Module, speed) -> float | None:
-        """The epochs this run plans (the learning rate depends on them): ``--epochs``, or what the
-        budget gives at the speed measured for the model (timed here when ``--model`` named it);
-        None when nothing reads them (``--lr`` given, or an optimiser whose rate does not vary)."""
-        cfg = self.cfg
-        if cfg.schedule.epochs is not None:
-            return float(cfg.schedule.epochs)
-        if cfg.optim.lr is not None or cfg.optim.optimizer != "muon":
-            return None
-        if speed is None:
-            from .speed import measure_speed
-
-            speed = measure_speed(model, self.data.image_shape, self.data.num_classes, self.device,
-                                  cfg.speed.channels_last, try_bf16=False)
-        seconds = max(recipe.get("budget_model_share") * cfg.schedule.budget - self.clock(), 0.0)
-        epochs = speed.images_per_second * seconds / max(self.data.n, 1)
-        epochs = ddp.broadcast_float(self.world, epochs, self.device) if self.world.distributed else epochs
-        self.recorder.log(f"recipe: {epochs:.1f} epochs planned at {speed.images_per_second:,.0f} images/s")
-        return epochs
+        data = self.data
+        seconds = train_seconds(self.cfg, self.clock)
+        return pick_model(self.cfg, self.device, data.image_shape, data.num_classes, data.n, seconds, self.recorder.log)
 
     def whitening_images(self) -> torch.Tensor:
         return self.data.sample
@@ -233,10 +212,10 @@ class Trainer(Evaluations, Persistence):
         self.recorder.log(f"model: {self.model_name} ({why}); precision: {'bf16 autocast' if self.amp else 'fp32'} "
                           f"({self.amp_reason})")
         self.model_reason = why
-        self.planned_epochs = self.plan_epochs(model, speed)
-        self.peak_lr = peak_lr(cfg, self.model_name, self.planned_epochs)
-        if cfg.optim.lr is None and cfg.schedule.epochs is None:  # a timed choice, kept by a resume
-            self.cfg = cfg = cfg.replace(lr=self.peak_lr)
+        seconds, log = train_seconds(cfg, self.clock), self.recorder.log
+        self.planned_epochs, self.peak_lr, self.cfg = choose_lr(cfg, self.model_name, model, speed, data, device,
+                                                                seconds, world, log)
+        cfg = self.cfg
         self.optimizer = make_optimizer(model, cfg, self.peak_lr)
         self.ema = EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
         self.lookahead = Lookahead(model, *recipe.get("lookahead")) if cfg.optim.lookahead else None

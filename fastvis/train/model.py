@@ -11,7 +11,8 @@ from .config import TrainConfig
 from .optim import Optimizer
 from .speed import Speed, choose_model, measure_speed
 
-__all__ = ["build_model", "choose_amp", "count_flops", "make_optimizer", "peak_lr", "pick_model"]
+__all__ = ["build_model", "choose_amp", "count_flops", "make_optimizer", "peak_lr", "pick_model", "planned_epochs",
+           "choose_lr", "train_seconds"]
 
 
 def pick_model(cfg: TrainConfig, device: torch.device, image_shape, num_classes: int, train_samples: int,
@@ -72,6 +73,46 @@ def peak_lr(cfg: TrainConfig, model_name: str, epochs: float | None = None) -> f
     if cfg.optim.lr is not None:
         return cfg.optim.lr
     return recipe.peak_lr(model_name, cfg.optim.optimizer, cfg.optim.batch_size, epochs)
+
+
+def planned_epochs(cfg: TrainConfig, model: torch.nn.Module, speed, data, device, seconds: float | None,
+                   log=print) -> float | None:
+    """The epochs a run plans (the learning rate depends on them): ``--epochs``, or what
+    ``seconds`` of training give at the speed measured for the model (timed here when ``--model``
+    named it); None when nothing reads them (``--lr`` given, or an optimiser whose rate does not vary)."""
+    if cfg.schedule.epochs is not None:
+        return float(cfg.schedule.epochs)
+    if cfg.optim.lr is not None or cfg.optim.optimizer != "muon" or seconds is None:
+        return None
+    if speed is None:
+        from .speed import measure_speed
+
+        speed = measure_speed(model, data.image_shape, data.num_classes, device, cfg.speed.channels_last,
+                              try_bf16=False)
+    epochs = speed.images_per_second * max(seconds, 0.0) / max(data.n, 1)
+    log(f"recipe: {epochs:.1f} epochs planned at {speed.images_per_second:,.0f} images/s")
+    return epochs
+
+
+def train_seconds(cfg: TrainConfig, clock) -> float | None:
+    """The training time the budget leaves, less its share for evaluations and the end."""
+    budget = cfg.schedule.budget
+    return recipe.get("budget_model_share") * budget - clock() if budget else None
+
+
+def choose_lr(cfg: TrainConfig, model_name: str, model: torch.nn.Module, speed, data, device, seconds, world,
+              log=print) -> tuple[float | None, float, TrainConfig]:
+    """``(planned epochs, peak lr, cfg)``; a budgeted run's rate is a timed choice, written into its
+    configuration so that a resume keeps it. Every rank takes rank 0's epochs."""
+    from . import ddp
+
+    epochs = planned_epochs(cfg, model, speed, data, device, seconds, log)
+    if world.distributed and epochs is not None:
+        epochs = ddp.broadcast_float(world, epochs, device)
+    lr = peak_lr(cfg, model_name, epochs)
+    if cfg.optim.lr is None and cfg.schedule.epochs is None:
+        cfg = cfg.replace(lr=lr)
+    return epochs, lr, cfg
 
 
 def cpu_has_fast_bf16() -> bool:
