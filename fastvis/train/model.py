@@ -6,13 +6,13 @@ from __future__ import annotations
 import torch
 
 from ..models import FastNet, create_model
-from . import recipe
+from . import ddp, recipe
 from .config import TrainConfig
 from .optim import Optimizer
 from .speed import Speed, choose_model, measure_speed
 
-__all__ = ["build_model", "choose_amp", "count_flops", "make_optimizer", "peak_lr", "pick_model", "planned_epochs",
-           "choose_lr", "train_seconds"]
+__all__ = ["build_model", "choose_amp", "choose_lr", "count_flops", "make_optimizer", "peak_lr", "pick_model",
+           "planned_epochs", "train_seconds"]
 
 
 def pick_model(cfg: TrainConfig, device: torch.device, image_shape, num_classes: int, train_samples: int,
@@ -85,8 +85,6 @@ def planned_epochs(cfg: TrainConfig, model: torch.nn.Module, speed, data, device
     if cfg.optim.lr is not None or cfg.optim.optimizer != "muon" or seconds is None:
         return None
     if speed is None:
-        from .speed import measure_speed
-
         speed = measure_speed(model, data.image_shape, data.num_classes, device, cfg.speed.channels_last,
                               try_bf16=False)
     epochs = speed.images_per_second * max(seconds, 0.0) / max(data.n, 1)
@@ -104,8 +102,6 @@ def choose_lr(cfg: TrainConfig, model_name: str, model: torch.nn.Module, speed, 
               log=print) -> tuple[float | None, float, TrainConfig]:
     """``(planned epochs, peak lr, cfg)``; a budgeted run's rate is a timed choice, written into its
     configuration so that a resume keeps it. Every rank takes rank 0's epochs."""
-    from . import ddp
-
     epochs = planned_epochs(cfg, model, speed, data, device, seconds, log)
     if world.distributed and epochs is not None:
         epochs = ddp.broadcast_float(world, epochs, device)

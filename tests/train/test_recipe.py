@@ -86,7 +86,7 @@ def test_a_run_of_fixed_epochs_takes_the_rate_for_its_length(data, tmp_path, epo
 
 
 def test_a_budgeted_run_plans_its_epochs_from_the_speed_and_keeps_the_rate(data, tmp_path, monkeypatch):
-    from fastvis.train import speed
+    from fastvis.train import model, speed
     from fastvis.train.loop import Trainer
     from tests.helpers import FakeClock
 
@@ -94,11 +94,11 @@ def test_a_budgeted_run_plans_its_epochs_from_the_speed_and_keeps_the_rate(data,
     train_s = recipe.get("budget_model_share") * budget
     timed = []
 
-    def fake_speed(model, *a, **k):
-        timed.append(model)
+    def fake_speed(net, *a, **k):
+        timed.append(net)
         return speed.Speed(images_per_second=epochs * 256 / train_s, amp=None)
 
-    monkeypatch.setattr(speed, "measure_speed", fake_speed)
+    monkeypatch.setattr(model, "measure_speed", fake_speed)
     cfg = train_config(data, tmp_path, optimizer="muon", lr=None, epochs=None, budget=budget)
     t = Trainer(cfg, FakeClock())
     t.setup()
