@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -145,7 +146,9 @@ def test_torchrun_restarts_a_run_whose_rank_died_and_it_ends_as_an_uninterrupted
                          env=dict(env, INTERRUPT_RANK="1", INTERRUPT_ONCE=str(marker)))
     assert marker.exists(), "the worker was never killed"
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "exitcode: -9" in run.stderr, run.stderr[-3000:]  # the killed worker, in torchrun's account
+    # torchrun's account names the first worker it found dead: the killed rank (SIGKILL, -9) or, when
+    # the survivor aborted on the lost peer before torchrun polled, that one (SIGABRT, -6); a race
+    assert re.search(r"failed \(exitcode: -(9|6)\) local_rank: [01]", run.stderr), run.stderr[-3000:]
     a = json.loads((out / "summary.json").read_text())
     b = json.loads((tmp_path / "ref" / "summary.json").read_text())
     assert a["steps"] == b["steps"] == 48 and a["val_loss"] == b["val_loss"] and a["top1"] == b["top1"]
