@@ -29,7 +29,8 @@ The memory methods also report the nearest-mean classifier; ``--replay-share`` a
 With ``--budget`` the whole sequence shares the time: each task gets the time left in
 proportion to the samples it trains on (the budget controller ends it there), its learning rate
 warms up and decays over its share; ``--epochs-per-task E`` gives the tasks E epochs each on
-average instead. ``--first-task-weight W`` weighs the first task's share W times.
+average instead. ``--first-task-weight W`` weighs the first task's share W times; ``--later-lr F``
+gives the tasks after the first F times its peak learning rate.
 """
 from __future__ import annotations
 
@@ -93,6 +94,8 @@ class IncrementalTrainer(Trainer):
             changes["first_task_weight"] = recipe.get("incremental_first_task_weight")
         if inc.balanced_epochs is None:
             changes["balanced_epochs"] = recipe.get("incremental_balanced_epochs")
+        if inc.later_lr is None:
+            changes["later_lr"] = recipe.get("incremental_later_lr")
         return cfg.replace(**changes)
 
     def new_state(self) -> IncrementalState:
@@ -208,7 +211,8 @@ class IncrementalTrainer(Trainer):
             self.steps_per_epoch = max(1, len(self.task_idx) // self.task_batch)
         self.before, self.seen = self.bounds(t)
         if st.phase_step == 0:  # a new task: a new optimiser (resumed inside a task: the checkpoint's)
-            self.optimizer = make_optimizer(self.raw_model, self.cfg, self.peak_lr)
+            f = self.cfg.incremental.later_lr if t > 0 else 1.0  # the later tasks' share of the peak rates
+            self.optimizer = make_optimizer(self.raw_model, self.cfg, f * self.peak_lr, muon_factor=f)
             st.task_seconds = 0.0
             st.share = ddp.broadcast_float(self.world, self._share(t), self.device) if self.budget is not None \
                 else None  # rank 0's clock decides for all
@@ -347,7 +351,8 @@ class IncrementalTrainer(Trainer):
     # -- the end ---------------------------------------------------------------------------------------------
     def hyper(self) -> dict:
         inc = self.cfg.incremental
-        own = ("epochs_per_task", "cl_temperature", "first_task_weight", "replay_share", "balanced_epochs")
+        own = ("epochs_per_task", "cl_temperature", "first_task_weight", "later_lr", "replay_share",
+               "balanced_epochs")
         return {**{k: v for k, v in self.cfg.hyper().items() if k not in ("lr",)}, "model": self.model_name,
                 "peak_lr": self.peak_lr, "amp": "bf16" if self.amp else "off", "protocol": inc.incremental,
                 "cl_method": self.method, "memory": self.memory.size, "class_order": inc.class_order,

@@ -213,6 +213,10 @@ class IncrementalOptions:
                                              "average E epochs, the first getting W times a later one's; under "
                                              "--budget its time is weighted W times (default: the recipe's)",
                                              metavar="W", bounds="(0, 100]", hyper=False)
+    later_lr: float | None = option(None, "peak learning rate of every task after the first (Muon's too), as a "
+                                    "share of the first task's: the later tasks start from a trained model, and a "
+                                    "lower rate moves it less from what the old classes need (default: the "
+                                    "recipe's)", metavar="F", bounds="(0, 10]", hyper=False)
     replay_share: float | None = option(None, "share of each batch drawn from the memory (replay, icarl, wa, bic), the "
                                         "rest from the new task; default: the memory mixed in with the new data "
                                         "(its share of the samples)", metavar="P", bounds="(0, 1)", hyper=False)

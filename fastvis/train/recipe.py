@@ -165,6 +165,9 @@ RECIPE: dict[str, Value] = {
                                            "until measured: the measurement at 10 epochs a task (--with "
                                            "first_task_weight=2) is the next step of the incremental work",
                                            "tests/incremental/test_runner.py"),
+    "incremental_later_lr": Value(1.0, "x the first task's peak lr, for every later task", "the literature's "
+                                  "schedules keep one rate for all tasks; a lower one is measured at 10 epochs a "
+                                  "task before it becomes the default", "tests/incremental/test_runner.py"),
     "incremental_balanced_epochs": Value(0.0, "epochs on the memory alone at each task's end", "off until "
                                          "measured (--with balanced_epochs=N)", "tests/incremental/test_runner.py"),
     "bic_holdout": Value(0.1, "of each old class's exemplars held out (and as many of each new class's samples)",

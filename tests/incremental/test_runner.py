@@ -191,6 +191,29 @@ def test_the_first_task_weight_moves_epochs_to_the_first_task_and_keeps_their_me
     assert steps[3.0] == [round(4 * per_epoch)] + [round(4 / 3 * per_epoch)] * 3
 
 
+def test_the_later_lr_scales_the_peak_rate_of_every_task_after_the_first(cl_data, tmp_path):
+    rates = {}
+    for f in (1.0, 0.25):
+        trainer = IncrementalTrainer(config(cl_data, tmp_path / f"f{f}", cl_method="icarl", epochs_per_task=2,
+                                            later_lr=f))
+        peaks = []
+        step = trainer.train_step  # the rate of every step, by task
+
+        def watched(*args, _step=step, **kw):
+            out = _step(*args, **kw)
+            peaks.append((trainer.state.phase, trainer.lr))
+            return out
+
+        trainer.train_step = watched
+        summary = trainer.fit()
+        assert summary["hyper"]["later_lr"] == f
+        rates[f] = [max(lr for p, lr in peaks if p == t) for t in range(4)]
+    assert rates[1.0][0] == pytest.approx(rates[0.25][0])  # the first task is the same
+    for t in (1, 2, 3):
+        assert rates[0.25][t] == pytest.approx(0.25 * rates[1.0][t], rel=1e-6)
+        assert rates[1.0][t] == pytest.approx(rates[1.0][0], rel=0.2)
+
+
 def test_a_replay_share_fills_each_batch_from_the_memory_in_seeded_passes():
     from fastvis.incremental.memory import shared_batches
 
