@@ -25,7 +25,8 @@ def cl_data(tmp_path_factory):
 
 def config(data, out, **kw):
     base = dict(data=data[0], val=data[1], model="tinynet", incremental="B0-4", cl_method="icarl", memory=16,
-                epochs_per_task=4, batch_size=32, lr=0.2, out=str(out), quiet=True, device="cpu")
+                epochs_per_task=4, batch_size=32, lr=0.2, out=str(out), quiet=True, device="cpu",
+                first_task_weight=1.0)  # the small tasks alike (the recipe's weight is for real ones)
     base.update(kw)
     return TrainConfig.from_options(**base)
 
@@ -176,6 +177,13 @@ def test_the_first_task_weight_weighs_its_share_of_a_budget(cl_data, tmp_path):
 
 
 def test_the_first_task_weight_moves_epochs_to_the_first_task_and_keeps_their_mean(cl_data, tmp_path):
+    from fastvis.train import recipe
+
+    default = IncrementalTrainer(config(cl_data, tmp_path / "default", first_task_weight=None))
+    default.setup()  # not given: the recipe's values
+    inc = default.cfg.incremental
+    assert inc.first_task_weight == recipe.get("incremental_first_task_weight")
+    assert inc.later_lr == recipe.get("incremental_later_lr")
     steps = {}
     for w in (1.0, 3.0):
         trainer = IncrementalTrainer(config(cl_data, tmp_path / f"w{w}", cl_method="finetune", epochs_per_task=2,
