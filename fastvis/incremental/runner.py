@@ -29,8 +29,7 @@ The memory methods also report the nearest-mean classifier; ``--replay-share`` a
 With ``--budget`` the whole sequence shares the time: each task gets the time left in
 proportion to the samples it trains on (the budget controller ends it there), its learning rate
 warms up and decays over its share; ``--epochs-per-task E`` gives the tasks E epochs each on
-average instead. ``--first-task-weight W`` weighs the first task's share W times; ``--later-lr F``
-gives the tasks after the first F times its peak learning rate.
+average instead. ``--first-task-weight W`` weighs the first task's share W times.
 """
 from __future__ import annotations
 
@@ -90,12 +89,9 @@ class IncrementalTrainer(Trainer):
         changes = dict(batch_size=batch, lr=lr)
         if inc.epochs_per_task is not None:
             changes.update(epochs=inc.epochs_per_task, budget=None)
-        if inc.first_task_weight is None:
-            changes["first_task_weight"] = recipe.get("incremental_first_task_weight")
-        if inc.balanced_epochs is None:
-            changes["balanced_epochs"] = recipe.get("incremental_balanced_epochs")
-        if inc.later_lr is None:
-            changes["later_lr"] = recipe.get("incremental_later_lr")
+        for name in ("first_task_weight", "later_lr", "balanced_epochs"):  # unless given: the recipe's
+            if getattr(inc, name) is None:
+                changes[name] = recipe.get(f"incremental_{name}")
         return cfg.replace(**changes)
 
     def new_state(self) -> IncrementalState:
@@ -211,8 +207,7 @@ class IncrementalTrainer(Trainer):
             self.steps_per_epoch = max(1, len(self.task_idx) // self.task_batch)
         self.before, self.seen = self.bounds(t)
         if st.phase_step == 0:  # a new task: a new optimiser (resumed inside a task: the checkpoint's)
-            f = self.cfg.incremental.later_lr if t > 0 else 1.0  # the later tasks' share of the peak rates
-            self.optimizer = make_optimizer(self.raw_model, self.cfg, f * self.peak_lr, muon_factor=f)
+            self.optimizer = self.task_optimizer(t)
             st.task_seconds = 0.0
             st.share = ddp.broadcast_float(self.world, self._share(t), self.device) if self.budget is not None \
                 else None  # rank 0's clock decides for all
@@ -221,6 +216,9 @@ class IncrementalTrainer(Trainer):
             st.total_steps = max(1, int(round(self.task_epochs(t) * self.steps_per_epoch)))
         else:
             self.budget.begin(st.progress, seconds=(1 - st.progress) * st.share)
+
+    def task_optimizer(self, t: int):  # the run's peak rates, times --later-lr after the first task
+        return make_optimizer(self.raw_model, self.cfg, self.peak_lr, scale=self.cfg.incremental.later_lr if t else 1)
 
     def global_batch(self, samples: int) -> int:
         """The batch of a task of ``samples`` (every rank reads it whole and trains on its part)."""
@@ -347,12 +345,14 @@ class IncrementalTrainer(Trainer):
         self.means = saved["means"].to(self.device) if saved["means"] is not None else None
         self.memory.load_state_dict(saved["memory"], self.device)
         self.bias_layers = [tuple(layer) for layer in saved.get("bias_layers") or []]
+        if self.state.phase_step:  # inside a task: its rates, with the checkpoint's optimiser state
+            self.optimizer = self.task_optimizer(self.state.phase)
+            self.optimizer.load_state_dict(saved["optimizer"])
 
     # -- the end ---------------------------------------------------------------------------------------------
     def hyper(self) -> dict:
         inc = self.cfg.incremental
-        own = ("epochs_per_task", "cl_temperature", "first_task_weight", "later_lr", "replay_share",
-               "balanced_epochs")
+        own = "epochs_per_task cl_temperature first_task_weight later_lr replay_share balanced_epochs".split()
         return {**{k: v for k, v in self.cfg.hyper().items() if k not in ("lr",)}, "model": self.model_name,
                 "peak_lr": self.peak_lr, "amp": "bf16" if self.amp else "off", "protocol": inc.incremental,
                 "cl_method": self.method, "memory": self.memory.size, "class_order": inc.class_order,

@@ -55,16 +55,16 @@ def build_model(name: str, cfg: TrainConfig, num_classes: int, image_shape, devi
     return model, params, flops
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, peak_lr: float, muon_factor: float = 1.0) -> Optimizer:
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, peak_lr: float, scale: float = 1.0) -> Optimizer:
     """``--optimizer`` (SGD, or Muon for the filters) with weight decay on weights only, not on
-    biases and norms; what the options leave open comes from the recipe; ``muon_factor`` scales
-    Muon's rate as the caller scaled ``peak_lr``."""
+    biases and norms; what the options leave open comes from the recipe; ``scale`` multiplies
+    every peak rate (``peak_lr`` of the SGD groups and Muon's)."""
     o = cfg.optim
-    scale = o.norm_lr_scale if o.norm_lr_scale is not None else recipe.get("norm_lr_scale")[o.optimizer]
+    norm = o.norm_lr_scale if o.norm_lr_scale is not None else recipe.get("norm_lr_scale")[o.optimizer]
     head = o.head_lr_scale if o.head_lr_scale is not None else recipe.get("head_lr_scale")[o.optimizer]
     muon = o.muon_lr if o.muon_lr is not None else recipe.get("muon_lr")
-    return Optimizer(model, o.optimizer, peak_lr, o.momentum, o.nesterov, o.weight_decay, norm_lr_scale=scale,
-                     head_lr_scale=head, muon_lr=muon_factor * muon,
+    return Optimizer(model, o.optimizer, scale * peak_lr, o.momentum, o.nesterov, o.weight_decay,
+                     norm_lr_scale=norm, head_lr_scale=head, muon_lr=scale * muon,
                      muon_momentum=recipe.get("muon_momentum"), ns_steps=recipe.get("muon_ns_steps"),
                      ns_dtype=recipe.muon_ns_dtype(next(model.parameters()).device.type))
 

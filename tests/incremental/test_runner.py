@@ -109,16 +109,18 @@ def test_joint_training_bounds_finetuning_from_above(cl_data, tmp_path):
     assert fine["forgetting"] > joint["forgetting"]
 
 
-# killed after the 2nd checkpoint (inside the first task's epochs) or the 5th (the first epoch of the
-# second task: the first task wrote 3 at its epochs and 1 at its end)
-@pytest.mark.parametrize("halt", [2, 5])
+# killed at the interrupt's 2nd checkpoint event (inside the first task's epochs) or its 9th (inside the
+# second task, whose rate --later-lr halves: a resume there must take it up again)
+@pytest.mark.parametrize("halt", [2, 9])
 def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(cl_data, tmp_path, halt):
     args = ["--data", cl_data[0], "--val", cl_data[1], "--model", "tinynet", "--incremental", "B0-4", "--cl-method",
             "icarl", "--memory", "16", "--epochs-per-task", "4", "--batch-size", "32", "--lr", "0.2", "--device", "cpu",
-            "-q", "--replay-share", "0.25", "--balanced-epochs", "2"]
+            "-q", "--replay-share", "0.25", "--balanced-epochs", "2", "--first-task-weight", "1", "--later-lr", "0.5"]
     train_exact(*args, "--out", tmp_path / "whole")
     train_killed(*args, "--out", tmp_path / "part", at="checkpoint", n=halt, env=EXACT)
     assert not (tmp_path / "part" / "summary.json").exists()
+    killed = ckpt.load(tmp_path / "part" / "checkpoint.pt")
+    assert (killed["phase"], killed["phase_step"] > 0) == ((0, True) if halt == 2 else (1, True))
     train_exact(*args, "--out", tmp_path / "part", "--resume", tmp_path / "part", fresh=True)
     a, b = ckpt.load(tmp_path / "whole" / "checkpoint.pt"), ckpt.load(tmp_path / "part" / "checkpoint.pt")
     assert a["step"] == b["step"]
