@@ -105,13 +105,14 @@ def frozen(model: torch.nn.Module, state: dict | None = None) -> torch.nn.Module
 def balanced_finetune(trainer, t: int) -> None:
     """Fine-tune the model of ``trainer`` (an IncrementalTrainer at the end of task ``t``) on its
     memory alone, where every class seen has its equal share of exemplars, at
-    ``incremental_balanced_lr`` of the peak rate decaying linearly to zero: the bias towards the
-    new classes that the task's imbalanced data left is trained out."""
+    ``incremental_balanced_lr`` of the peak rates (the SGD groups' and Muon's alike) decaying linearly
+    to zero: the bias towards the new classes that the task's imbalanced data left is trained out."""
     idx = trainer.memory.indices().to(trainer.device)
     b = trainer.global_batch(min(trainer.task_batch, len(idx)))
     per_epoch = max(1, len(idx) // b)
     steps = max(1, int(round(trainer.cfg.incremental.balanced_epochs * per_epoch)))
-    optimizer = make_optimizer(trainer.raw_model, trainer.cfg, trainer.peak_lr * recipe.get("incremental_balanced_lr"))
+    optimizer = make_optimizer(trainer.raw_model, trainer.cfg, trainer.peak_lr,
+                               scale=recipe.get("incremental_balanced_lr"))
     trainer.model.train()
     for k in range(steps):
         epoch, j = divmod(k, per_epoch)

@@ -255,6 +255,29 @@ def test_replay_share_and_balanced_fine_tuning_in_a_run(cl_data, tmp_path):
     assert "nme" in summary["incremental"] and 0 <= summary["incremental"]["nme"]["last"] <= 1
 
 
+def test_balanced_fine_tuning_scales_muons_rate_as_well_as_sgds(cl_data, tmp_path, monkeypatch):
+    from fastvis.incremental import methods
+    from fastvis.train import recipe
+
+    built = []
+
+    def recorded(*args, **kw):
+        built.append(make(*args, **kw))
+        return built[-1]
+
+    make = methods.make_optimizer
+    monkeypatch.setattr(methods, "make_optimizer", recorded)
+    trainer = IncrementalTrainer(config(cl_data, tmp_path / "muon", cl_method="replay", epochs_per_task=1,
+                                        optimizer="muon", balanced_epochs=1))
+    trainer.fit()
+    assert len(built) == 3  # once after each task but the first
+    task = trainer.task_optimizer(1)
+    f = recipe.get("incremental_balanced_lr")
+    for opt in built:
+        assert opt.kind == "muon" and opt.muon is not None
+        assert opt.peak == pytest.approx(f * task.peak) and opt.muon_peak == pytest.approx(f * task.muon_peak)
+
+
 def test_the_order_study_runs_orders_times_seeds_and_does_not_repeat_a_finished_run(cl_data, tmp_path):
     out = tmp_path / "study"
     args = ["--data", cl_data[0], "--val", cl_data[1], "--model", "tinynet", "--incremental", "B0-2", "--cl-method",
