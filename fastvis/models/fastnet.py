@@ -6,7 +6,8 @@ learn a shift but no scale (every conv is followed by one, so a scale would only
 filters' norm) and keep running statistics with a short memory (each batch weighs 0.4). About
 2 M parameters at the default widths. ``fastnet_l`` is the record family's larger net (the class of
 airbench96): widths 128/384/512 and a third conv in each group, added back to the group's first
-output (a residual), about 10 M parameters, for GPUs."""
+output (a residual), about 10 M parameters, for GPUs. ``fastnet_xs`` (32/64/64) is the proxy that
+ranks batches for ``--hard-fraction``."""
 from __future__ import annotations
 
 import torch
@@ -100,3 +101,8 @@ def _fastnet_s(num_classes, in_channels=3, drop_path_rate=0.0):
 @register("fastnet_l")
 def _fastnet_l(num_classes, in_channels=3, drop_path_rate=0.0):
     return FastNet(num_classes, widths=(128, 384, 512), in_channels=in_channels, depth=3)
+
+
+@register("fastnet_xs")
+def _fastnet_xs(num_classes, in_channels=3, drop_path_rate=0.0):
+    return FastNet(num_classes, widths=(32, 64, 64), in_channels=in_channels)

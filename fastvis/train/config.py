@@ -130,6 +130,9 @@ class OptimOptions:
                                        metavar="E", bounds="[0, inf)")
     lookahead: bool = option(False, "every 5 steps pull the weights towards their moving average (decay rising "
                              "with progress to 0.77) and train on from there; the run ends on the average")
+    hard_fraction: float = option(1.0, "train each step on the hardest F of the batch, as a small proxy network "
+                                  "ranks them by their loss (the learning rate is the trained batch's; 1: every "
+                                  "sample)", metavar="F", bounds="(0, 1]")
 
 
 @dataclass
@@ -543,6 +546,8 @@ MODE_REFUSES = {
                     "previous task's model, not from a teacher checkpoint"),
         "loader": (lambda v: v not in ("auto", "resident"), "the tasks are drawn from the training data held on "
                    "the device (the resident loader)"),
+        "hard_fraction": (lambda v: v < 1, "a task's batches mix new samples with the memory and the distilling "
+                          "methods' losses need the whole batch"),
     },
 }
 

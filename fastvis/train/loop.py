@@ -1,16 +1,13 @@
 """The training core: setup, one training step, the epoch loop over phases, the budget,
 checkpoints and resume, for every mode of fastvis-train (evaluations: :mod:`.evaluation`).
-
 Its parts each live in their own module: options (:mod:`.config`), data (:mod:`.data`), batch
 transforms (:mod:`.augment_plan`), model and optimiser (:mod:`.model`, :mod:`.optim`), loss
-(:mod:`.loss`), budget (:mod:`.budget`), outputs (:mod:`.recorder`), checkpoints
-(:mod:`.state`); every default they derive comes from :mod:`.recipe`. A run is a sequence of
-phases: an ordinary run is one phase over all the data; a mode that subclasses :class:`Trainer`
-(class-incremental learning, :mod:`fastvis.incremental.runner`) brings only what is its own
-through the hooks in the first section of the class. Every step takes a batch, augments it on
-the device and trains under a warm-up/linear-decay schedule driven by the phase's progress
-(steps of ``--epochs``, or time of the ``--budget`` or a task's share of it).
-"""
+(:mod:`.loss`), the hardest share of a batch (:mod:`.select`), budget (:mod:`.budget`), outputs
+(:mod:`.recorder`), checkpoints (:mod:`.state`); every default comes from :mod:`.recipe`. A run
+is a sequence of phases: an ordinary run is one; a mode that subclasses :class:`Trainer`
+(class-incremental learning, :mod:`fastvis.incremental.runner`) brings its own through the hooks
+in the first section of the class. Every step trains under a warm-up/linear-decay schedule driven
+by the phase's progress (steps of ``--epochs``, or time of the ``--budget`` or a task's share)."""
 from __future__ import annotations
 
 import math
@@ -35,6 +32,7 @@ from .metrics import positive_class
 from .model import build_model, choose_amp, choose_lr, make_optimizer, pick_model, train_seconds
 from .persistence import Persistence
 from .recorder import Recorder
+from .select import hard_selector
 from .state import TrainState
 from .summary import run_hyper, run_summary
 
@@ -62,8 +60,7 @@ class Trainer(Evaluations, Persistence):
         self.budget: BudgetController | None = None
         self.eval_interval: int | None = None  # steps between evaluations inside epochs (0: none)
         self.first_loss = self.last_loss = self.lr = None
-        self.final: dict | None = None  # the last final evaluation
-        self._trained_until: float | None = None
+        self.final, self._trained_until = None, None  # the last final evaluation; when training ended
 
     # -- what a mode brings: an ordinary run is one phase over all the data ------------------------
     def prepare(self, cfg: TrainConfig) -> TrainConfig:
@@ -219,6 +216,7 @@ class Trainer(Evaluations, Persistence):
         self.optimizer = make_optimizer(model, cfg, self.peak_lr)
         self.ema = EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
         self.lookahead = Lookahead(model, *recipe.get("lookahead")) if cfg.optim.lookahead else None
+        self.selector = hard_selector(self)
         if world.distributed:
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[world.local_rank] if device.type == "cuda" else None)
@@ -264,8 +262,10 @@ class Trainer(Evaluations, Persistence):
         st, o = self.state, self.cfg.optim
         whiten = max(0.0, 1 - st.step / (o.whiten_bias_epochs * self.steps_per_epoch)) if o.whiten_bias_epochs \
             else 0.0
-        self.lr = self.optimizer.set_lr(lr_at(progress, 1.0, o.warmup), whiten)
+        self.lr = self.optimizer.set_lr(factor := lr_at(progress, 1.0, o.warmup), whiten)
         x, y, targets = self.plan(batch, st.step, st.epoch)
+        if self.selector is not None:  # --hard-fraction: the hardest share of the batch
+            x, y, targets = self.selector(x, y, targets, st.step, factor, whiten)
         self.model.train()
         with self.autocast():
             logits = self.model(x)

@@ -12,7 +12,7 @@ from .optim import Optimizer
 from .speed import Speed, choose_model, measure_speed
 
 __all__ = ["build_model", "choose_amp", "choose_lr", "count_flops", "make_optimizer", "peak_lr", "pick_model",
-           "planned_epochs", "train_seconds"]
+           "planned_epochs", "step_cost", "train_seconds", "trained_batch"]
 
 
 def pick_model(cfg: TrainConfig, device: torch.device, image_shape, num_classes: int, train_samples: int,
@@ -74,7 +74,26 @@ def peak_lr(cfg: TrainConfig, model_name: str, epochs: float | None = None) -> f
     linearly with the batch size."""
     if cfg.optim.lr is not None:
         return cfg.optim.lr
-    return recipe.peak_lr(model_name, cfg.optim.optimizer, cfg.optim.batch_size, epochs)
+    return recipe.peak_lr(model_name, cfg.optim.optimizer, trained_batch(cfg.optim.batch_size, cfg.optim.hard_fraction),
+                          epochs)
+
+
+def trained_batch(batch: int, fraction: float) -> int:
+    """How many samples of a batch of ``batch`` a step trains on (``--hard-fraction``)."""
+    return max(1, min(batch, int(round(fraction * batch))))
+
+
+def step_cost(cfg: TrainConfig, model: torch.nn.Module, image_shape, num_classes: int) -> float:
+    """The cost of a step as a share of one on the whole batch: 1, or with ``--hard-fraction F``
+    about F plus the proxy's ranking (a forward pass, about a third of a training step, of a
+    model with its share of the FLOPs) and its training on one step in ``hard_proxy_every``."""
+    f = cfg.optim.hard_fraction
+    if f >= 1:
+        return 1.0
+    proxy = create_model(recipe.get("hard_proxy"), num_classes, in_channels=image_shape[0])
+    own = count_flops(model, image_shape, next(model.parameters()).device)
+    ratio = count_flops(proxy, image_shape, "cpu") / max(1, own)
+    return f + ratio * (1 + 2 * f / recipe.get("hard_proxy_every")) / 3
 
 
 def planned_epochs(cfg: TrainConfig, model: torch.nn.Module, speed, data, device, seconds: float | None,
@@ -89,7 +108,8 @@ def planned_epochs(cfg: TrainConfig, model: torch.nn.Module, speed, data, device
     if speed is None:
         speed = measure_speed(model, data.image_shape, data.num_classes, device, cfg.speed.channels_last,
                               try_bf16=False)
-    epochs = speed.images_per_second * max(seconds, 0.0) / max(data.n, 1)
+    epochs = speed.images_per_second * max(seconds, 0.0) / max(data.n, 1) / step_cost(cfg, model, data.image_shape,
+                                                                                       data.num_classes)
     log(f"recipe: {epochs:.1f} epochs planned at {speed.images_per_second:,.0f} images/s")
     return epochs
 

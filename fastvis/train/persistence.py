@@ -23,14 +23,21 @@ class Persistence:
                              steps_per_epoch=self.steps_per_epoch, config=self.cfg.as_dict(),
                              model_name=self.model_name, num_classes=self.data.num_classes,
                              in_channels=int(self.data.image_shape[0]), mean=self.data.mean, std=self.data.std,
+                             hard_proxy=self.selector.state_dict() if self.selector is not None else None,
                              **self.checkpoint_extra())
             checkpoint.save_atomic(state, self.recorder.out / "checkpoint.pt")
 
     def resume(self, path: str) -> None:
         saved = checkpoint.load(path, map_location=self.device, resumable=True)
         self.check_checkpoint(saved, path)
+        if (self.selector is None) != (saved.get("hard_proxy") is None):  # the same batches, or not exact
+            raise FastvisError(f"{path}: the run trained on " + ("whole batches; resume it without --hard-fraction"
+                               if self.selector is not None else "the hardest share of its batches; resume it with "
+                               f"--hard-fraction {saved['config']['optim']['hard_fraction']}"))
         try:
             restore(saved, self.state, self.raw_model, self.optimizer, self.ema, self.lookahead)
+            if self.selector is not None:
+                self.selector.load_state_dict(saved["hard_proxy"])
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:
             raise FastvisError(f"{path}: not a checkpoint of this run (its state does not fit: "
                                f"{checkpoint.mismatch(exc)})") from None

@@ -74,7 +74,8 @@ RECIPE: dict[str, Value] = {
     # -- learning rates ----------------------------------------------------------------------------------
     "lr_batch": Value(512, "images", "the batch the learning rates below are given for; a batch B scales them by "
                       "B/512 (linear scaling)", _C100),
-    "lr_sgd": Value({"fastnet_l": 0.2, "fastnet": 0.2, "fastnet_m": 0.2, "fastnet_s": 0.2, "*": 0.1},
+    "lr_sgd": Value({"fastnet_l": 0.2, "fastnet": 0.2, "fastnet_m": 0.2, "fastnet_s": 0.2, "fastnet_xs": 0.2,
+                     "*": 0.1},
                     "peak lr at batch 512, SGD",
                     "FastNet's scaled-down head takes twice the ResNets' usual 0.1", _C100),
     "lr_muon_sgd": Value(((8.0, 1.2), (16.0, 0.4)), "(epochs the run plans, peak lr at batch 512 of the SGD "
@@ -103,6 +104,12 @@ RECIPE: dict[str, Value] = {
                            "which slows its weight's learning 81-fold at a given rate); SGD models keep 1x until "
                            "measured", "RESULTS: The head's learning rate under Muon, CIFAR-100, "
                            "8 epochs"),
+    "hard_proxy": Value("fastnet_xs", "model", "ranks every batch for --hard-fraction: a FastNet of widths "
+                        "32/64/64, the size of the record family's proxy (airbench96_faster), a small share of "
+                        "fastnet's FLOPs per image", "tests/train/test_select.py"),
+    "hard_proxy_every": Value(4, "steps", "the proxy trains on its hardest share at one step in this many and only "
+                              "ranks on the others (a forward pass), as the record family's proxy does",
+                              "tests/train/test_select.py"),
     "warmup_start": Value(0.02, "of the peak lr, the first step's", "a zero first step would waste the step",
                           "tests/train/test_budget.py"),
     "lookahead": Value((5, 0.95), "(steps between pulls, base of the decay base**steps * progress**3)",
