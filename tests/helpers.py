@@ -193,9 +193,10 @@ def train_exact(*args, check: int | None = 0, fresh: bool = False) -> subprocess
 
 
 def check_resume(args, tmp_path) -> tuple[dict, dict]:
-    """Run ``args`` whole, then killed after its first checkpoint and resumed; the weights must
-    be equal (one thread each: :data:`EXACT`). The resumed run is a fresh interpreter (its own
-    string-hash seed, as a user's resume would be). Returns both summaries."""
+    """Run ``args`` whole, then killed after its first checkpoint and resumed; the weights (and
+    ``--hard-fraction``'s proxy's) must be equal (one thread each: :data:`EXACT`). The resumed run
+    is a fresh interpreter (its own string-hash seed, as a user's resume would be). Returns both
+    summaries."""
     train_exact(*args, "--out", tmp_path / "whole")
     train_killed(*args, "--out", tmp_path / "part", at="checkpoint", n=1, env=EXACT)
     assert not (tmp_path / "part" / "summary.json").exists()
@@ -205,6 +206,9 @@ def check_resume(args, tmp_path) -> tuple[dict, dict]:
     assert a["step"] == b["step"]
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+    assert (a.get("hard_proxy") is None) == (b.get("hard_proxy") is None)
+    for k in (a.get("hard_proxy") or {}).get("model", {}):  # --hard-fraction's proxy too
+        assert torch.equal(a["hard_proxy"]["model"][k], b["hard_proxy"]["model"][k]), k
     return (json.loads((tmp_path / "whole" / "summary.json").read_text()),
             json.loads((tmp_path / "part" / "summary.json").read_text()))
 

@@ -15,6 +15,7 @@ from .. import FastvisError
 from ..loader import Batch
 from ..loader.order import epoch_order
 from ..train import recipe
+from ..train.loss import smoothed, soft_cross_entropy
 from ..train.model import make_optimizer
 
 __all__ = ["DISTIL_METHODS", "MEMORY_METHODS", "METHODS", "balanced_finetune", "features", "frozen", "head",
@@ -43,14 +44,13 @@ def incremental_loss(method: str, logits: torch.Tensor, labels: torch.Tensor, ta
     for wa and bic."""
     seen, eps = logits.shape[1], label_smoothing
     if targets is not None:
-        soft = targets[:, :seen] * (1 - eps) + eps / seen
-        ce = -(soft * F.log_softmax(logits, 1)).sum(1).mean()
+        ce = soft_cross_entropy(logits, smoothed(targets[:, :seen], eps))
     else:
         ce = F.cross_entropy(logits, labels, label_smoothing=eps)
     if old_logits is None or method not in DISTIL_METHODS or before == 0:
         return ce
     t = temperature
-    kd = -(F.softmax(old_logits[:, :before] / t, 1) * F.log_softmax(logits[:, :before] / t, 1)).sum(1).mean()
+    kd = soft_cross_entropy(logits[:, :before] / t, F.softmax(old_logits[:, :before] / t, 1))
     if method in ("wa", "bic"):
         share = before / seen
         return (1 - share) * ce + share * kd

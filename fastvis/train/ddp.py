@@ -95,6 +95,14 @@ def setup(device_type: str, timeout: float) -> World:
     return World(rank, world, local)
 
 
+def wrap(model: torch.nn.Module, w: World, device: torch.device) -> torch.nn.Module:
+    """``model`` under DistributedDataParallel in a run of several processes, else itself."""
+    if not w.distributed:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[w.local_rank] if device.type == "cuda"
+                                                     else None)
+
+
 def teardown(w: World) -> None:
     """Leave the group together: rank 0 may still be writing the report when the others finish."""
     if w.distributed and dist.is_initialized():

@@ -217,9 +217,7 @@ class Trainer(Evaluations, Persistence):
         self.ema = EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
         self.lookahead = Lookahead(model, *recipe.get("lookahead")) if cfg.optim.lookahead else None
         self.selector = hard_selector(self)
-        if world.distributed:
-            model = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[world.local_rank] if device.type == "cuda" else None)
+        model = ddp.wrap(model, world, device)
         self.model = torch.compile(model) if cfg.speed.compile else model
         teacher = load_teacher(cfg.network.teacher, data.num_classes, device, cfg.speed.channels_last) \
             if cfg.network.teacher else None

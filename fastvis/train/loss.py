@@ -11,12 +11,30 @@ from .. import FastvisError
 from ..models import create_model
 from . import checkpoint
 
-__all__ = ["Criterion", "kd_loss", "load_teacher", "soft_cross_entropy"]
+__all__ = ["Criterion", "kd_loss", "load_teacher", "sample_losses", "smoothed", "soft_cross_entropy"]
+
+
+def smoothed(targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Targets (B, K) with ``label_smoothing`` of their mass spread evenly over the K classes."""
+    return targets * (1 - label_smoothing) + label_smoothing / targets.shape[1]
+
+
+def soft_sample_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each sample against soft targets (B, K)."""
+    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(1)
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy against soft targets (B, K), mean over the batch."""
-    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+    return soft_sample_losses(logits, targets).mean()
+
+
+def sample_losses(logits: torch.Tensor, labels: torch.Tensor, targets, label_smoothing: float) -> torch.Tensor:
+    """Cross-entropy of each sample (the criterion's loss without the teacher, before its mean),
+    against the soft targets of mixed batches when there are, with label smoothing."""
+    if targets is None:
+        return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="none")
+    return soft_sample_losses(logits, smoothed(targets, label_smoothing))
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, targets: torch.Tensor, alpha: float,
@@ -68,7 +86,7 @@ class Criterion:
         if targets is None:
             targets = F.one_hot(labels, self.num_classes).float()
         if eps:
-            targets = targets * (1 - eps) + eps / self.num_classes
+            targets = smoothed(targets, eps)
         if self.teacher is None:
             return soft_cross_entropy(logits, targets)
         with torch.no_grad(), self.autocast():

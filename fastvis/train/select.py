@@ -12,13 +12,13 @@ nothing. The proxy and its optimiser are saved in the run's checkpoint (an exact
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from . import recipe
+from . import ddp, recipe
 from .config import TrainConfig
+from .loss import sample_losses
 from .model import build_model, make_optimizer, trained_batch
 
-__all__ = ["HardSelector", "hard_selector", "sample_losses"]
+__all__ = ["HardSelector", "hard_selector"]
 
 
 def hard_selector(trainer) -> "HardSelector | None":
@@ -29,16 +29,6 @@ def hard_selector(trainer) -> "HardSelector | None":
         return None
     return HardSelector(cfg, cfg.optim.hard_fraction, data.num_classes, data.image_shape, trainer.device,
                         trainer.world, lambda: trainer.normalize(trainer.whitening_images()), trainer.autocast)
-
-
-def sample_losses(logits: torch.Tensor, labels: torch.Tensor, targets, label_smoothing: float) -> torch.Tensor:
-    """Cross-entropy of each sample, against the soft targets of mixed batches when there are,
-    with label smoothing."""
-    if targets is None:
-        return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="none")
-    k = logits.shape[1]
-    targets = targets * (1 - label_smoothing) + label_smoothing / k
-    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(1)
 
 
 class HardSelector:
@@ -58,10 +48,7 @@ class HardSelector:
                                                               whiten_sample)
         batch = trained_batch(cfg.optim.batch_size // world.size, fraction) * world.size
         self.optimizer = make_optimizer(self.raw_model, own, recipe.peak_lr(name, optimizer, batch))
-        self.model = self.raw_model
-        if world.distributed:  # every rank's proxy takes the same steps
-            self.model = torch.nn.parallel.DistributedDataParallel(
-                self.raw_model, device_ids=[world.local_rank] if device.type == "cuda" else None)
+        self.model = ddp.wrap(self.raw_model, world, device)  # every rank's proxy takes the same steps
         self.channels_last = cfg.speed.channels_last
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, targets, step: int, factor: float, whiten: float):

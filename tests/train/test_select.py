@@ -1,4 +1,5 @@
-"""--hard-fraction: the model trains on the share of each batch that a small proxy finds hardest."""
+"""--hard-fraction: the model trains on the share of each batch that a small proxy finds hardest
+(its exact resume: the resume test of tests/train/test_trainer.py)."""
 from __future__ import annotations
 
 import copy
@@ -12,9 +13,9 @@ from fastvis.models import create_model
 from fastvis.train import recipe
 from fastvis.train.config import TrainConfig
 from fastvis.train.loop import Trainer
+from fastvis.train.loss import sample_losses
 from fastvis.train.model import step_cost
-from fastvis.train.select import sample_losses
-from tests.helpers import check_resume, train_cli, train_config
+from tests.helpers import train_cli, train_config
 
 
 def _set_up(data, out, **kw):
@@ -71,17 +72,6 @@ def test_a_run_trains_on_the_hardest_half_at_the_half_batchs_rate(data, tmp_path
     assert half["top1"] > 0.5  # chance is 0.25
     saved = torch.load(tmp_path / "half" / "checkpoint.pt", weights_only=False)
     assert set(saved["hard_proxy"]) == {"model", "optimizer"}
-
-
-def test_a_resumed_run_with_a_hard_fraction_gives_the_same_result(data, tmp_path):
-    args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "3", "--batch-size", "32",
-            "--lr", "0.2", "--device", "cpu", "-q", "--hard-fraction", "0.5", "--cutmix", "1.0"]
-    sa, sb = check_resume(args, tmp_path)
-    assert sa["steps"] == sb["steps"] == 24
-    assert sa["top1"] == sb["top1"] and sa["val_loss"] == sb["val_loss"]
-    a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)["hard_proxy"]["model"]
-    b = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)["hard_proxy"]["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_a_run_resumed_with_another_hard_fraction_is_refused(data, tmp_path):
