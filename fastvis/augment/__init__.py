@@ -46,6 +46,7 @@ from .normalize import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, N
 from .poisson import BlendStats, poisson_blend, poisson_blend_batch, poisson_blend_reference
 from .policies import AutoAugment, RandAugment, TrivialAugment, apply_ops, autoaugment, randaugment, trivialaugment
 from .registry import TRANSFORMS, TrainingUse, TransformSpec, training_order
+from .resize import Resize, mean_area, progressive_side, resize
 from .resized_crop import (
     RandomResizedCrop,
     center_boxes,
@@ -56,15 +57,15 @@ from .resized_crop import (
 )
 
 __all__ = [
-    "AlternatingFlip", "AugmentedBatch", "AutoAugment", "BatchTransform", "BlendStats", "CIFAR100_MEAN",
-    "CIFAR100_STD", "CIFAR10_MEAN", "CIFAR10_STD", "CutMix", "Cutout", "DefectBank", "DefectPaste",
-    "DefectPasteParams", "GeneratorLike", "MixParams", "Mixup", "Normalize", "PlanContext", "RandAugment",
-    "RandomCrop", "RandomCropFlip", "RandomErasing", "RandomFlip", "RandomMix", "RandomResizedCrop",
-    "RandomTranslate", "TRANSFORMS", "ToUnit", "TrainingUse", "TransformSpec", "TrivialAugment", "alternating_flip",
-    "apply_cutmix", "apply_mixup", "apply_ops", "as_generator", "autoaugment", "center_boxes", "center_crop_resize",
-    "cutmix", "cutmix_params", "cutout", "defect_paste", "defect_paste_params", "erase", "hflip", "mix", "mixup",
-    "mixup_params", "module_form", "normalize", "placed_patch", "poisson_blend", "poisson_blend_batch",
-    "poisson_blend_reference", "randaugment", "random_crop", "random_crop_flip", "random_erasing",
-    "random_erasing_params", "random_resized_crop", "random_translate", "resized_crops", "rng", "rrc_boxes",
-    "soft_targets", "tight_mask", "to_unit", "training_order", "trivialaugment", "valid_map", "window_params",
+    "AlternatingFlip", "AugmentedBatch", "AutoAugment", "BatchTransform", "BlendStats", "CIFAR100_MEAN", "CIFAR100_STD",
+    "CIFAR10_MEAN", "CIFAR10_STD", "CutMix", "Cutout", "DefectBank", "DefectPaste", "DefectPasteParams",
+    "GeneratorLike", "MixParams", "Mixup", "Normalize", "PlanContext", "RandAugment", "RandomCrop", "RandomCropFlip",
+    "RandomErasing", "RandomFlip", "RandomMix", "RandomResizedCrop", "RandomTranslate", "Resize", "TRANSFORMS",
+    "ToUnit", "TrainingUse", "TransformSpec", "TrivialAugment", "alternating_flip", "apply_cutmix", "apply_mixup",
+    "apply_ops", "as_generator", "autoaugment", "center_boxes", "center_crop_resize", "cutmix", "cutmix_params",
+    "cutout", "defect_paste", "defect_paste_params", "erase", "hflip", "mean_area", "mix", "mixup", "mixup_params",
+    "module_form", "normalize", "placed_patch", "poisson_blend", "poisson_blend_batch", "poisson_blend_reference",
+    "progressive_side", "randaugment", "random_crop", "random_crop_flip", "random_erasing", "random_erasing_params",
+    "random_resized_crop", "random_translate", "resize", "resized_crops", "rng", "rrc_boxes", "soft_targets",
+    "tight_mask", "to_unit", "training_order", "trivialaugment", "valid_map", "window_params",
 ]

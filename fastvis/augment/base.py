@@ -77,13 +77,15 @@ def module_form(function: Callable[..., Any], name: str, inputs: tuple[str, ...]
 @dataclass
 class AugmentedBatch:
     """What flows through a training plan: images, class ids, soft targets once mixed, the
-    samples' indices in the dataset (where the loader gives them), the epoch."""
+    samples' indices in the dataset (where the loader gives them), the epoch, the share of the
+    run (or of its phase) done (1: outside a schedule, e.g. fine-tuning at a task's end)."""
 
     images: torch.Tensor
     labels: torch.Tensor
     targets: torch.Tensor | None = None
     indices: torch.Tensor | None = None
     epoch: int = 0
+    progress: float = 1.0
 
 
 #: one stage of a training plan: ``(batch, seed) -> batch``, the seed of this step's own stream

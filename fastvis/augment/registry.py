@@ -42,6 +42,7 @@ from .policies import (
     trivialaugment,
     trivialaugment_stage,
 )
+from .resize import Resize, progressive_resize_stage, resize
 from .resized_crop import RandomResizedCrop, random_resized_crop
 
 __all__ = ["TRANSFORMS", "TrainingUse", "TransformSpec", "training_order"]
@@ -98,6 +99,8 @@ TRANSFORMS: dict[str, TransformSpec] = {
         100, ("cutmix", "mixup", "mix_prob"), mix_stage, key=7)),
     "defect_paste": TransformSpec(defect_paste, DefectPaste, dtypes=("float32",), training=TrainingUse(
         10, ("defect_paste", "defect_class"), defect_paste_stage, key=8, needs=("masks",))),
+    "resize": TransformSpec(resize, Resize, dtypes=("float32",), keeps_shape=False, training=TrainingUse(
+        110, ("progressive_resize", "progressive_ramp"), progressive_resize_stage)),
 }
 
 

@@ -50,10 +50,11 @@ class AugmentPlan:
     def seed_of(self, step: int, key: int) -> int:
         return (self.seed * 1_000_003 + step * 97 + key) % (2**62)  # not tuning: seed mixing
 
-    def __call__(self, batch: Batch, step: int, epoch: int):
-        """``(images, labels, soft targets or None)`` of this rank for training step ``step``."""
+    def __call__(self, batch: Batch, step: int, epoch: int, progress: float = 1.0):
+        """``(images, labels, soft targets or None)`` of this rank for training step ``step``, at
+        ``progress`` of the run or phase."""
         stream = step * 1009 + self.world.rank if self.per_rank else step  # not tuning: each rank its own stream
-        v = AugmentedBatch(batch.images, batch.labels, None, batch.indices, epoch)
+        v = AugmentedBatch(batch.images, batch.labels, None, batch.indices, epoch, progress)
         for stage in self.stages:
             v = stage.apply(v, self.seed_of(stream, stage.key) if stage.key is not None else 0)
         if self.world.distributed and not self.per_rank:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import FastvisError, InputError
+from ..augment.resize import parse_ramp
 from ..loader import LOADERS
 from . import recipe
 from .budget import parse_duration
@@ -151,6 +152,12 @@ class AugmentOptions:
     cutmix: float = option(0.0, "CutMix with this alpha (0: off)", metavar="ALPHA", bounds="[0, inf)")
     mixup: float = option(0.0, "mixup with this alpha (0: off)", metavar="ALPHA", bounds="[0, inf)")
     mix_prob: float = option(1.0, "probability that a sample is mixed", bounds="[0, 1]")
+    progressive_resize: float = option(1.0, "progressive resizing: train at F of the images' side first, growing to "
+                                       "the whole side along --progressive-ramp (1: off)", metavar="F",
+                                       bounds="[0.25, 1]")
+    progressive_ramp: str = option(recipe.get("progressive_ramp"), "the shares of the run (of each task in "
+                                   "--incremental runs) at which the side starts to grow and reaches the whole one",
+                                   metavar="START,END")
 
 
 @dataclass
@@ -320,6 +327,10 @@ class TrainConfig:
             raise InputError(f"--randaugment {ra}: expected N,M (ops per image, magnitude), e.g. 2,9")
         if ra is not None and not (1 <= int(ra.split(",")[0]) <= 16 and int(ra.split(",")[1]) <= 30):
             raise InputError(f"--randaugment {ra}: N ops per image from 1 to 16, magnitude M from 0 to 30")
+        try:
+            parse_ramp(self.augment.progressive_ramp)
+        except ValueError as e:
+            raise InputError(f"--progressive-ramp {e}") from None
         if self.network.model is not None and not str(self.network.model).strip():
             raise InputError("--model '': name a model (fastvis-train --list-models), or leave it out for the recipe's")
         h = self.data.holdout

@@ -261,7 +261,7 @@ class Trainer(Evaluations, Persistence):
         whiten = max(0.0, 1 - st.step / (o.whiten_bias_epochs * self.steps_per_epoch)) if o.whiten_bias_epochs \
             else 0.0
         self.lr = self.optimizer.set_lr(factor := lr_at(progress, 1.0, o.warmup), whiten)
-        x, y, targets = self.plan(batch, st.step, st.epoch)
+        x, y, targets = self.plan(batch, st.step, st.epoch, progress)
         if self.selector is not None:  # --hard-fraction: the hardest share of the batch
             x, y, targets = self.selector(x, y, targets, st.step, factor, whiten)
         self.model.train()

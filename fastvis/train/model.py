@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import FastvisError
+from ..augment.resize import mean_area, parse_ramp, progressive_side
 from ..models import FastNet, create_model
 from . import ddp, recipe
 from .config import TrainConfig
@@ -50,6 +52,15 @@ def build_model(name: str, cfg: TrainConfig, num_classes: int, image_shape, devi
     params = sum(p.numel() for p in model.parameters())
     model = model.to(device)
     flops = count_flops(model, image_shape, device)
+    low = cfg.augment.progressive_resize
+    if low < 1:  # the smallest batches the run will train on: refused here rather than at their first step
+        h, w = int(image_shape[1]), int(image_shape[2])
+        side = progressive_side(0.0, h, low, (1.0, 1.0))
+        try:
+            count_flops(model, (image_shape[0], side, max(1, round(w * side / h))), device)
+        except RuntimeError as e:
+            raise FastvisError(f"--progressive-resize {low:g}: {name} cannot take the run's smallest images, "
+                               f"{side} px high ({str(e).splitlines()[0]}); give a larger F") from None
     if cfg.speed.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model, params, flops
@@ -84,16 +95,19 @@ def trained_batch(batch: int, fraction: float) -> int:
 
 
 def step_cost(cfg: TrainConfig, model: torch.nn.Module, image_shape, num_classes: int) -> float:
-    """The cost of a step as a share of one on the whole batch: 1, or with ``--hard-fraction F``
-    about F plus the proxy's ranking (a forward pass, about a third of a training step, of a
-    model with its share of the FLOPs) and its training on one step in ``hard_proxy_every``."""
+    """The cost of a step as a share of one on the whole batch at the whole size: 1; with
+    ``--hard-fraction F`` about F plus the proxy's ranking (a forward pass, about a third of a
+    training step, of a model with its share of the FLOPs) and its training on one step in
+    ``hard_proxy_every``; with ``--progressive-resize`` times the run's mean share of the pixels."""
+    a = cfg.augment
+    area = mean_area(int(image_shape[1]), a.progressive_resize, parse_ramp(a.progressive_ramp))
     f = cfg.optim.hard_fraction
     if f >= 1:
-        return 1.0
+        return area
     proxy = create_model(recipe.get("hard_proxy"), num_classes, in_channels=image_shape[0])
     own = count_flops(model, image_shape, next(model.parameters()).device)
     ratio = count_flops(proxy, image_shape, "cpu") / max(1, own)
-    return f + ratio * (1 + 2 * f / recipe.get("hard_proxy_every")) / 3
+    return area * (f + ratio * (1 + 2 * f / recipe.get("hard_proxy_every")) / 3)
 
 
 def planned_epochs(cfg: TrainConfig, model: torch.nn.Module, speed, data, device, seconds: float | None,

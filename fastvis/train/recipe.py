@@ -114,6 +114,12 @@ RECIPE: dict[str, Value] = {
                           "tests/train/test_budget.py"),
     "lookahead": Value((5, 0.95), "(steps between pulls, base of the decay base**steps * progress**3)",
                        "the record's schedule: no averaging early, 0.77 of the average at the end", _ABL),
+    "progressive_ramp": Value("0.5,0.85", "shares of the run: START,END of the side's growth under "
+                              "--progressive-resize", "the fast ImageNet recipes train at the low resolution for "
+                              "most of the run and reach the full one some epochs before the end, so the last "
+                              "epochs (and the BatchNorm statistics) are at the size evaluated; off by default "
+                              "(measured: it did not pay on CIFAR-100)", "RESULTS: Progressive resizing "
+                              "(`--progressive-resize 0.75`), CIFAR-100, fastnet"),
     "tta_shift_weight": Value(0.5, "share of the TTA weight on the shifted views", "the record's split: half on "
                               "the image and its mirror, half on the four shifted views", _ABL),
     # -- batch ---------------------------------------------------------------------------------------------

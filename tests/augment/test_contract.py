@@ -56,6 +56,7 @@ SETTINGS = {
     "mixup": (lambda d: (_labels(d),), dict(num_classes=K), 3),
     "mix": (lambda d: (_labels(d),), dict(num_classes=K), 3),
     "defect_paste": (lambda d: (_labels(d) % 2,), dict(bank=_bank(), defect_class=0, normal=[1], p=1.0), 1),
+    "resize": (lambda d: (), dict(size=(7, 9)), 3),
 }
 
 CASES = [(name, dtype) for name, spec in A.TRANSFORMS.items() for dtype in spec.dtypes]

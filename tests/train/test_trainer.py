@@ -97,7 +97,7 @@ def test_a_budget_is_kept_and_the_schedule_completed_even_when_the_machine_slows
     assert 1 <= evaluations <= 8  # 2 s each: at most about a tenth of the time
 
 
-@pytest.mark.parametrize("extra", [[], ["--hard-fraction", "0.5"]])
+@pytest.mark.parametrize("extra", [[], ["--hard-fraction", "0.5"], ["--progressive-resize", "0.5"]])
 def test_resume_after_a_kill_gives_the_same_result(data, tmp_path, extra):
     args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "3", "--batch-size", "32",
             "--lr", "0.2", "--device", "cpu", "-q", "--cutmix", "1.0", "--randaugment", "1,5", *extra]
