@@ -6,7 +6,10 @@ every class seen: the last exemplars of each old class in herding order, and as 
 each new class), trains the task on the rest (with WA's weighted distillation), and then fits two
 numbers on the held-out samples' logits, with the network fixed: the new classes' logits become
 ``alpha * z + beta``. Each task's correction stays and applies to its classes from then on, in
-evaluation and in the old model's outputs that the next task distils.
+evaluation, in the old model's outputs that the next task distils and in the outputs the later
+tasks train (frozen there): a network trained on its raw outputs would drift away from a
+correction fitted to an earlier state of it (measured: the classes of tasks 4-9 of a B0-10 run fell
+to 0-2% with corrections of -1.8 to -3.0 kept on untrained-for outputs).
 """
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from ..loader.order import epoch_order
 from ..train import recipe
 from ..train.loss import smoothed, soft_cross_entropy
 from ..train.model import make_optimizer
+from .bias import apply_bias
 
 __all__ = ["DISTIL_METHODS", "MEMORY_METHODS", "METHODS", "balanced_finetune", "features", "frozen", "head",
            "incremental_loss", "view_features", "weight_align"]
@@ -125,7 +126,8 @@ def balanced_finetune(trainer, t: int) -> None:
                                      trainer.state.step + k, trainer.state.epoch)
         with trainer.autocast():
             logits = trainer.model(x)
-        loss = incremental_loss("replay", logits.float()[:, :trainer.seen], y, targets, None, 0,
+        z = apply_bias(logits.float()[:, :trainer.seen], trainer.bias_layers)  # bic's corrections, as in training
+        loss = incremental_loss("replay", z, y, targets, None, 0,
                                 trainer.cfg.optim.label_smoothing, trainer.cfg.incremental.cl_temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -21,10 +21,9 @@ Methods (the old model is the frozen model of the end of the previous task):
 - ``wa``: like icarl with the two terms weighted by the share of old classes, then the new
   classes' output weights scaled to the mean norm of the old ones (weight aligning);
 - ``bic``: wa's loss on all but a small balanced held-out set, then the new classes' logits
-  corrected by two numbers fitted on it (:mod:`fastvis.incremental.bias`).
+  corrected by two numbers fitted on it, kept for them in training and evaluation (:mod:`.bias`).
 
-The memory methods also report the nearest-mean classifier; ``--replay-share`` and
-``--balanced-epochs`` are theirs (see the options' help).
+The memory methods also report the nearest-mean classifier and take ``--replay-share``, ``--balanced-epochs``.
 
 With ``--budget`` the whole sequence shares the time: each task gets the time left in
 proportion to the samples it trains on (the budget controller ends it there), its learning rate
@@ -247,8 +246,9 @@ class IncrementalTrainer(Trainer):
         if self.old_model is not None and self.method in DISTIL_METHODS and self.before > 0:
             with torch.no_grad(), self.autocast():
                 old = apply_bias(self.old_model(images).float(), self.bias_layers)
-        return incremental_loss(self.method, logits.float()[:, :self.seen], labels, targets, old, self.before,
-                                self.cfg.optim.label_smoothing, self.cfg.incremental.cl_temperature)
+        z = apply_bias(logits.float()[:, :self.seen], self.bias_layers)  # bic: trained as it is evaluated
+        return incremental_loss(self.method, z, labels, targets, old, self.before, self.cfg.optim.label_smoothing,
+                                self.cfg.incremental.cl_temperature)
 
     def where(self) -> str:
         return f"task {self.state.phase + 1}, epoch {self.state.epoch}"

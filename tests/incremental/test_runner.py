@@ -85,6 +85,27 @@ def test_bic_holds_out_a_balanced_set_and_its_correction_undoes_a_bias():
     assert torch.equal(fixed[:, :2], logits[:, :2]) and torch.equal(apply_bias(logits, []), logits)
 
 
+def test_bic_trains_the_classes_of_earlier_tasks_through_their_corrections(cl_data, tmp_path):
+    """A correction fitted at a task's end stays on its classes: the later tasks' loss sees the
+    corrected outputs (as evaluation does), so the network learns under it rather than drifting
+    away from it (on raw outputs the corrected classes of a long run fell to near 0%)."""
+    from fastvis.incremental.bias import apply_bias
+    from fastvis.incremental.methods import incremental_loss
+
+    trainer = IncrementalTrainer(config(cl_data, tmp_path, cl_method="bic"))
+    trainer.setup()
+    trainer.recorder.release()
+    trainer.before, trainer.seen = 0, 4
+    logits, labels = torch.randn(6, 8, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 3, 2, 3])
+    raw = trainer.loss(logits, labels, None, None)
+    trainer.bias_layers = [(2, 4, 0.9, -3.0)]
+    corrected = apply_bias(logits[:, :4], trainer.bias_layers)
+    expected = incremental_loss("bic", corrected, labels, None, None, 0, trainer.cfg.optim.label_smoothing,
+                                trainer.cfg.incremental.cl_temperature)
+    assert float(trainer.loss(logits, labels, None, None)) == pytest.approx(float(expected))
+    assert float(expected) > float(raw) + 0.5  # the corrected classes' samples now cost more: their outputs must rise
+
+
 def test_what_each_task_trains_on(cl_data, tmp_path):
     def indices(method):
         trainer = IncrementalTrainer(config(cl_data, tmp_path / method, cl_method=method))
