@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from .base import PlanContext, StageFn, module_form
 
-__all__ = ["Resize", "mean_area", "parse_ramp", "progressive_resize_stage", "progressive_side", "resize"]
+__all__ = ["Resize", "mean_area", "parse_ramp", "progressive_resize_stage", "progressive_shape", "progressive_side",
+           "resize"]
 
 
 def resize(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
@@ -60,6 +61,15 @@ def progressive_side(progress: float, full: int, low: float, ramp: tuple[float, 
     return full if side >= full else max(step, int(side // step) * step)
 
 
+def progressive_shape(progress: float, full: tuple[int, int], low: float, ramp: tuple[float, float]
+                      ) -> tuple[int, int]:
+    """``(height, width)`` to train at: the height's :func:`progressive_side`, the width keeping
+    the images' aspect."""
+    h, w = full
+    side = progressive_side(progress, h, low, ramp)
+    return side, max(1, round(w * side / h))
+
+
 def mean_area(full: int, low: float, ramp: tuple[float, float], points: int = 1000) -> float:
     """The share of the whole size's pixels an image has on average over a run (1 when off)."""
     sides = [progressive_side((k + 0.5) / points, full, low, ramp) for k in range(points)]
@@ -73,12 +83,10 @@ def progressive_resize_stage(ctx: PlanContext) -> StageFn | None:
     if low >= 1:
         return None
     ramp = parse_ramp(ctx.option("progressive_ramp"))
-    full_h, full_w = ctx.image_size
+    full = tuple(ctx.image_size)
 
     def apply(v, _seed):
-        side = progressive_side(v.progress, full_h, low, ramp)
-        if side < full_h:
-            v.images = resize(v.images, (side, max(1, round(full_w * side / full_h))))
+        v.images = resize(v.images, progressive_shape(v.progress, full, low, ramp))  # the batch itself when whole
         return v
 
     return apply

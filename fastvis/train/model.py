@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from .. import FastvisError
-from ..augment.resize import mean_area, parse_ramp, progressive_side
+from ..augment.resize import mean_area, parse_ramp, progressive_shape
 from ..models import FastNet, create_model
 from . import ddp, recipe
 from .config import TrainConfig
@@ -54,10 +54,9 @@ def build_model(name: str, cfg: TrainConfig, num_classes: int, image_shape, devi
     flops = count_flops(model, image_shape, device)
     low = cfg.augment.progressive_resize
     if low < 1:  # the smallest batches the run will train on: refused here rather than at their first step
-        h, w = int(image_shape[1]), int(image_shape[2])
-        side = progressive_side(0.0, h, low, (1.0, 1.0))
+        side, width = progressive_shape(0.0, (int(image_shape[1]), int(image_shape[2])), low, (1.0, 1.0))
         try:
-            count_flops(model, (image_shape[0], side, max(1, round(w * side / h))), device)
+            count_flops(model, (image_shape[0], side, width), device)
         except RuntimeError as e:
             raise FastvisError(f"--progressive-resize {low:g}: {name} cannot take the run's smallest images, "
                                f"{side} px high ({str(e).splitlines()[0]}); give a larger F") from None
