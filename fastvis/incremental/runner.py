@@ -90,7 +90,7 @@ class IncrementalTrainer(Trainer):
             changes.update(epochs=inc.epochs_per_task, budget=None)
         for name in ("first_task_weight", "later_lr", "balanced_epochs"):  # unless given: the recipe's
             if getattr(inc, name) is None:
-                changes[name] = recipe.get(f"incremental_{name}")
+                changes[name] = recipe.by_method(f"incremental_{name}", inc.cl_method)
         return cfg.replace(**changes)
 
     def new_state(self) -> IncrementalState:

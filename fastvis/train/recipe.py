@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RECIPE", "Value", "batch_size", "fingerprint", "get", "muon_ns_dtype", "muon_sgd_lr", "optimizer",
+__all__ = ["RECIPE", "Value", "batch_size", "by_method", "fingerprint", "get", "muon_ns_dtype", "muon_sgd_lr",
+           "optimizer",
            "peak_lr", "table"]
 
 
@@ -28,6 +29,7 @@ _C100 = "RESULTS: CIFAR-100 on a CPU: held-out top-1 by budget"
 _ABL = "RESULTS: The same components over a fixed 3 epochs"
 _SCREEN = "RESULTS: The record's components on CIFAR-100 at fixed epochs"
 _CIL10 = "RESULTS: Class-incremental at 10 epochs a task: the schedule's knobs"
+_CILM = "RESULTS: Class-incremental methods at 10 epochs a task"
 
 RECIPE: dict[str, Value] = {
     # -- models: the largest that gets the epochs it needs in the budget --------------------------------
@@ -185,8 +187,13 @@ RECIPE: dict[str, Value] = {
                                   "points on each of tasks 2-5 (logits and nearest-mean) against 1.0 at 10 epochs a "
                                   "task (iCaRL, first task weight 3): the later tasks need their plasticity",
                                   _CIL10),
-    "incremental_balanced_epochs": Value(0.0, "epochs on the memory alone at each task's end", "off until "
-                                         "measured (--with balanced_epochs=N)", "tests/incremental/test_runner.py"),
+    "incremental_balanced_epochs": Value({"icarl": 2.0, "*": 0.0}, "epochs on the memory alone at each task's "
+                                         "end, by method", "icarl at 10 epochs a task: 2 epochs (62 steps a task, "
+                                         "6% more training time) raised the logits' average incremental / last "
+                                         "accuracy from 54.90% / 40.06% to 59.14% / 45.26% and cut forgetting from "
+                                         "47.5 to 33.4 points, the nearest-mean classifier unchanged (59.19% / "
+                                         "45.32% -> 59.16% / 45.90%; one seed); the other methods off until "
+                                         "measured", _CILM),
     "bic_holdout": Value(0.1, "of each old class's exemplars held out (and as many of each new class's samples)",
                          "BiC's 9:1 split of the exemplars", "tests/incremental/test_runner.py"),
     "bic_lr": Value(0.05, "Adam's step on the two bias-correction numbers", "fits them on cached logits in the "
@@ -201,6 +208,13 @@ RECIPE: dict[str, Value] = {
 
 def get(name: str) -> Any:
     return RECIPE[name].value
+
+
+def by_method(name: str, method: str) -> Any:
+    """The value of entry ``name`` for ``method``: from its table by method (``"*"``: the rest),
+    or the value itself when it is the same for every method."""
+    value = get(name)
+    return value.get(method, value["*"]) if isinstance(value, dict) else value
 
 
 def fingerprint() -> str:

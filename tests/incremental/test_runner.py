@@ -207,6 +207,10 @@ def test_the_first_task_weight_moves_epochs_to_the_first_task_and_keeps_their_me
     inc = default.cfg.incremental
     assert inc.first_task_weight == recipe.get("incremental_first_task_weight")
     assert inc.later_lr == recipe.get("incremental_later_lr")
+    for method, epochs in (("icarl", 2.0), ("replay", 0.0), ("bic", 0.0)):  # the class-balanced fine-tuning: by method
+        trainer = IncrementalTrainer(config(cl_data, tmp_path / method, cl_method=method))
+        trainer.setup()
+        assert trainer.cfg.incremental.balanced_epochs == epochs
     steps = {}
     for w in (1.0, 3.0):
         trainer = IncrementalTrainer(config(cl_data, tmp_path / f"w{w}", cl_method="finetune", epochs_per_task=2,
