@@ -3,7 +3,7 @@
 :class:`IncrementalTrainer` is a :class:`~fastvis.train.loop.Trainer` whose phases are the
 tasks. It brings only what is its own: the class order and the tasks, the samples each task
 trains on (its classes' samples, all classes so far for ``joint``, plus the exemplar memory for
-``replay``, ``icarl`` and ``wa``), the loss over the classes seen (with the old model's
+the memory methods), the loss over the classes seen (with the old model's
 distillation), what happens at a task's end (weight aligning, the memory, the class means, the
 old model, the evaluation of every task so far), its part of the checkpoint and its summary.
 The step, the optimiser, the epoch loop, the budget, progress, checkpoints and resume are the
@@ -24,11 +24,9 @@ Methods (the old model is the frozen model of the end of the previous task):
   corrected by two numbers fitted on it, kept for them in training and evaluation (:mod:`.bias`).
 
 The memory methods also report the nearest-mean classifier and take ``--replay-share``, ``--balanced-epochs``.
-
-With ``--budget`` the whole sequence shares the time: each task gets the time left in
-proportion to the samples it trains on (the budget controller ends it there), its learning rate
-warms up and decays over its share; ``--epochs-per-task E`` gives the tasks E epochs each on
-average instead. ``--first-task-weight W`` weighs the first task's share W times.
+With ``--budget`` the sequence shares the time: each task gets the time left in proportion to the
+samples it trains on, its learning rate warming up and decaying over its share; ``--epochs-per-task
+E`` gives the tasks E epochs each on average instead; ``--first-task-weight W`` weighs the first W times.
 """
 from __future__ import annotations
 
@@ -80,7 +78,7 @@ class IncrementalTrainer(Trainer):
         self.method = self.cfg.incremental.cl_method
 
     def prepare(self, cfg: TrainConfig) -> TrainConfig:
-        """The class-incremental literature's batch and learning rate unless given; with
+        """The recipe's class-incremental batch, rates and schedule unless given; with
         ``--epochs-per-task`` every task trains that many epochs (no time sharing)."""
         o, inc = cfg.optim, cfg.incremental
         batch = o.batch_size if o.batch_size is not None else recipe.get("incremental_batch")
@@ -88,8 +86,8 @@ class IncrementalTrainer(Trainer):
         changes = dict(batch_size=batch, lr=lr)
         if inc.epochs_per_task is not None:
             changes.update(epochs=inc.epochs_per_task, budget=None)
-        for name in ("first_task_weight", "later_lr", "balanced_epochs"):  # unless given: the recipe's
-            if getattr(inc, name) is None:
+        for name in ("first_task_weight", "later_lr", "balanced_epochs", "muon_lr", "norm_lr_scale", "head_lr_scale"):
+            if cfg.get(name) is None:  # not given: the recipe's
                 changes[name] = recipe.by_method(f"incremental_{name}", inc.cl_method)
         return cfg.replace(**changes)
 
@@ -105,6 +103,8 @@ class IncrementalTrainer(Trainer):
 
     def setup_mode(self) -> None:
         inc, data, device = self.cfg.incremental, self.data, self.device
+        if self.cfg.optim.optimizer is None and data.image_shape[0] == 3:  # (one channel: the recipe's by model)
+            self.cfg = self.cfg.replace(optimizer=recipe.get("incremental_optimizer"))
         k = data.num_classes
         coarse = superclasses(self.train_path, k) if inc.class_order == "coarse" else None
         self.order = class_order(inc.class_order, k, coarse)

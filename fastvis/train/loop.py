@@ -74,7 +74,7 @@ class Trainer(Evaluations, Persistence):
         return build_train_data(self.cfg, train_path, self.world, self.device)
 
     def setup_mode(self) -> None:
-        """After the data and the evaluation sets, before the model."""
+        """After the data and the evaluation sets, before the model (it may change ``self.cfg``)."""
 
     def choose_model(self) -> tuple[str, object, str]:
         """``(model name, its measured speed or None, why)``."""
@@ -192,6 +192,7 @@ class Trainer(Evaluations, Persistence):
             raise FastvisError(f"--metric auc needs two classes; this data has {data.num_classes}")
         self.plan = build_plan(cfg, data, world, self.recorder.log)
         self.setup_mode()
+        cfg = self.cfg  # with the mode's choices
         self.model_name, speed, why = self.choose_model()
         if world.distributed and not cfg.network.model:  # every rank trains rank 0's choice
             names = list_models()

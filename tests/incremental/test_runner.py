@@ -207,6 +207,12 @@ def test_the_first_task_weight_moves_epochs_to_the_first_task_and_keeps_their_me
     inc = default.cfg.incremental
     assert inc.first_task_weight == recipe.get("incremental_first_task_weight")
     assert inc.later_lr == recipe.get("incremental_later_lr")
+    o = default.cfg.optim  # the class-incremental optimiser and rates, not the model's for ordinary runs
+    assert (o.optimizer, o.muon_lr, o.norm_lr_scale, o.head_lr_scale) == tuple(recipe.get(f"incremental_{n}") for n in (
+        "optimizer", "muon_lr", "norm_lr_scale", "head_lr_scale"))
+    given = IncrementalTrainer(config(cl_data, tmp_path / "sgd", optimizer="sgd", norm_lr_scale=4.0))
+    given.setup()
+    assert (given.cfg.optim.optimizer, given.cfg.optim.norm_lr_scale) == ("sgd", 4.0)
     for method, epochs in (("icarl", 2.0), ("replay", 0.0), ("bic", 0.0)):  # the class-balanced fine-tuning: by method
         trainer = IncrementalTrainer(config(cl_data, tmp_path / method, cl_method=method))
         trainer.setup()
@@ -372,7 +378,8 @@ def test_the_core_s_options_work_in_class_incremental_runs(cl_data, tmp_path, mo
     out = tmp_path / "run"
     summary = train_incremental(config(cl_data, out, model="tinynet", incremental="B0-2", compile=True,
                                        ema_decay=0.9, lookahead=True, optimizer="muon", wandb=True,
-                                       metric="balanced_accuracy", epochs_per_task=2, lr=None))
+                                       metric="balanced_accuracy", epochs_per_task=2, lr=None,
+                                       muon_lr=0.24, norm_lr_scale=64.0, head_lr_scale=8.0))  # fast on 2 tiny epochs
     assert summary["metric"] == "balanced_accuracy"
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert summary["last"] == rows[-1]["balanced_accuracy"] and 0 <= summary["last"] <= 1
