@@ -88,7 +88,7 @@ class IncrementalTrainer(Trainer):
             changes.update(epochs=inc.epochs_per_task, budget=None)
         for name in ("first_task_weight", "later_lr", "balanced_epochs", "muon_lr", "norm_lr_scale", "head_lr_scale"):
             if cfg.get(name) is None:  # not given: the recipe's
-                changes[name] = recipe.by_method(f"incremental_{name}", inc.cl_method)
+                changes[name] = recipe.keyed(f"incremental_{name}", inc.cl_method)
         return cfg.replace(**changes)
 
     def new_state(self) -> IncrementalState:
@@ -103,8 +103,8 @@ class IncrementalTrainer(Trainer):
 
     def setup_mode(self) -> None:
         inc, data, device = self.cfg.incremental, self.data, self.device
-        if self.cfg.optim.optimizer is None and data.image_shape[0] == 3:  # (one channel: the recipe's by model)
-            self.cfg = self.cfg.replace(optimizer=recipe.get("incremental_optimizer"))
+        if self.cfg.optim.optimizer is None:  # the recipe's for class-incremental runs
+            self.cfg = self.cfg.replace(optimizer=recipe.optimizer(None, int(data.image_shape[0]), incremental=True))
         k = data.num_classes
         coarse = superclasses(self.train_path, k) if inc.class_order == "coarse" else None
         self.order = class_order(inc.class_order, k, coarse)

@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RECIPE", "Value", "batch_size", "by_method", "fingerprint", "get", "muon_ns_dtype", "muon_sgd_lr",
-           "optimizer",
-           "peak_lr", "table"]
+__all__ = ["RECIPE", "Value", "batch_size", "fingerprint", "get", "keyed", "muon_ns_dtype", "muon_sgd_lr",
+           "optimizer", "peak_lr", "table"]
 
 
 @dataclass(frozen=True)
@@ -225,11 +224,11 @@ def get(name: str) -> Any:
     return RECIPE[name].value
 
 
-def by_method(name: str, method: str) -> Any:
-    """The value of entry ``name`` for ``method``: from its table by method (``"*"``: the rest),
-    or the value itself when it is the same for every method."""
+def keyed(name: str, key: str) -> Any:
+    """The value of entry ``name`` for ``key`` (a model, a device, a method): from its table by key
+    (``"*"``: the rest), or the value itself when it is the same for every key."""
     value = get(name)
-    return value.get(method, value["*"]) if isinstance(value, dict) else value
+    return value.get(key, value["*"]) if isinstance(value, dict) else value
 
 
 def fingerprint() -> str:
@@ -247,8 +246,7 @@ def peak_lr(model: str, optimizer: str, batch: int, epochs: float | None = None)
     scale = batch / get("lr_batch")
     if optimizer == "muon":
         return muon_sgd_lr(epochs) * scale
-    table = get("lr_sgd")
-    return table.get(model, table["*"]) * scale
+    return keyed("lr_sgd", model) * scale
 
 
 def muon_sgd_lr(epochs: float | None) -> float:
@@ -268,16 +266,15 @@ def muon_sgd_lr(epochs: float | None) -> float:
 
 def muon_ns_dtype(device: str) -> str:
     """The precision of Muon's orthogonalisation on ``device`` ("cpu", "cuda", ...)."""
-    table = get("muon_ns_dtype")
-    return table.get(device, table["*"])
+    return keyed("muon_ns_dtype", device)
 
 
-def optimizer(model: str, channels: int = 3) -> str:
-    """The optimiser for ``model`` on images of ``channels`` channels."""
+def optimizer(model: str | None, channels: int = 3, incremental: bool = False) -> str:
+    """The optimiser for ``model`` on images of ``channels`` channels (in a class-incremental run,
+    any model)."""
     if channels != 3:
         return get("optimizer_one_channel")
-    table = get("optimizer")
-    return table.get(model, table["*"])
+    return get("incremental_optimizer") if incremental else keyed("optimizer", model)
 
 
 def batch_size(device: str, samples: int, processes: int = 1) -> int:

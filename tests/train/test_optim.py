@@ -186,3 +186,10 @@ def test_step_benchmark_times_each_optimiser(tmp_path, capsys):
     assert "orthogonalisation" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--steps", "0"])
+
+
+def test_the_recipe_s_optimiser_by_model_channels_and_mode():
+    assert recipe.optimizer("fastnet_s") == "muon" and recipe.optimizer("resnet18") == "sgd"  # "*": the rest
+    assert recipe.optimizer("resnet32", incremental=True) == recipe.get("incremental_optimizer") == "muon"
+    for incremental in (False, True):  # one channel (radiographs): its own, whatever the model or mode
+        assert recipe.optimizer("fastnet_s", 1, incremental) == recipe.get("optimizer_one_channel") == "sgd"
