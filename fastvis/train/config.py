@@ -206,10 +206,11 @@ class IncrementalOptions:
 
     incremental: str | None = option(None, "learn the classes in tasks: B0-T (T equal tasks) or B<k>-<n> (k classes, "
                                      "then tasks of n)", metavar="PROTOCOL", hyper=False)
-    cl_method: str = option("icarl", "how old classes are kept: finetune (lower bound), joint (all data so far: upper "
-                            "bound), replay (exemplar memory), icarl (memory, distillation, nearest-mean classifier), "
-                            "lwf (distillation, no memory), wa (memory, distillation, weight aligning), bic (memory, "
-                            "distillation, bias correction fitted on held-out samples)",
+    cl_method: str = option(recipe.get("incremental_method"), "how old classes are kept: finetune (lower "
+                            "bound), joint (all data so far: upper bound), replay (exemplar memory), icarl "
+                            "(memory, distillation, nearest-mean classifier), lwf (distillation, no memory), wa "
+                            "(memory, distillation, weight aligning), bic (memory, distillation, bias correction "
+                            "fitted on held-out samples)",
                             choices=("finetune", "joint", "replay", "icarl", "lwf", "wa", "bic"), hyper=False)
     memory: int = option(2000, "exemplars kept in all (herding, class-balanced)", bounds="[0, inf)", hyper=False)
     class_order: str = option("seed:1993", "seed:S (numpy's permutation, as PyCIL/FACIL), sorted, coarse "

@@ -205,6 +205,8 @@ def test_the_first_task_weight_moves_epochs_to_the_first_task_and_keeps_their_me
     default = IncrementalTrainer(config(cl_data, tmp_path / "default", first_task_weight=None))
     default.setup()  # not given: the recipe's values
     inc = default.cfg.incremental
+    plain = TrainConfig.from_options(data=cl_data[0], incremental="B0-4").incremental.cl_method
+    assert plain == recipe.get("incremental_method") == "bic"  # the method, when --cl-method is not given
     assert inc.first_task_weight == recipe.get("incremental_first_task_weight")
     assert inc.later_lr == recipe.get("incremental_later_lr")
     o = default.cfg.optim  # the class-incremental optimiser and rates, not the model's for ordinary runs
