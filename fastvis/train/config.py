@@ -217,7 +217,7 @@ class IncrementalOptions:
                               "(by superclass) or a list of class ids", hyper=False)
     epochs_per_task: float | None = option(None, "epochs of each task (instead of sharing --budget)", metavar="E",
                                            bounds="(0, inf)", hyper=False)
-    cl_temperature: float = option(2.0, "softmax temperature of the old model's outputs (icarl, lwf, wa)",
+    cl_temperature: float = option(2.0, "softmax temperature of the old model's outputs (icarl, lwf, wa, bic)",
                                    bounds="(0, inf)", hyper=False)
     first_task_weight: float | None = option(None, "the first task's compute against a later task's (the first "
                                              "builds the representation): with --epochs-per-task E the tasks still "
@@ -554,7 +554,7 @@ def load_file(path: str | os.PathLike) -> dict:
 #: what each mode cannot use, with the reason; every other option works in every mode
 MODE_REFUSES = {
     "incremental": {
-        "teacher": (lambda v: v is not None, "the distilling methods (--cl-method icarl, lwf, wa) learn from the "
+        "teacher": (lambda v: v is not None, "the distilling methods (--cl-method icarl, lwf, wa, bic) learn from the "
                     "previous task's model, not from a teacher checkpoint"),
         "loader": (lambda v: v not in ("auto", "resident"), "the tasks are drawn from the training data held on "
                    "the device (the resident loader)"),
