@@ -199,7 +199,7 @@ def test_the_first_task_weight_weighs_its_share_of_a_budget(cl_data, tmp_path):
     assert shares[2.0] / shares[1.0] == pytest.approx((320 / 496) / (160 / 336))
 
 
-def test_the_first_task_weight_moves_epochs_to_the_first_task_and_keeps_their_mean(cl_data, tmp_path):
+def test_class_incremental_defaults_are_the_recipe_s_unless_given(cl_data, tmp_path):
     from fastvis.train import recipe
 
     default = IncrementalTrainer(config(cl_data, tmp_path / "default", first_task_weight=None))
@@ -219,6 +219,9 @@ def test_the_first_task_weight_moves_epochs_to_the_first_task_and_keeps_their_me
         trainer = IncrementalTrainer(config(cl_data, tmp_path / method, cl_method=method))
         trainer.setup()
         assert trainer.cfg.incremental.balanced_epochs == epochs
+
+
+def test_the_first_task_weight_moves_epochs_to_the_first_task_and_keeps_their_mean(cl_data, tmp_path):
     steps = {}
     for w in (1.0, 3.0):
         trainer = IncrementalTrainer(config(cl_data, tmp_path / f"w{w}", cl_method="finetune", epochs_per_task=2,
