@@ -18,13 +18,11 @@ from ..train import recipe
 from ..train.loss import smoothed, soft_cross_entropy
 from ..train.model import make_optimizer
 from .bias import apply_bias
+from .names import DISTIL_METHODS, MEMORY_METHODS, METHODS
 
 __all__ = ["DISTIL_METHODS", "MEMORY_METHODS", "METHODS", "balanced_finetune", "features", "frozen", "head",
            "incremental_loss", "view_features", "weight_align"]
 
-METHODS = ("finetune", "joint", "replay", "icarl", "lwf", "wa", "bic")
-MEMORY_METHODS = ("replay", "icarl", "wa", "bic")
-DISTIL_METHODS = ("icarl", "lwf", "wa", "bic")
 
 
 def head(model: torch.nn.Module) -> torch.nn.Linear:

@@ -31,6 +31,7 @@ from typing import Any
 
 from .. import FastvisError, InputError
 from ..augment.resize import parse_ramp
+from ..incremental.names import DISTIL_METHODS, MEMORY_METHODS, METHODS
 from ..loader import LOADERS
 from . import recipe
 from .budget import parse_duration
@@ -211,13 +212,14 @@ class IncrementalOptions:
                             "(memory, distillation, nearest-mean classifier), lwf (distillation, no memory), wa "
                             "(memory, distillation, weight aligning), bic (memory, distillation, bias correction "
                             "fitted on held-out samples)",
-                            choices=("finetune", "joint", "replay", "icarl", "lwf", "wa", "bic"), hyper=False)
+                            choices=METHODS, hyper=False)
     memory: int = option(2000, "exemplars kept in all (herding, class-balanced)", bounds="[0, inf)", hyper=False)
     class_order: str = option("seed:1993", "seed:S (numpy's permutation, as PyCIL/FACIL), sorted, coarse "
                               "(by superclass) or a list of class ids", hyper=False)
     epochs_per_task: float | None = option(None, "epochs of each task (instead of sharing --budget)", metavar="E",
                                            bounds="(0, inf)", hyper=False)
-    cl_temperature: float = option(2.0, "softmax temperature of the old model's outputs (icarl, lwf, wa, bic)",
+    cl_temperature: float = option(2.0, "softmax temperature of the old model's outputs "
+                                   f"({', '.join(DISTIL_METHODS)})",
                                    bounds="(0, inf)", hyper=False)
     first_task_weight: float | None = option(None, "the first task's compute against a later task's (the first "
                                              "builds the representation): with --epochs-per-task E the tasks still "
@@ -228,11 +230,13 @@ class IncrementalOptions:
                                     "share of the first task's: the later tasks start from a trained model, and a "
                                     "lower rate moves it less from what the old classes need (default: the "
                                     "recipe's)", metavar="F", bounds="(0, 10]", hyper=False)
-    replay_share: float | None = option(None, "share of each batch drawn from the memory (replay, icarl, wa, bic), the "
+    replay_share: float | None = option(None, "share of each batch drawn from the memory "
+                                        f"({', '.join(MEMORY_METHODS)}), the "
                                         "rest from the new task; default: the memory mixed in with the new data "
                                         "(its share of the samples)", metavar="P", bounds="(0, 1)", hyper=False)
     balanced_epochs: float | None = option(None, "epochs of class-balanced fine-tuning on the memory alone at the "
-                                           "end of each task after the first (replay, icarl, wa, bic), at a tenth of "
+                                           "end of each task after the first "
+                                           f"({', '.join(MEMORY_METHODS)}), at a tenth of "
                                            "the peak learning rate, decaying to zero (default: the recipe's)",
                                            metavar="E", bounds="[0, 1000]", hyper=False)
     class_order_runs: int = option(1, "the data-order study: run the protocol over K class orders (seed:1993, then "
@@ -554,8 +558,8 @@ def load_file(path: str | os.PathLike) -> dict:
 #: what each mode cannot use, with the reason; every other option works in every mode
 MODE_REFUSES = {
     "incremental": {
-        "teacher": (lambda v: v is not None, "the distilling methods (--cl-method icarl, lwf, wa, bic) learn from the "
-                    "previous task's model, not from a teacher checkpoint"),
+        "teacher": (lambda v: v is not None, f"the distilling methods (--cl-method {', '.join(DISTIL_METHODS)}) "
+                    "learn from the previous task's model, not from a teacher checkpoint"),
         "loader": (lambda v: v not in ("auto", "resident"), "the tasks are drawn from the training data held on "
                    "the device (the resident loader)"),
         "hard_fraction": (lambda v: v < 1, "a task's batches mix new samples with the memory and the distilling "
