@@ -14,7 +14,7 @@ from .optim import Optimizer
 from .speed import Speed, choose_model, measure_speed
 
 __all__ = ["build_model", "choose_amp", "choose_lr", "count_flops", "make_optimizer", "peak_lr", "pick_model",
-           "planned_epochs", "step_cost", "train_seconds", "trained_batch"]
+           "planned_epochs", "run_precision", "step_cost", "train_seconds", "trained_batch"]
 
 
 def pick_model(cfg: TrainConfig, device: torch.device, image_shape, num_classes: int, train_samples: int,
@@ -28,7 +28,7 @@ def pick_model(cfg: TrainConfig, device: torch.device, image_shape, num_classes:
         return recipe.get("epochs_model")[device.type if device.type == "cuda" else "cpu"], None, \
             "--epochs without --model"
     return choose_model(image_shape, num_classes, train_samples, seconds, device, cfg.speed.channels_last,
-                        try_bf16=cfg.speed.amp is None and cpu_has_fast_bf16() and device.type != "cuda", log=log)
+                        amp=run_precision(cfg.speed.amp, device), log=log)
 
 
 def count_flops(model: torch.nn.Module, shape: tuple[int, ...], device) -> int:
@@ -112,15 +112,16 @@ def step_cost(cfg: TrainConfig, model: torch.nn.Module, image_shape, num_classes
 def planned_epochs(cfg: TrainConfig, model: torch.nn.Module, speed, data, device, seconds: float | None,
                    log=print) -> float | None:
     """The epochs a run plans (the learning rate depends on them): ``--epochs``, or what
-    ``seconds`` of training give at the speed measured for the model (timed here when ``--model``
-    named it); None when nothing reads them (``--lr`` given, or an optimiser whose rate does not vary)."""
+    ``seconds`` of training give at the speed measured for the model (timed here, in the run's
+    precision, when ``--model`` named it); None when nothing reads them (``--lr`` given, or an
+    optimiser whose rate does not vary)."""
     if cfg.schedule.epochs is not None:
         return float(cfg.schedule.epochs)
     if cfg.optim.lr is not None or cfg.optim.optimizer != "muon" or seconds is None:
         return None
     if speed is None:
         speed = measure_speed(model, data.image_shape, data.num_classes, device, cfg.speed.channels_last,
-                              try_bf16=False)
+                              amp=run_precision(cfg.speed.amp, device))
     epochs = speed.images_per_second * max(seconds, 0.0) / max(data.n, 1) / step_cost(cfg, model, data.image_shape,
                                                                                        data.num_classes)
     log(f"recipe: {epochs:.1f} epochs planned at {speed.images_per_second:,.0f} images/s")
@@ -154,6 +155,16 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
+def run_precision(asked: bool | None, device: torch.device) -> bool | None:
+    """The precision to time a run in, as :func:`choose_amp` will decide it: bf16 autocast (True),
+    fp32 (False), or None where a probe of both decides (a CPU with native bf16, nothing asked)."""
+    if asked is not None:
+        return asked
+    if device.type == "cuda":
+        return True
+    return None if cpu_has_fast_bf16() else False
+
+
 def choose_amp(asked: bool | None, device: torch.device, model: torch.nn.Module, image_shape, num_classes: int,
                channels_last: bool, speed: Speed | None = None) -> tuple[bool, str]:
     """bf16 autocast or not, and why: ``--amp/--no-amp`` when given; on CUDA, on; on a CPU, on
@@ -166,5 +177,5 @@ def choose_amp(asked: bool | None, device: torch.device, model: torch.nn.Module,
     if not cpu_has_fast_bf16():
         return False, f"this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16"
     if speed is None or speed.ratio is None:
-        speed = measure_speed(model, image_shape, num_classes, device, channels_last, try_bf16=True)
+        speed = measure_speed(model, image_shape, num_classes, device, channels_last, amp=None)
     return bool(speed.amp), f"probe: bf16 steps {speed.ratio:.2f}x the speed of fp32"

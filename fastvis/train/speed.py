@@ -1,9 +1,9 @@
 """How fast this device trains a model, and the default model for a budget from that speed.
 
 When ``--model`` is not given, :func:`choose_model` times a few training steps of each candidate
-of the recipe's ladder (:mod:`.recipe`; a fresh copy, on random images of the data's shape;
-bf16 and fp32 where the device computes bf16 natively), turns the images per second into the
-epochs the budget allows, and takes the largest candidate that still gets the epochs it needs to
+of the recipe's ladder (:mod:`.recipe`; a fresh copy, on random images of the data's shape, in
+the precision the run will train in, or both where that is still open), turns the images per
+second into the epochs the budget allows, and takes the largest candidate that still gets the epochs it needs to
 beat the next smaller one in the same time.
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ __all__ = ["Speed", "choose_model", "measure_speed"]
 @dataclass
 class Speed:
     images_per_second: float  # training, in the faster precision
-    amp: bool | None  # whether bf16 was the faster (None: not tried)
-    ratio: float | None = None  # bf16 speed over fp32 speed
+    amp: bool  # whether the speed is bf16 autocast's (the faster of the two when both were timed)
+    ratio: float | None = None  # bf16 speed over fp32 speed (None: one precision timed)
 
 
 def _step_seconds(model, x, y, amp: bool, repeats: int) -> float:
@@ -47,8 +47,11 @@ def _step_seconds(model, x, y, amp: bool, repeats: int) -> float:
 
 
 def measure_speed(model: torch.nn.Module, image_shape, num_classes: int, device: torch.device, channels_last: bool,
-                  try_bf16: bool, batch: int | None = None, repeats: int = 2) -> Speed:
-    """Training images per second of ``model`` (left unchanged: a copy is timed)."""
+                  amp: bool | None, batch: int | None = None, repeats: int = 2) -> Speed:
+    """Training images per second of ``model`` (left unchanged: a copy is timed) under bf16
+    autocast (``amp`` True) or in fp32 (False): the precision the run trains in, for a step under
+    bf16 can take half the time of one in fp32. ``amp`` None times both: bf16 counts when it is
+    at least the recipe's ``bf16_min_gain`` faster, fp32 otherwise."""
     import copy
 
     batch = batch or recipe.get("speed_probe_batch")[device.type == "cuda"]
@@ -57,25 +60,27 @@ def measure_speed(model: torch.nn.Module, image_shape, num_classes: int, device:
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (batch,), device=device)
+    if amp is not None:
+        return Speed(batch / _step_seconds(probe, x, y, amp, repeats), amp)
     fp32 = _step_seconds(probe, x, y, False, repeats)
-    if not try_bf16:
-        return Speed(batch / fp32, None)
     bf16 = _step_seconds(probe, x, y, True, repeats)
     ratio = fp32 / bf16
-    return Speed(batch / min(fp32, bf16), ratio >= recipe.get("bf16_min_gain"), ratio)
+    amp = ratio >= recipe.get("bf16_min_gain")
+    return Speed(batch / (bf16 if amp else fp32), amp, ratio)
 
 
 def choose_model(image_shape, num_classes: int, train_samples: int, seconds: float, device: torch.device,
-                 channels_last: bool, try_bf16: bool, log=print) -> tuple[str, Speed, str]:
+                 channels_last: bool, amp: bool | None, log=print) -> tuple[str, Speed, str]:
     """``(model, its speed, why)`` for ``seconds`` of training on ``train_samples`` images.
-    Candidates are timed from the smallest up, and timing stops at the first that is too slow."""
+    Candidates are timed from the smallest up, in the precision ``amp`` (:func:`measure_speed`),
+    and timing stops at the first that is too slow."""
     ladder = recipe.get("ladder_cuda" if device.type == "cuda" else "ladder_cpu")
     chosen, reason = None, ""
     for name, min_epochs in reversed(ladder):
         model = create_model(name, num_classes, in_channels=image_shape[0])
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        speed = measure_speed(model, image_shape, num_classes, device, channels_last, try_bf16)
+        speed = measure_speed(model, image_shape, num_classes, device, channels_last, amp)
         epochs = speed.images_per_second * seconds / max(train_samples, 1)
         log(f"recipe: {name} trains {speed.images_per_second:,.0f} images/s here: {epochs:.1f} epochs "
             f"in {seconds:.0f}s (needs {min_epochs:g})")

@@ -96,7 +96,7 @@ def test_a_budgeted_run_plans_its_epochs_from_the_speed_and_keeps_the_rate(data,
 
     def fake_speed(net, *a, **k):
         timed.append(net)
-        return speed.Speed(images_per_second=epochs * 256 / train_s, amp=None)
+        return speed.Speed(images_per_second=epochs * 256 / train_s, amp=False)
 
     monkeypatch.setattr(model, "measure_speed", fake_speed)
     # precision pinned: on a CPU with native bf16 the precision probe would time the model too,
