@@ -22,6 +22,17 @@ def pytest_sessionfinish(session, exitstatus):
     close_zygotes()  # the warm starters of the command-line runs (tests.zygote)
 
 
+@pytest.fixture(autouse=True)
+def fp32_unless_a_test_asks(monkeypatch):
+    """Runs in the test process train in fp32 on every CPU. Where the CPU computes bf16 natively
+    the precision is otherwise a timed choice (:func:`fastvis.train.model.choose_amp`), which a
+    busy machine can tip either way between two runs of one test. The tests of that choice patch
+    ``cpu_has_fast_bf16`` themselves; command-line runs that compare results give ``--no-amp``."""
+    from fastvis.train import model
+
+    monkeypatch.setattr(model, "cpu_has_fast_bf16", lambda: False)
+
+
 @pytest.fixture(scope="session")
 def cifar10_jpeg_tar() -> Path:
     path = SHARED_DATA / "cifar10-jpeg.tar.xz"

@@ -9,7 +9,7 @@ from tests.zygote import import_time_env
 
 def test_a_forked_run_is_a_fresh_one_in_status_streams_and_result(data, tmp_path):
     args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", 1, "--batch-size", 32,
-            "--device", "cpu", "--seed", 3]
+            "--device", "cpu", "--seed", 3, "--no-amp"]  # fp32: not a timed choice
     runs = {}
     for fresh in (False, True):
         out = tmp_path / f"fresh{fresh}"
