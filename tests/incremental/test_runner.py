@@ -215,7 +215,8 @@ def test_class_incremental_defaults_are_the_recipe_s_unless_given(cl_data, tmp_p
     given = IncrementalTrainer(config(cl_data, tmp_path / "sgd", optimizer="sgd", norm_lr_scale=4.0))
     given.setup()
     assert (given.cfg.optim.optimizer, given.cfg.optim.norm_lr_scale) == ("sgd", 4.0)
-    for method, epochs in (("icarl", 2.0), ("replay", 0.0), ("bic", 0.0)):  # the class-balanced fine-tuning: by method
+    # the class-balanced fine-tuning: by method
+    for method, epochs in (("icarl", 2.0), ("replay", 2.0), ("bic", 0.0), ("wa", 0.0)):
         trainer = IncrementalTrainer(config(cl_data, tmp_path / method, cl_method=method))
         trainer.setup()
         assert trainer.cfg.incremental.balanced_epochs == epochs
