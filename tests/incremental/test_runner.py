@@ -279,7 +279,8 @@ def test_a_replay_share_fills_each_batch_from_the_memory_in_seeded_passes():
 
 
 def test_replay_share_and_balanced_fine_tuning_in_a_run(cl_data, tmp_path):
-    plain = IncrementalTrainer(config(cl_data, tmp_path / "plain", cl_method="replay", epochs_per_task=2))
+    plain = IncrementalTrainer(config(cl_data, tmp_path / "plain", cl_method="replay", epochs_per_task=2,
+                                      balanced_epochs=0))
     plain.fit()
     tuned = IncrementalTrainer(config(cl_data, tmp_path / "tuned", cl_method="replay", epochs_per_task=2,
                                       replay_share=0.5, balanced_epochs=2))
