@@ -203,8 +203,8 @@ class Trainer(Evaluations, Persistence):
         model, self.params, self.flops = build_model(self.model_name, cfg, data.num_classes, data.image_shape,
                                                      device, lambda: self.normalize(self.whitening_images()))
         self.raw_model = model
-        self.amp, self.amp_reason = choose_amp(cfg.speed.amp, device, model, data.image_shape, data.num_classes,
-                                               cfg.speed.channels_last, speed)
+        self.amp, self.amp_reason, speed = choose_amp(cfg.speed.amp, device, model, data.image_shape,
+                                                      data.num_classes, cfg.speed.channels_last, speed)
         self.amp = bool(ddp.broadcast_int(world, int(self.amp), device)) if world.distributed else self.amp
         self.cfg = cfg = cfg.replace(model=self.model_name, amp=self.amp)  # timed choices, kept by a resume
         self.recorder.log(f"model: {self.model_name} ({why}); precision: {'bf16 autocast' if self.amp else 'fp32'} "

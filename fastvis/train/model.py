@@ -28,7 +28,7 @@ def pick_model(cfg: TrainConfig, device: torch.device, image_shape, num_classes:
         return recipe.get("epochs_model")[device.type if device.type == "cuda" else "cpu"], None, \
             "--epochs without --model"
     return choose_model(image_shape, num_classes, train_samples, seconds, device, cfg.speed.channels_last,
-                        amp=run_precision(cfg.speed.amp, device), log=log)
+                        amp=run_precision(cfg.speed.amp, device)[0], log=log)
 
 
 def count_flops(model: torch.nn.Module, shape: tuple[int, ...], device) -> int:
@@ -121,7 +121,7 @@ def planned_epochs(cfg: TrainConfig, model: torch.nn.Module, speed, data, device
         return None
     if speed is None:
         speed = measure_speed(model, data.image_shape, data.num_classes, device, cfg.speed.channels_last,
-                              amp=run_precision(cfg.speed.amp, device))
+                              amp=run_precision(cfg.speed.amp, device)[0])
     epochs = speed.images_per_second * max(seconds, 0.0) / max(data.n, 1) / step_cost(cfg, model, data.image_shape,
                                                                                        data.num_classes)
     log(f"recipe: {epochs:.1f} epochs planned at {speed.images_per_second:,.0f} images/s")
@@ -155,27 +155,29 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
-def run_precision(asked: bool | None, device: torch.device) -> bool | None:
-    """The precision to time a run in, as :func:`choose_amp` will decide it: bf16 autocast (True),
-    fp32 (False), or None where a probe of both decides (a CPU with native bf16, nothing asked)."""
-    if asked is not None:
-        return asked
-    if device.type == "cuda":
-        return True
-    return None if cpu_has_fast_bf16() else False
-
-
-def choose_amp(asked: bool | None, device: torch.device, model: torch.nn.Module, image_shape, num_classes: int,
-               channels_last: bool, speed: Speed | None = None) -> tuple[bool, str]:
-    """bf16 autocast or not, and why: ``--amp/--no-amp`` when given; on CUDA, on; on a CPU, on
-    only where it computes bf16 natively and a short probe (a few training steps of a copy of
-    the model each way; ``speed`` when the recipe already timed them) shows it faster."""
+def run_precision(asked: bool | None, device: torch.device) -> tuple[bool | None, str]:
+    """The precision a run trains in, and why, where it is settled before any timing: bf16
+    autocast (True) for ``--amp`` and on CUDA, fp32 (False) for ``--no-amp`` and on a CPU without
+    native bf16; None where a probe of both decides (:func:`choose_amp`)."""
     if asked is not None:
         return asked, "--amp" if asked else "--no-amp"
     if device.type == "cuda":
         return True, "CUDA"
     if not cpu_has_fast_bf16():
         return False, f"this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16"
+    return None, "to be probed"
+
+
+def choose_amp(asked: bool | None, device: torch.device, model: torch.nn.Module, image_shape, num_classes: int,
+               channels_last: bool, speed: Speed | None = None) -> tuple[bool, str, Speed | None]:
+    """bf16 autocast or not, why, and the model's speed in that precision where it is known:
+    ``--amp/--no-amp`` when given; on CUDA, on; on a CPU, on only where it computes bf16 natively
+    and a short probe (a few training steps of a copy of the model each way; ``speed`` when the
+    recipe already timed them) shows it faster. The speed is returned for the run's plan, which
+    would otherwise time the model again."""
+    amp, why = run_precision(asked, device)
+    if amp is not None:
+        return amp, why, speed
     if speed is None or speed.ratio is None:
         speed = measure_speed(model, image_shape, num_classes, device, channels_last, amp=None)
-    return bool(speed.amp), f"probe: bf16 steps {speed.ratio:.2f}x the speed of fp32"
+    return bool(speed.amp), f"probe: bf16 steps {speed.ratio:.2f}x the speed of fp32", speed

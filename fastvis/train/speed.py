@@ -3,8 +3,8 @@
 When ``--model`` is not given, :func:`choose_model` times a few training steps of each candidate
 of the recipe's ladder (:mod:`.recipe`; a fresh copy, on random images of the data's shape, in
 the precision the run will train in, or both where that is still open), turns the images per
-second into the epochs the budget allows, and takes the largest candidate that still gets the epochs it needs to
-beat the next smaller one in the same time.
+second into the epochs the budget allows, and takes the largest candidate that still gets the
+epochs it needs to beat the next smaller one in the same time.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ __all__ = ["Speed", "choose_model", "measure_speed"]
 
 @dataclass
 class Speed:
-    images_per_second: float  # training, in the faster precision
+    images_per_second: float  # training, in the precision ``amp`` says
     amp: bool  # whether the speed is bf16 autocast's (the faster of the two when both were timed)
     ratio: float | None = None  # bf16 speed over fp32 speed (None: one precision timed)
 
@@ -65,8 +65,8 @@ def measure_speed(model: torch.nn.Module, image_shape, num_classes: int, device:
     fp32 = _step_seconds(probe, x, y, False, repeats)
     bf16 = _step_seconds(probe, x, y, True, repeats)
     ratio = fp32 / bf16
-    amp = ratio >= recipe.get("bf16_min_gain")
-    return Speed(batch / (bf16 if amp else fp32), amp, ratio)
+    take_bf16 = ratio >= recipe.get("bf16_min_gain")
+    return Speed(batch / (bf16 if take_bf16 else fp32), take_bf16, ratio)
 
 
 def choose_model(image_shape, num_classes: int, train_samples: int, seconds: float, device: torch.device,

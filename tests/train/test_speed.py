@@ -55,11 +55,11 @@ def test_both_are_timed_when_the_probe_decides_and_the_speed_is_the_chosen_ones(
 
 def test_the_run_precision_follows_the_choice_of_amp(monkeypatch):
     monkeypatch.setattr(model_module, "cpu_has_fast_bf16", lambda: True)
-    assert run_precision(True, CPU) is True and run_precision(False, CUDA) is False
-    assert run_precision(None, CUDA) is True  # CUDA runs train under bf16 unless told otherwise
-    assert run_precision(None, CPU) is None  # the probe of both decides
+    assert run_precision(True, CPU)[0] is True and run_precision(False, CUDA)[0] is False
+    assert run_precision(None, CUDA)[0] is True  # CUDA runs train under bf16 unless told otherwise
+    assert run_precision(None, CPU)[0] is None  # the probe of both decides
     monkeypatch.setattr(model_module, "cpu_has_fast_bf16", lambda: False)
-    assert run_precision(None, CPU) is False
+    assert run_precision(None, CPU)[0] is False
 
 
 @pytest.mark.parametrize("amp", [True, False])
@@ -83,3 +83,16 @@ def test_a_named_model_plans_its_epochs_at_the_speed_of_its_precision(data, tmp_
     assert calls == [True]
     fp32 = planned_epochs(cfg.replace(amp=False), net, None, shape, CPU, 100.0, log=lambda *a: None)
     assert calls == [True, False] and epochs == pytest.approx(2 * fp32) and fp32 > 0
+
+
+def test_a_named_model_probed_for_its_precision_is_not_timed_again_for_its_plan(data, tmp_path, timed, monkeypatch):
+    from fastvis.train.loop import Trainer
+    from tests.helpers import FakeClock
+
+    calls, _ = timed
+    monkeypatch.setattr(model_module, "cpu_has_fast_bf16", lambda: True)
+    t = Trainer(train_config(data, tmp_path, epochs=None, budget=600.0, lr=None, optimizer="muon", amp=None),
+                FakeClock())
+    t.setup()
+    assert sorted(calls) == [False, True]  # the precision's probe, once each way; the plan reuses its speed
+    assert t.amp is True and t.planned_epochs is not None
