@@ -83,6 +83,15 @@ def test_a_run_of_fixed_epochs_takes_the_rate_for_its_length(data, tmp_path, epo
     assert t.planned_epochs == epochs
     assert t.peak_lr == pytest.approx(recipe.peak_lr("tinynet", "muon", 32, epochs))
     assert t.cfg.optim.lr is None  # the epochs decide it again on a resume
+    assert t.optimizer.muon_peak == pytest.approx(recipe.get("muon_lr"))
+
+
+def test_a_given_muon_rate_is_the_filters_peak(data, tmp_path):
+    from fastvis.train.loop import Trainer
+
+    t = Trainer(train_config(data, tmp_path, optimizer="muon", lr=None, muon_lr=0.05, epochs=4.0))
+    t.setup()
+    assert t.optimizer.muon_peak == pytest.approx(0.05) != recipe.get("muon_lr")
 
 
 def test_a_budgeted_run_plans_its_epochs_from_the_speed_and_keeps_the_rate(data, tmp_path, monkeypatch):
