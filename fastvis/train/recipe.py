@@ -92,8 +92,8 @@ RECIPE: dict[str, Value] = {
     "muon_lr": Value(0.12, "peak lr of the filters under Muon (per step: Muon's update has a fixed size)",
                      "the record's 0.24 was set for its 200 steps of batch 2,000; at batch 512 on CIFAR-100, held-out, "
                      "0.12 beat it over fastnet's 12 epochs by 0.87 points (2 seeds, 71.90% against 71.03%), over "
-                     "fastnet_s's 8 by 1.73 (2 seeds, 62.89% against 61.16%) and over fastnet's hour by 0.34 (one seed); at 4 epochs the two were "
-                     "level", _MUON),
+                     "fastnet_s's 8 by 1.73 (2 seeds, 62.89% against 61.16%) and over fastnet's hour by 0.34 (one "
+                     "seed); at 4 epochs the two were level", _MUON),
     "muon_momentum": Value(0.6, "momentum of Muon", "the record's value (airbench94_muon)", _ABL),
     "muon_ns_steps": Value(3, "Newton-Schulz iterations", "the record's value; 5 cost 50% more and changed nothing "
                            "there", _ABL),
