@@ -41,7 +41,10 @@ class Recorder:
 
     def log(self, text: str) -> None:
         if self.main and self.progress:
-            print(text, flush=True)
+            if self.bar is not None:  # a line of its own above the progress bar, not inside the bar's
+                self.bar.write(text)
+            else:
+                print(text, flush=True)
 
     def start(self, wandb_options: dict | None, config: dict) -> None:
         """Create the output folder (and the wandb run when asked)."""
