@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 import time
+from collections.abc import Callable
 
 from .. import InputError
 from . import recipe
@@ -79,6 +81,8 @@ class BudgetController:
         self.end: float | None = None  # a fixed end instead of the deadline
         self.start_progress = 0.0
         self.last = 0.0
+        self.on_speed: Callable[[float], None] | None = None  # told once: a step's seconds over the first steps
+        self._first_steps: list[float] = []
 
     # -- measurements --------------------------------------------------------------------------
     def observe_step(self, seconds: float) -> None:
@@ -88,6 +92,12 @@ class BudgetController:
         if self.steps == 10:  # the speed at the start: the reference of the report's time
             self._start_step_time = self.step_time
             self._eval_step_time = self._eval_step_time or self.step_time  # and of the first evaluation
+        skip, timed = recipe.get("replan_steps")
+        if self.on_speed is not None and self.steps > skip:
+            self._first_steps.append(seconds)
+            if len(self._first_steps) >= timed:
+                tell, self.on_speed = self.on_speed, None
+                tell(statistics.median(self._first_steps))
 
     def observe_eval(self, seconds: float, fraction: float = 1.0) -> None:
         """An evaluation of ``fraction`` of the evaluation set took ``seconds``."""

@@ -1,13 +1,12 @@
-"""The training core: setup, one training step, the epoch loop over phases, the budget,
-checkpoints and resume, for every mode of fastvis-train (evaluations: :mod:`.evaluation`).
-Its parts each live in their own module: options (:mod:`.config`), data (:mod:`.data`), batch
-transforms (:mod:`.augment_plan`), model and optimiser (:mod:`.model`, :mod:`.optim`), loss
-(:mod:`.loss`), the hardest share of a batch (:mod:`.select`), budget (:mod:`.budget`), outputs
-(:mod:`.recorder`), checkpoints (:mod:`.state`); every default comes from :mod:`.recipe`. A run
-is a sequence of phases: an ordinary run is one; a mode that subclasses :class:`Trainer`
-(class-incremental learning, :mod:`fastvis.incremental.runner`) brings its own through the hooks
-in the first section of the class. Every step trains under a warm-up/linear-decay schedule driven
-by the phase's progress (steps of ``--epochs``, or time of the ``--budget`` or a task's share)."""
+"""The training core: setup, one training step, the epoch loop over phases, the budget, checkpoints and resume, for
+every mode of fastvis-train (evaluations: :mod:`.evaluation`). Its parts live in their own modules: options
+(:mod:`.config`), data (:mod:`.data`), batch transforms (:mod:`.augment_plan`), model and optimiser
+(:mod:`.model`, :mod:`.optim`), loss (:mod:`.loss`), the hardest share of a batch (:mod:`.select`), budget
+(:mod:`.budget`), outputs (:mod:`.recorder`), checkpoints (:mod:`.state`); every default comes from
+:mod:`.recipe`. A run is a sequence of phases: an ordinary run is one; a mode that subclasses :class:`Trainer`
+(class-incremental learning, :mod:`fastvis.incremental.runner`) brings its own through the hooks in the class's
+first section. Every step trains under a warm-up/linear-decay schedule driven by the phase's progress (steps of
+``--epochs``, or time of the ``--budget`` or a task's share)."""
 from __future__ import annotations
 
 import math
@@ -29,7 +28,7 @@ from .ema import EMA, Lookahead
 from .evaluation import Evaluations, tta_views
 from .loss import Criterion, load_teacher
 from .metrics import positive_class
-from .model import build_model, choose_amp, choose_lr, make_optimizer, pick_model, train_seconds
+from .model import build_model, choose_amp, choose_lr, make_optimizer, pick_model, replan_rate, train_seconds
 from .persistence import Persistence
 from .recorder import Recorder
 from .select import hard_selector
@@ -213,6 +212,7 @@ class Trainer(Evaluations, Persistence):
         seconds, log = train_seconds(cfg, self.clock), self.recorder.log
         self.planned_epochs, self.peak_lr, self.cfg = choose_lr(cfg, self.model_name, model, speed, data, device,
                                                                 seconds, world, log)
+        timed_rate = cfg.optim.lr is None and cfg.schedule.epochs is None and self.planned_epochs is not None
         cfg = self.cfg
         self.optimizer = make_optimizer(model, cfg, self.peak_lr)
         self.ema = EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
@@ -230,6 +230,7 @@ class Trainer(Evaluations, Persistence):
             self.budget = BudgetController(cfg.schedule.budget, self.clock, world, device,
                                            final_evals=sizes * len(tta_views(cfg.eval.tta, cfg.eval.tta_shift)),
                                            ckpt_time=fixed + per_param * self.params / disk)
+            self.budget.on_speed = replan_rate(self) if timed_rate else None  # the plan at the run's own speed
         if cfg.run.resume:
             self.resume(cfg.run.resume)
         wandb = dict(project=cfg.run.wandb_project, mode=cfg.run.wandb_mode) if cfg.run.wandb else None

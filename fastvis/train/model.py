@@ -3,6 +3,8 @@ recipe's ladders), the precision, its initialisation from the data (FastNet's wh
 memory format and the optimiser (:mod:`.optim`, its defaults from :mod:`.recipe`)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from .. import FastvisError
@@ -14,7 +16,7 @@ from .optim import Optimizer
 from .speed import Speed, choose_model, measure_speed
 
 __all__ = ["build_model", "choose_amp", "choose_lr", "count_flops", "make_optimizer", "peak_lr", "pick_model",
-           "planned_epochs", "run_precision", "step_cost", "train_seconds", "trained_batch"]
+           "planned_epochs", "replan_rate", "run_precision", "step_cost", "train_seconds", "trained_batch"]
 
 
 def pick_model(cfg: TrainConfig, device: torch.device, image_shape, num_classes: int, train_samples: int,
@@ -145,6 +147,29 @@ def choose_lr(cfg: TrainConfig, model_name: str, model: torch.nn.Module, speed, 
     if cfg.optim.lr is None and cfg.schedule.epochs is None:
         cfg = cfg.replace(lr=lr)
     return epochs, lr, cfg
+
+
+def replan_rate(trainer) -> Callable[[float], None]:
+    """What a budgeted run whose rate is the plan's does once its own steps are timed: the epochs
+    planned again at that speed (the start-up probe times a copy of the model for a few steps,
+    without the loader, and a machine busy for those seconds misleads it), and the SGD groups'
+    peak rate for them, set while the rate still warms up and written into the configuration so
+    that a resume keeps it. The model stays the probe's choice. Every rank takes rank 0's epochs."""
+    t = trainer
+
+    def replan(step_seconds: float) -> None:
+        per_epoch = t.steps_per_epoch
+        left = max(train_seconds(t.cfg, t.clock), 0.0) / max(step_seconds, 1e-9) / per_epoch
+        epochs = ddp.broadcast_float(t.world, t.state.step / per_epoch + left, t.device) if t.world.distributed \
+            else t.state.step / per_epoch + left
+        lr = peak_lr(t.cfg.replace(lr=None), t.model_name, epochs)
+        speed = t.cfg.optim.batch_size / step_seconds
+        t.recorder.log(f"recipe: {epochs:.1f} epochs at the run's own speed ({speed:,.0f} images/s; the probe's "
+                       f"plan: {t.planned_epochs:.1f}): peak lr {t.peak_lr:.3g} -> {lr:.3g}")
+        t.planned_epochs, t.peak_lr, t.optimizer.peak, t.cfg = epochs, lr, lr, t.cfg.replace(lr=lr)
+        if t.world.main:
+            t.cfg.save(t.recorder.out / "config.json")
+    return replan
 
 
 def cpu_has_fast_bf16() -> bool:

@@ -53,6 +53,11 @@ RECIPE: dict[str, Value] = {
     "speed_probe_batch": Value((64, 256), "images per timed step (CPU, CUDA)", "large enough to time a step "
                                "steadily, small enough to probe a ladder in a second or two",
                                "tests/train/test_recipe.py"),
+    "replan_steps": Value((5, 20), "(steps left out, steps timed) at the start of a budgeted run", "the epochs a "
+                          "budget plans, and the SGD groups' rate for them, are planned again at the median of these "
+                          "steps: a 10-minute run's start-up probe read 967 images/s where the run trained at 1,273 "
+                          "(11.4 epochs planned, 16.3 trained), and a probe of more steps did not narrow the spread",
+                          "RESULTS: Planning a budget at the run's own speed"),
     "bf16_min_gain": Value(1.15, "bf16 step speed over fp32", "bf16 costs some accuracy; take it only when clearly "
                            "faster (emulated bf16 was 10x slower here)", "RESULTS: What makes the 5-minute CIFAR-100 "
                            "recipe converge: a measured ablation"),

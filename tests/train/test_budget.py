@@ -88,3 +88,17 @@ def test_lr_schedule():
     peak = values.index(max(values))
     assert all(a <= b for a, b in zip(values[:peak], values[1:peak + 1]))
     assert all(a >= b for a, b in zip(values[peak:], values[peak + 1:]))
+
+
+def test_the_speed_of_the_first_steps_is_told_once_without_the_warm_up_and_an_outlier():
+    from fastvis.train import recipe
+
+    skip, timed = recipe.get("replan_steps")
+    b, _ = controller()
+    told = []
+    b.on_speed = told.append
+    steps = [5.0] * skip + [1.0] * (timed - 1) + [9.0] + [3.0] * 50  # slow first steps, one busy step, then slower
+    for k, seconds in enumerate(steps):
+        b.observe_step(seconds)
+        assert len(told) == (k >= skip + timed - 1)
+    assert told == [1.0] and b.on_speed is None

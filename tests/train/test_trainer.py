@@ -97,6 +97,27 @@ def test_a_budget_is_kept_and_the_schedule_completed_even_when_the_machine_slows
     assert 1 <= evaluations <= 8  # 2 s each: at most about a tenth of the time
 
 
+def test_a_budgeted_run_plans_its_rate_again_at_its_own_speed(data, tmp_path, monkeypatch):
+    """The start-up probe says the machine is slow (a few epochs in the budget: a high peak rate);
+    the run's own steps are fast (many epochs): the peak is set again, lower, while the rate
+    still warms up, and written into the run's configuration."""
+    from fastvis.train import model, recipe
+    from fastvis.train.speed import Speed
+
+    probe_epochs, budget = 4.0, 120.0
+    monkeypatch.setattr(model, "measure_speed", lambda *a, **k: Speed(
+        probe_epochs * 256 / (recipe.get("budget_model_share") * budget), amp=False))
+    summary, lrs = simulated_run(data, tmp_path, monkeypatch, budget=budget, slow_after=1e9, optimizer="muon",
+                                 lr=None, amp=False)
+    first = sum(recipe.get("replan_steps"))  # the steps before the plan is made again
+    probe_lr = recipe.peak_lr("tinynet", "muon", 32, probe_epochs)
+    own = json.loads((tmp_path / "config.json").read_text())["optim"]["lr"]
+    assert summary["epochs"] > 10 * probe_epochs and own == pytest.approx(recipe.peak_lr("tinynet", "muon", 32, 50.0))
+    assert own < probe_lr / 2
+    assert max(lrs[first:]) == pytest.approx(own, rel=0.05)  # the warm-up rises to the new peak, not the old
+    assert lrs[first] < own  # the switch came inside the warm-up, which goes on to the new peak
+
+
 @pytest.mark.parametrize("extra", [[], ["--hard-fraction", "0.5"], ["--progressive-resize", "0.5"]])
 def test_resume_after_a_kill_gives_the_same_result(data, tmp_path, extra):
     args = ["--data", data[0], "--val", data[1], "--model", "tinynet", "--epochs", "3", "--batch-size", "32",
