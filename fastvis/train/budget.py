@@ -92,9 +92,10 @@ class BudgetController:
         if self.steps == 10:  # the speed at the start: the reference of the report's time
             self._start_step_time = self.step_time
             self._eval_step_time = self._eval_step_time or self.step_time  # and of the first evaluation
-        skip, timed = recipe.get("replan_steps")
-        if self.on_speed is not None and self.steps > skip:
-            self._first_steps.append(seconds)
+        if self.on_speed is not None:  # waiting for the first steps' speed
+            skip, timed = recipe.get("replan_steps")
+            if self.steps > skip:
+                self._first_steps.append(seconds)
             if len(self._first_steps) >= timed:
                 tell, self.on_speed = self.on_speed, None
                 tell(statistics.median(self._first_steps))

@@ -160,8 +160,7 @@ def replan_rate(trainer) -> Callable[[float], None]:
     def replan(step_seconds: float) -> None:
         per_epoch = t.steps_per_epoch
         left = max(train_seconds(t.cfg, t.clock), 0.0) / max(step_seconds, 1e-9) / per_epoch
-        epochs = ddp.broadcast_float(t.world, t.state.step / per_epoch + left, t.device) if t.world.distributed \
-            else t.state.step / per_epoch + left
+        epochs = ddp.broadcast_float(t.world, t.state.step / per_epoch + left, t.device)
         lr = peak_lr(t.cfg.replace(lr=None), t.model_name, epochs)
         speed = t.cfg.optim.batch_size / step_seconds
         t.recorder.log(f"recipe: {epochs:.1f} epochs at the run's own speed ({speed:,.0f} images/s; the probe's "
