@@ -150,7 +150,9 @@ class BudgetController:
         """Whether an intermediate evaluation still fits before the deadline (with a step to spare)."""
         return self.clock() + self.eval_time * self.slowdown() + self.step_time < self.deadline()
 
+    def seconds_left(self) -> float:
+        """Training seconds left until the deadline (or the end of this share of the budget)."""
+        return max(0.0, (self.deadline() if self.end is None else self.end) - self.clock())
+
     def steps_left(self) -> int:
-        if not self.step_time:
-            return 0
-        return max(0, int(((self.deadline() if self.end is None else self.end) - self.clock()) / self.step_time))
+        return int(self.seconds_left() / self.step_time) if self.step_time else 0

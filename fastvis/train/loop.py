@@ -367,7 +367,7 @@ class Trainer(Evaluations, Persistence):
                 previous = now
             if n == 20 or k == per_epoch - 1:  # not tuning: how often the progress bar and the NaN check look
                 self._check_loss(loss_sum, n)
-                self.recorder.update_bar(n, batch_size, self.last_loss, self.lr, self._steps_left())
+                self.recorder.update_bar(n, batch_size, self.last_loss, self.lr, self._steps_left(), self.budget)
                 loss_sum.zero_()
                 n = 0
             if k < per_epoch - 1 and self._evaluation_inside_epoch_due():

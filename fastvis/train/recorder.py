@@ -68,12 +68,14 @@ class Recorder:
 
         self.bar = tqdm(total=steps, desc=f"epoch {epoch}", unit="step", leave=False)
 
-    def update_bar(self, steps: int, batch: int, loss: float, lr: float, steps_left: int) -> None:
+    def update_bar(self, steps: int, batch: int, loss: float, lr: float, steps_left: int, budget=None) -> None:
+        """``left`` on the bar: a budgeted run's own training time left (``budget.seconds_left()``),
+        otherwise the steps left at the bar's rate."""
         if self.bar is None:
             return
         self.bar.update(steps)
         rate = self.bar.format_dict.get("rate") or 0
-        eta = steps_left / rate if rate else float("nan")
+        eta = budget.seconds_left() if budget is not None else steps_left / rate if rate else float("nan")
         self.bar.set_postfix(img_s=f"{rate * batch:,.0f}", loss=f"{loss:.3f}", lr=f"{lr:.3g}", left=f"{eta:.0f}s")
 
     def close_bar(self) -> None:

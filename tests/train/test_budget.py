@@ -102,3 +102,19 @@ def test_the_speed_of_the_first_steps_is_told_once_without_the_warm_up_and_an_ou
         b.observe_step(seconds)
         assert len(told) == (k >= skip + timed - 1)
     assert told == [1.0] and b.on_speed is None
+
+
+def test_the_progress_bar_of_a_budgeted_run_shows_the_budget_s_own_time_left(tmp_path):
+    from fastvis.train.recorder import Recorder
+
+    b, clock = controller(100.0, final_evals=1.0, ckpt_time=1.0)
+    b.observe_eval(2.0)
+    b.begin()
+    clock.t = 40.0
+    rec = Recorder(tmp_path, main=True, progress=True)
+    rec.open_bar(0, 50)
+    rec.update_bar(10, 64, 4.0, 0.1, steps_left=10_000, budget=b)  # steps at the bar's own rate would say far more
+    assert f"left={b.deadline() - 40:.0f}s," in rec.bar.postfix
+    rec.update_bar(10, 64, 4.0, 0.1, steps_left=10_000)  # a run of fixed epochs: the steps left at the bar's rate
+    assert f"left={b.deadline() - 40:.0f}s," not in rec.bar.postfix
+    rec.close_bar()
