@@ -24,6 +24,7 @@ class Persistence:
                              model_name=self.model_name, num_classes=self.data.num_classes,
                              in_channels=int(self.data.image_shape[0]), mean=self.data.mean, std=self.data.std,
                              hard_proxy=self.selector.state_dict() if self.selector is not None else None,
+                             choices={"model": self.model_reason, "amp": self.amp_reason},
                              **self.checkpoint_extra())
             checkpoint.save_atomic(state, self.recorder.out / "checkpoint.pt")
 
@@ -42,6 +43,9 @@ class Persistence:
             raise FastvisError(f"{path}: not a checkpoint of this run (its state does not fit: "
                                f"{checkpoint.mismatch(exc)})") from None
         self.restore_extra(saved, path)
+        # why the start chose its model and precision: config.json now names them as if given
+        kept = saved.get("choices") or {}
+        self.model_reason, self.amp_reason = kept.get("model", self.model_reason), kept.get("amp", self.amp_reason)
         st = self.state
         if self.world.main:  # metrics.jsonl holds the checkpoint's history, no row twice
             text = "".join(f"{json.dumps(row)}\n" for row in st.history)

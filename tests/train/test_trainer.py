@@ -149,6 +149,8 @@ def test_a_resumed_run_keeps_the_precision_and_model_it_chose_by_timing(data, tm
     faster["bf16"] = False  # the probe would now choose fp32
     again = train(config_from_args(build_parser().parse_args([*base, "--epochs", "2", "--resume", "auto"])))
     assert again["amp"] == "bf16" and again["steps"] == 16
+    # and says why as the start did (its config.json names the choices as if they had been given)
+    assert first["amp_reason"].startswith("probe: bf16 steps 2.00x") and again["amp_reason"] == first["amp_reason"]
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch):
