@@ -36,9 +36,10 @@ RECIPE: dict[str, Value] = {
     "ladder_cpu": Value((("fastnet", 24.0), ("fastnet_m", 16.0), ("fastnet_s", 0.0)), "(model, epochs the budget "
                         "must give it), largest first", "fastnet_m at 25 epochs beat fastnet_s at 21 (68.9% vs 65.7% "
                         "held-out); below these epochs the next smaller model does better in the same time; at 3 "
-                        "hours fastnet (39.8 epochs) reached 72.5% (RESULTS: CIFAR-100 in 3 hours with today's "
-                        "defaults); in one hour on an AVX-512 CPU fastnet (35.2 epochs) beat fastnet_m (49.8): 72.34% "
-                        "against 71.52% (RESULTS: CIFAR-100 in 1 hour with today's defaults)", _C100),
+                        "hours fastnet reached 72.5% in 39.8 epochs (AVX2) and 72.84% in 94.8 (AVX-512; RESULTS: "
+                        "CIFAR-100 in 3 hours with today's defaults); in one hour on an AVX-512 CPU fastnet (35.2 "
+                        "epochs) beat fastnet_m (49.8): 72.34% against 71.52% (RESULTS: CIFAR-100 in 1 hour with "
+                        "today's defaults)", _C100),
     "ladder_cuda": Value((("wrn28_10", 150.0), ("fastnet_l", 24.0), ("fastnet", 0.0)), "(model, epochs), largest "
                          "first", "the record family with Muon: on an H200 fastnet_l reached 71.9% held-out on "
                          "CIFAR-100 in 24 epochs (28 s of training) and 72.7% in 64, where ResNet-18 with SGD is "
