@@ -193,3 +193,16 @@ def test_record_benchmark_changes_only_what_a_cpu_needs(tmp_path):
     # 2.5 epochs of 10 steps, fp32 Newton-Schulz on the CPU (4 ones / 100), an fp32 model
     assert result["top1"] == pytest.approx(25 + 0.04 + 1)
     assert result["train_seconds"] >= 0 and result["wall_seconds"] >= result["train_seconds"]
+
+
+def test_record_benchmark_s_fastvis_row_names_the_optimiser_and_precision_it_trained_with(data, tmp_path):
+    from fastvis.bench.record import fastvis_row, table
+    from fastvis.train import train
+    from tests.helpers import train_config
+
+    summary = train(train_config(data, tmp_path, epochs=1, optimizer="muon"))
+    row = fastvis_row(tmp_path, wall=7.0)
+    assert row["optimizer"] == "muon" and row["precision"] == "off" and row["batch_size"] == 32
+    assert row["top1"] == summary["top1"] and row["wall_seconds"] == 7.0
+    assert "| fastvis-train --model fastnet (fp32) | 1 | " in table({"fastvis 1 0": row})
+

@@ -153,10 +153,17 @@ def _one(side: str, script: Path, out: Path, epochs: float, seed: int, args) -> 
         r = json.loads((run / "result.json").read_text())
         return {"top1": r["top1"], "wall_seconds": wall, "train_seconds": r["train_seconds"],
                 "images_per_second": 50000 * epochs / r["train_seconds"]}
+    return fastvis_row(run, wall)
+
+
+def fastvis_row(run: Path, wall: float) -> dict:
+    """The table's row of a fastvis run folder: its summary's accuracy and speed, and how it
+    trained (batch, optimiser, precision: on a CPU with native bf16 fastvis may train in bf16,
+    the record's script in fp32)."""
     s = json.loads((run / "summary.json").read_text())
     return {"top1": s["top1"], "wall_seconds": wall, "train_seconds": s["train_seconds"],
-            "images_per_second": s["images_per_second"],
-            "batch_size": s["batch_size"], "optimizer": s.get("optimizer")}
+            "images_per_second": s["images_per_second"], "batch_size": s["batch_size"],
+            "optimizer": s["hyper"]["optimizer"], "precision": s["amp"]}
 
 
 def table(results: dict) -> str:
@@ -172,7 +179,9 @@ def table(results: dict) -> str:
         accs = [100 * r["top1"] for r in rs]
         m, s = mean_std(accs)
         speed = statistics.median(r["images_per_second"] for r in rs)
-        name = "airbench94_muon.py (CPU, fp32)" if side == "record" else "fastvis-train --model fastnet"
+        kinds = sorted({"fp32" if r["precision"] == "off" else r["precision"] for r in rs if r.get("precision")})
+        name = "airbench94_muon.py (CPU, fp32)" if side == "record" else \
+            "fastvis-train --model fastnet" + (f" ({', '.join(kinds)})" if kinds else "")
         lines.append(f"| {name} | {epochs:g} | {', '.join(f'{a:.2f}' for a in accs)} | {m:.2f} ± {s:.2f} | "
                      f"{speed:,.0f} |")
     return "\n".join(lines)
