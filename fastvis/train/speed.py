@@ -73,10 +73,14 @@ def choose_model(image_shape, num_classes: int, train_samples: int, seconds: flo
                  channels_last: bool, amp: bool | None, log=print) -> tuple[str, Speed, str]:
     """``(model, its speed, why)`` for ``seconds`` of training on ``train_samples`` images.
     Candidates are timed from the smallest up, in the precision ``amp`` (:func:`measure_speed`),
-    and timing stops at the first that is too slow."""
+    and timing stops at the first that is too slow or that needs more training images than there
+    are (a net measured only on large sets)."""
     ladder = recipe.get("ladder_cuda" if device.type == "cuda" else "ladder_cpu")
     chosen, reason = None, ""
-    for name, min_epochs in reversed(ladder):
+    for name, min_epochs, min_images in reversed(ladder):
+        if train_samples < min_images:  # measured only on larger sets: the rungs below keep smaller ones
+            log(f"recipe: {name} not timed: {train_samples:,} training images, fewer than its {min_images:,}")
+            break
         model = create_model(name, num_classes, in_channels=image_shape[0])
         if channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -96,3 +96,24 @@ def test_a_named_model_probed_for_its_precision_is_not_timed_again_for_its_plan(
     t.setup()
     assert sorted(calls) == [False, True]  # the precision's probe, once each way; the plan reuses its speed
     assert t.amp is True and t.planned_epochs is not None
+
+
+def test_the_ladder_s_largest_net_is_taken_only_for_sets_as_large_as_it_was_measured_on(monkeypatch):
+    """fastnet_l leads on CIFAR-100's 45,000 images at 12 epochs; a set under the rung's size keeps
+    the nets below it however long the budget, and a budget too short for its epochs does too."""
+    (top, epochs, images), (below, _, _) = recipe.get("ladder_cpu")[:2]
+    size = sum(p.numel() for p in create_model(top, 100).parameters())
+    # the probe's step: 1 s for the largest net (64 images/s), a tenth of that for every other
+    monkeypatch.setattr(speed, "_step_seconds",
+                        lambda model, *a: 1.0 if sum(p.numel() for p in model.parameters()) == size else 0.1)
+    assert images > 0
+    seconds = epochs * images / 64
+
+    def choose(samples, budget, log=lambda *a: None):
+        return speed.choose_model((3, 32, 32), 100, samples, budget, CPU, False, False, log=log)[0]
+
+    assert choose(images, seconds) == top
+    lines = []
+    assert choose(images - 1, 100 * seconds, lines.append) == below
+    assert any(f"{top} not timed" in line for line in lines)
+    assert choose(images, 0.99 * seconds) == below  # large enough, but given fewer epochs than it needs
