@@ -58,12 +58,12 @@ def test_the_recipe_prints_from_the_command_line():
 def test_learning_rates_scale_with_the_batch():
     assert recipe.peak_lr("fastnet_s", "sgd", 256) == pytest.approx(recipe.get("lr_sgd")["fastnet_s"] / 2)
     assert recipe.peak_lr("resnet18", "sgd", 512) == recipe.get("lr_sgd")["*"]
-    short = recipe.get("lr_muon_sgd")[0][1]
+    short = recipe.keyed("lr_muon_sgd", "fastnet")[0][1]
     assert recipe.peak_lr("fastnet", "muon", 1024) == pytest.approx(2 * short)
 
 
 def test_under_muon_a_longer_run_takes_a_lower_peak_rate():
-    points = recipe.get("lr_muon_sgd")
+    points = recipe.keyed("lr_muon_sgd", "fastnet")
     (e0, lr0), (e1, lr1) = points[0], points[-1]
     assert e0 < e1 and lr0 > lr1
     assert recipe.muon_sgd_lr(None) == recipe.muon_sgd_lr(1.0) == recipe.muon_sgd_lr(e0) == lr0
@@ -73,6 +73,17 @@ def test_under_muon_a_longer_run_takes_a_lower_peak_rate():
     assert between == sorted(between, reverse=True)
     assert recipe.peak_lr("fastnet", "muon", 256, e1) == pytest.approx(lr1 / 2)
     assert recipe.peak_lr("fastnet", "sgd", 512, e1) == recipe.peak_lr("fastnet", "sgd", 512)  # SGD: as measured
+
+
+def test_the_largest_net_never_takes_the_short_runs_high_rate():
+    # fastnet_l did not learn at the small nets' 8-epoch rate; below its first point it keeps that
+    # point's rate, and from the last point on it joins the others
+    (first, low), *_ = recipe.keyed("lr_muon_sgd", "fastnet_l")
+    short = recipe.muon_sgd_lr(None, "fastnet")
+    assert low < short and recipe.muon_sgd_lr(None, "fastnet_l") == recipe.muon_sgd_lr(2.0, "fastnet_l") == low
+    assert recipe.peak_lr("fastnet_l", "muon", 512, 8.0) == low < recipe.peak_lr("fastnet", "muon", 512, 8.0)
+    last = recipe.keyed("lr_muon_sgd", "fastnet_l")[-1][0]
+    assert recipe.peak_lr("fastnet_l", "muon", 512, 2 * last) == recipe.peak_lr("fastnet", "muon", 512, 2 * last)
 
 
 @pytest.mark.parametrize("epochs", [2.0, 16.0])
