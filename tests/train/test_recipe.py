@@ -78,11 +78,11 @@ def test_under_muon_a_longer_run_takes_a_lower_peak_rate():
 def test_the_largest_net_never_takes_the_short_runs_high_rate():
     # fastnet_l did not learn at the small nets' 8-epoch rate; below its first point it keeps that
     # point's rate, and from the last point on it joins the others
-    (first, low), *_ = recipe.keyed("lr_muon_sgd", "fastnet_l")
+    points = recipe.keyed("lr_muon_sgd", "fastnet_l")
+    low, last = points[0][1], points[-1][0]
     short = recipe.muon_sgd_lr(None, "fastnet")
     assert low < short and recipe.muon_sgd_lr(None, "fastnet_l") == recipe.muon_sgd_lr(2.0, "fastnet_l") == low
     assert recipe.peak_lr("fastnet_l", "muon", 512, 8.0) == low < recipe.peak_lr("fastnet", "muon", 512, 8.0)
-    last = recipe.keyed("lr_muon_sgd", "fastnet_l")[-1][0]
     assert recipe.peak_lr("fastnet_l", "muon", 512, 2 * last) == recipe.peak_lr("fastnet", "muon", 512, 2 * last)
 
 
