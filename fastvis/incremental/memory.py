@@ -14,7 +14,7 @@ import torch
 
 from ..loader.order import epoch_order
 
-__all__ = ["Memory", "herding", "shared_batches"]
+__all__ = ["Memory", "herding", "seeded_passes", "shared_batches"]
 
 
 def herding(features: torch.Tensor, m: int) -> torch.Tensor:
@@ -70,17 +70,23 @@ class Memory:
         self.by_class = {int(c): v.to(device) for c, v in state["by_class"].items()}
 
 
-def shared_batches(new: torch.Tensor, kept: torch.Tensor, batch: int, kept_per_batch: int, steps: int, seed: int,
-                   key: int, first: int = 0) -> Iterator[torch.Tensor]:
-    """Batches ``first`` to ``steps`` of an epoch, each of ``batch - kept_per_batch`` new samples
-    (one pass over ``new`` in a seeded order) and ``kept_per_batch`` from ``kept`` (seeded passes
-    over the memory, as many as the epoch needs, each in its own order)."""
-    fresh = batch - kept_per_batch
-    order = new[epoch_order(len(new), seed, key).to(new.device)]
-    need = steps * kept_per_batch
-    passes = [kept[epoch_order(len(kept), seed, key * 7919 + 1 + p).to(kept.device)]  # not tuning: seed mixing
-              for p in range(-(-need // len(kept)))]
-    memory = torch.cat(passes)
-    for k in range(first, steps):
-        yield torch.cat([order[k * fresh:(k + 1) * fresh], memory[k * kept_per_batch:(k + 1) * kept_per_batch]])
+def seeded_passes(items: torch.Tensor, lo: int, hi: int, seed: int, key: int) -> torch.Tensor:
+    """Entries ``lo`` to ``hi`` of an endless stream of passes over ``items``, pass ``p`` in the
+    order fixed by ``(seed, key + p)``: any stretch of the stream can be drawn on its own (resume)."""
+    n = len(items)
+    first = lo // n
+    passes = [items[epoch_order(n, seed, key + p).to(items.device)] for p in range(first, -(-hi // n))]
+    return torch.cat(passes)[lo - first * n:hi - first * n]
 
+
+def shared_batches(new: torch.Tensor, kept: torch.Tensor, batch: int, kept_per_batch: int, start: int, stop: int,
+                   seed: int, key: int) -> Iterator[torch.Tensor]:
+    """Batches ``start`` to ``stop`` of a task, each of ``batch - kept_per_batch`` samples of
+    ``new`` and ``kept_per_batch`` of ``kept``, both drawn from seeded passes that run on across
+    epochs (each pass its own order): every new sample once before any twice, and the same for the
+    memory."""
+    fresh = batch - kept_per_batch
+    a = seeded_passes(new, start * fresh, stop * fresh, seed, key)
+    m = seeded_passes(kept, start * kept_per_batch, stop * kept_per_batch, seed, key + 5_003)  # not tuning: apart
+    for k in range(stop - start):
+        yield torch.cat([a[k * fresh:(k + 1) * fresh], m[k * kept_per_batch:(k + 1) * kept_per_batch]])

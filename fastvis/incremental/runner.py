@@ -198,12 +198,10 @@ class IncrementalTrainer(Trainer):
         self.task_idx = _joined(self.task_new, self.task_kept)
         self.task_batch = self.global_batch(len(self.task_idx))
         share = self.cfg.incremental.replay_share
-        if share is not None and self.task_kept is not None:  # an epoch is one pass over the new data
+        self.kept_per_batch = None  # the memory mixed in; with a share, P of each batch (the same steps)
+        if share and self.task_kept is not None:
             self.kept_per_batch = max(1, min(self.task_batch - 1, round(share * self.task_batch)))
-            self.steps_per_epoch = max(1, len(self.task_new) // (self.task_batch - self.kept_per_batch))
-        else:
-            self.kept_per_batch = None
-            self.steps_per_epoch = max(1, len(self.task_idx) // self.task_batch)
+        self.steps_per_epoch = max(1, len(self.task_idx) // self.task_batch)
         self.before, self.seen = self.bounds(t)
         if st.phase_step == 0:  # a new task: a new optimiser (resumed inside a task: the checkpoint's)
             self.optimizer = self.task_optimizer(t)
@@ -228,16 +226,16 @@ class IncrementalTrainer(Trainer):
         return b
 
     def phase_batches(self, epoch: int, first: int) -> Iterator[Batch]:
-        """The task's samples (and the memory: mixed in, or a share of each batch) in an order fixed
-        by the seed, the task and the epoch."""
-        key = self.state.phase * 10_007 + epoch  # not tuning: seed mixing
+        """The task's samples in an order fixed by the seed, the task and the epoch; with a replay
+        share, each batch's part of the new data and of the memory from seeded passes over each."""
+        base, seed, spe = self.state.phase * 10_007, self.cfg.run.seed, self.steps_per_epoch  # not tuning: seeds
         if self.kept_per_batch is None:
             idx, b = self.task_idx, self.task_batch
-            order = idx[epoch_order(len(idx), self.cfg.run.seed, key).to(idx.device)]
-            picks = (order[k * b:(k + 1) * b] for k in range(first, self.steps_per_epoch))
+            order = idx[epoch_order(len(idx), seed, base + epoch).to(idx.device)]
+            picks = (order[k * b:(k + 1) * b] for k in range(first, spe))
         else:
             picks = shared_batches(self.task_new, self.task_kept, self.task_batch, self.kept_per_batch,
-                                   self.steps_per_epoch, self.cfg.run.seed, key, first)
+                                   epoch * spe + first, (epoch + 1) * spe, seed, base)
         for pick in picks:
             yield Batch(self.data.dataset.batch(pick)[0], self.train_pos[pick], pick)
 

@@ -232,8 +232,9 @@ class IncrementalOptions:
                                     "recipe's)", metavar="F", bounds="(0, 10]", hyper=False)
     replay_share: float | None = option(None, "share of each batch drawn from the memory "
                                         f"({', '.join(MEMORY_METHODS)}), the "
-                                        "rest from the new task; default: the memory mixed in with the new data "
-                                        "(its share of the samples)", metavar="P", bounds="(0, 1)", hyper=False)
+                                        "rest from the new task, each in seeded passes (an epoch keeps its "
+                                        "steps); default: the memory mixed in with the new data (its share of the "
+                                        "samples)", metavar="P", bounds="(0, 1)", hyper=False)
     balanced_epochs: float | None = option(None, "epochs of class-balanced fine-tuning on the memory alone at the "
                                            "end of each task after the first "
                                            f"({', '.join(MEMORY_METHODS)}), at a tenth of "

@@ -265,16 +265,20 @@ def test_a_replay_share_fills_each_batch_from_the_memory_in_seeded_passes():
     from fastvis.incremental.memory import shared_batches
 
     new, kept = torch.arange(100), torch.arange(1000, 1020)
-    batches = list(shared_batches(new, kept, 10, 3, 14, seed=5, key=2))
-    assert len(batches) == 14 and all(len(b) == 10 for b in batches)
-    fresh = torch.cat([b[:7] for b in batches])
-    assert len(set(fresh.tolist())) == 98 and bool((fresh < 100).all())  # one pass over the new data
+    batches = list(shared_batches(new, kept, 10, 3, 0, 30, seed=5, key=2))
+    assert len(batches) == 30 and all(len(b) == 10 for b in batches)
+    fresh = torch.cat([b[:7] for b in batches])  # 210 draws: two passes over the new data and a part of a third
+    assert bool((fresh < 100).all()) and all(len(set(fresh[p:p + 100].tolist())) == 100 for p in (0, 100))
+    assert not torch.equal(fresh[:100], fresh[100:200])  # each pass in its own order
     drawn = torch.cat([b[7:] for b in batches])
     counts = torch.bincount(drawn - 1000, minlength=20)
-    assert bool((drawn >= 1000).all()) and set(counts.tolist()) <= {2, 3}  # 42 draws in passes over 20
-    again = list(shared_batches(new, kept, 10, 3, 14, seed=5, key=2, first=9))
-    assert all(torch.equal(a, b) for a, b in zip(again, batches[9:])) and len(again) == 5
-    other = list(shared_batches(new, kept, 10, 3, 14, seed=6, key=2))
+    assert bool((drawn >= 1000).all()) and set(counts.tolist()) <= {4, 5}  # 90 draws in passes over 20
+    # the task's stream, drawn a stretch at a time (epochs, resume), is the same stream
+    parts = [*shared_batches(new, kept, 10, 3, 0, 14, seed=5, key=2), *shared_batches(new, kept, 10, 3, 14, 23,
+                                                                                      seed=5, key=2)]
+    parts += list(shared_batches(new, kept, 10, 3, 23, 30, seed=5, key=2))
+    assert all(torch.equal(a, b) for a, b in zip(parts, batches, strict=True))
+    other = list(shared_batches(new, kept, 10, 3, 0, 30, seed=6, key=2))
     assert not all(torch.equal(a, b) for a, b in zip(other, batches))
 
 
@@ -285,9 +289,9 @@ def test_replay_share_and_balanced_fine_tuning_in_a_run(cl_data, tmp_path):
     tuned = IncrementalTrainer(config(cl_data, tmp_path / "tuned", cl_method="replay", epochs_per_task=2,
                                       replay_share=0.5, balanced_epochs=2))
     summary = tuned.fit()
-    assert tuned.kept_per_batch == 16 and tuned.steps_per_epoch == 80 // 16  # the last task: 80 new samples
+    assert tuned.kept_per_batch == 16 and tuned.steps_per_epoch == plain.steps_per_epoch
+    assert tuned.state.step == plain.state.step  # the share changes what a batch holds, not how many steps
     assert summary["hyper"]["replay_share"] == 0.5 and summary["hyper"]["balanced_epochs"] == 2
-    assert plain.state.step < tuned.state.step  # the same epochs over the new data take more steps
     a, b = plain.raw_model.state_dict(), tuned.raw_model.state_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a)
     assert "nme" in summary["incremental"] and 0 <= summary["incremental"]["nme"]["last"] <= 1
