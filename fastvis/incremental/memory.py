@@ -74,6 +74,8 @@ def seeded_passes(items: torch.Tensor, lo: int, hi: int, seed: int, key: int) ->
     """Entries ``lo`` to ``hi`` of an endless stream of passes over ``items``, pass ``p`` in the
     order fixed by ``(seed, key + p)``: any stretch of the stream can be drawn on its own (resume)."""
     n = len(items)
+    if hi <= lo:
+        return items[:0]
     first = lo // n
     passes = [items[epoch_order(n, seed, key + p).to(items.device)] for p in range(first, -(-hi // n))]
     return torch.cat(passes)[lo - first * n:hi - first * n]

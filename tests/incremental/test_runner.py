@@ -278,6 +278,7 @@ def test_a_replay_share_fills_each_batch_from_the_memory_in_seeded_passes():
                                                                                       seed=5, key=2)]
     parts += list(shared_batches(new, kept, 10, 3, 23, 30, seed=5, key=2))
     assert all(torch.equal(a, b) for a, b in zip(parts, batches, strict=True))
+    assert not list(shared_batches(new, kept, 10, 3, 30, 30, seed=5, key=2))  # resumed at an epoch's end
     other = list(shared_batches(new, kept, 10, 3, 0, 30, seed=6, key=2))
     assert not all(torch.equal(a, b) for a, b in zip(other, batches))
 
