@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import torch
 
-from ..loader.order import epoch_order
+from ..loader.order import seeded_passes
 
-__all__ = ["Memory", "herding", "seeded_passes", "shared_batches"]
+__all__ = ["Memory", "herding", "shared_batches"]
 
 
 def herding(features: torch.Tensor, m: int) -> torch.Tensor:
@@ -68,17 +68,6 @@ class Memory:
     def load_state_dict(self, state: dict, device) -> None:
         self.size = int(state["size"])
         self.by_class = {int(c): v.to(device) for c, v in state["by_class"].items()}
-
-
-def seeded_passes(items: torch.Tensor, lo: int, hi: int, seed: int, key: int) -> torch.Tensor:
-    """Entries ``lo`` to ``hi`` of an endless stream of passes over ``items``, pass ``p`` in the
-    order fixed by ``(seed, key + p)``: any stretch of the stream can be drawn on its own (resume)."""
-    n = len(items)
-    if hi <= lo:
-        return items[:0]
-    first = lo // n
-    passes = [items[epoch_order(n, seed, key + p).to(items.device)] for p in range(first, -(-hi // n))]
-    return torch.cat(passes)[lo - first * n:hi - first * n]
 
 
 def shared_batches(new: torch.Tensor, kept: torch.Tensor, batch: int, kept_per_batch: int, start: int, stop: int,

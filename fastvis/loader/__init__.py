@@ -21,7 +21,7 @@ _EXPORTS = {
     "Batch": "base", "BatchLoader": "base",
     "JpegLoader": "jpeg", "center_sample": "jpeg", "decode_jpeg_batch": "jpeg",
     "ORDERS": "order", "epoch_order": "order", "holdout_split": "order", "quasi_random_order": "order",
-    "shard_indices": "order",
+    "seeded_passes": "order", "shard_indices": "order",
     "ResidentDataset": "resident", "ResidentLoader": "resident", "channel_mean_std": "resident",
     "StreamingLoader": "streaming",
 }

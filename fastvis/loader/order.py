@@ -4,6 +4,7 @@ Every loader takes its order from here, so the same ``(seed, epoch)`` gives the 
 whatever the loader, the number of threads or the number of processes.
 
 - :func:`epoch_order`: a uniform permutation fixed by ``(seed, epoch)``;
+- :func:`seeded_passes`: any stretch of an endless stream of such permutations of a set of ids;
 - :func:`quasi_random_order`: data pages in random order, samples shuffled within windows of a
   few consecutive pages (page-cache and disk friendly), for files written in random order;
 - :func:`shard_indices`: rank ``r``'s part of an epoch for ``world`` processes (disjoint, equal
@@ -16,7 +17,7 @@ import torch
 
 from .. import InputError
 
-__all__ = ["ORDERS", "epoch_order", "holdout_split", "quasi_random_order", "shard_indices"]
+__all__ = ["ORDERS", "epoch_order", "holdout_split", "quasi_random_order", "seeded_passes", "shard_indices"]
 
 ORDERS = ("random", "quasi_random", "sequential")
 
@@ -25,6 +26,17 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The sample order of one epoch: a permutation fixed by ``(seed, epoch)``."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g)
+
+
+def seeded_passes(items: torch.Tensor, lo: int, hi: int, seed: int, key: int) -> torch.Tensor:
+    """Entries ``lo`` to ``hi`` of an endless stream of passes over ``items``, pass ``p`` in the
+    order fixed by ``(seed, key + p)``: any stretch of the stream can be drawn on its own (resume)."""
+    n = len(items)
+    if hi <= lo:
+        return items[:0]
+    first = lo // n
+    passes = [items[epoch_order(n, seed, key + p).to(items.device)] for p in range(first, -(-hi // n))]
+    return torch.cat(passes)[lo - first * n:hi - first * n]
 
 
 def shard_indices(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fastvis.beton import BetonError, BetonReader, BetonWriter, IntField, NDArrayField, RGBImageField
-from fastvis.loader import ResidentDataset, StreamingLoader, epoch_order, shard_indices
+from fastvis.loader import ResidentDataset, StreamingLoader, epoch_order, seeded_passes, shard_indices
 
 N = 1000
 
@@ -32,6 +32,17 @@ def test_shards_are_disjoint_equal_and_cover(world):
     allidx = torch.cat(parts)
     assert set(allidx.tolist()) == set(range(N + 3))
     assert len(allidx) - len(set(allidx.tolist())) == (-(N + 3)) % world  # only the padding repeats
+
+
+def test_seeded_passes_are_one_stream_of_permutations_drawn_in_any_stretches():
+    items = torch.arange(100, 113)
+    whole = seeded_passes(items, 0, 5 * 13, seed=3, key=7)
+    for p in range(5):  # pass p: the items in the order of (seed, key + p)
+        assert torch.equal(whole[p * 13:(p + 1) * 13], items[epoch_order(13, 3, 7 + p)])
+    cuts = [0, 4, 13, 13, 30, 64, 65]
+    assert torch.equal(torch.cat([seeded_passes(items, a, b, 3, 7) for a, b in zip(cuts, cuts[1:])]), whole)
+    assert len(seeded_passes(items, 9, 9, 3, 7)) == 0
+    assert not torch.equal(seeded_passes(items, 0, 13, 4, 7), whole[:13])
 
 
 @pytest.mark.parametrize("order", ["random", "quasi_random", "sequential"])
