@@ -86,7 +86,8 @@ class IncrementalTrainer(Trainer):
         changes = dict(batch_size=batch, lr=lr)
         if inc.epochs_per_task is not None:
             changes.update(epochs=inc.epochs_per_task, budget=None)
-        for name in ("first_task_weight", "later_lr", "balanced_epochs", "muon_lr", "norm_lr_scale", "head_lr_scale"):
+        for name in ("first_task_weight", "later_lr", "replay_share", "balanced_epochs", "muon_lr", "norm_lr_scale",
+                     "head_lr_scale"):
             if cfg.get(name) is None:  # not given: the recipe's
                 changes[name] = recipe.keyed(f"incremental_{name}", inc.cl_method)
         return cfg.replace(**changes)

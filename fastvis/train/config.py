@@ -233,8 +233,8 @@ class IncrementalOptions:
     replay_share: float | None = option(None, "share of each batch drawn from the memory "
                                         f"({', '.join(MEMORY_METHODS)}), the "
                                         "rest from the new task, each in seeded passes (an epoch keeps its "
-                                        "steps); default: the memory mixed in with the new data (its share of the "
-                                        "samples)", metavar="P", bounds="(0, 1)", hyper=False)
+                                        "steps); 0: the memory mixed in with the new data (its share of the "
+                                        "samples); default: the recipe's", metavar="P", bounds="[0, 1)", hyper=False)
     balanced_epochs: float | None = option(None, "epochs of class-balanced fine-tuning on the memory alone at the "
                                            "end of each task after the first "
                                            f"({', '.join(MEMORY_METHODS)}), at a tenth of "

@@ -30,6 +30,7 @@ _SCREEN = "RESULTS: The record's components on CIFAR-100 at fixed epochs"
 _MUON = "RESULTS: The filters' learning rate under Muon, CIFAR-100"
 _CIL10 = "RESULTS: Class-incremental at 10 epochs a task: the schedule's knobs"
 _CILM = "RESULTS: Class-incremental methods at 10 epochs a task"
+_CIL_RS = "RESULTS: Half of each batch from the memory at equal steps"
 
 RECIPE: dict[str, Value] = {
     # -- models: the largest that gets the epochs it needs in the budget --------------------------------
@@ -227,6 +228,11 @@ RECIPE: dict[str, Value] = {
                                   "points on each of tasks 2-5 (logits and nearest-mean) against 1.0 at 10 epochs a "
                                   "task (iCaRL, first task weight 3): the later tasks need their plasticity",
                                   _CIL10),
+    "incremental_replay_share": Value(
+        {"bic": 0.5, "*": 0.0}, "of each batch from the memory, by method (0: the memory mixed in)",
+        "bic at 10 epochs a task, the same steps: half of each batch from the memory raised the last accuracy on "
+        "each of 3 seeds (+0.36, +0.60, +0.66; 49.71% against 49.17% on the mean), the average incremental the "
+        "same (63.93% against 63.96%), forgetting 3.8-5.2 points lower", _CIL_RS),
     "incremental_balanced_epochs": Value(
         {"icarl": 2.0, "replay": 2.0, "*": 0.0}, "epochs on the memory alone at each task's end, by method",
         "icarl at 10 epochs a task: 2 epochs (62 steps a task, 6% more training time) raised the logits' average "

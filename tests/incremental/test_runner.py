@@ -10,6 +10,7 @@ import torch
 
 from fastvis.incremental.runner import IncrementalTrainer, train_incremental
 from fastvis.train import checkpoint as ckpt
+from fastvis.train import recipe
 from fastvis.train.budget import Clock
 from fastvis.train.config import TrainConfig
 from tests.helpers import EXACT, train_cli, train_exact, train_killed
@@ -44,6 +45,7 @@ def test_each_method_runs_the_protocol_and_reports_it(cl_data, tmp_path, method)
     assert block["last"] == block["seen"][-1] and len(block["seen"]) == 4
     assert block["average_incremental"] == pytest.approx(sum(block["seen"]) / 4)
     assert ("nme" in block) == (method in ("replay", "icarl", "wa", "bic"))  # every method that keeps exemplars
+    assert summary["hyper"]["replay_share"] == recipe.keyed("incremental_replay_share", method)  # the recipe's
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["task"] for r in rows] == [1, 2, 3, 4] and [r["classes"] for r in rows] == [2, 4, 6, 8]
     for name in ("summary.json", "report.pdf", "incremental.png", "checkpoint.pt", "config.json"):
@@ -296,6 +298,17 @@ def test_replay_share_and_balanced_fine_tuning_in_a_run(cl_data, tmp_path):
     a, b = plain.raw_model.state_dict(), tuned.raw_model.state_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a)
     assert "nme" in summary["incremental"] and 0 <= summary["incremental"]["nme"]["last"] <= 1
+
+
+def test_the_replay_share_is_the_recipes_for_the_method_and_0_mixes_the_memory_in(cl_data, tmp_path):
+    runs = {}
+    for name, kw in (("default", {}), ("mixed", {"replay_share": 0.0})):
+        runs[name] = IncrementalTrainer(config(cl_data, tmp_path / name, cl_method="bic", epochs_per_task=1, **kw))
+        runs[name].fit()
+    share = recipe.keyed("incremental_replay_share", "bic")
+    assert runs["default"].kept_per_batch == (round(share * runs["default"].task_batch) if share else None)
+    assert runs["mixed"].kept_per_batch is None and runs["mixed"].cfg.incremental.replay_share == 0
+    assert runs["mixed"].steps_per_epoch == runs["default"].steps_per_epoch
 
 
 def test_balanced_fine_tuning_scales_muons_rate_as_well_as_sgds(cl_data, tmp_path, monkeypatch):
