@@ -202,8 +202,6 @@ def test_the_first_task_weight_weighs_its_share_of_a_budget(cl_data, tmp_path):
 
 
 def test_class_incremental_defaults_are_the_recipe_s_unless_given(cl_data, tmp_path):
-    from fastvis.train import recipe
-
     default = IncrementalTrainer(config(cl_data, tmp_path / "default", first_task_weight=None))
     default.setup()  # not given: the recipe's values
     inc = default.cfg.incremental
@@ -313,7 +311,6 @@ def test_the_replay_share_is_the_recipes_for_the_method_and_0_mixes_the_memory_i
 
 def test_balanced_fine_tuning_scales_muons_rate_as_well_as_sgds(cl_data, tmp_path, monkeypatch):
     from fastvis.incremental import methods
-    from fastvis.train import recipe
 
     built = []
 
